@@ -1,0 +1,3 @@
+from siri.cli import main
+
+main()

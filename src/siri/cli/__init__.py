@@ -1,0 +1,23 @@
+"""The ``siri`` command line. Each command group lives in its own module; heavy imports stay inside commands."""
+
+from __future__ import annotations
+
+import typer
+
+from siri.cli import env as env_cli
+
+app = typer.Typer(
+    name="siri",
+    help=(
+        "SIRI: train long-horizon LLM agents with GiGPO, mine skills from the agent's own successes, "
+        "and internalize them so the deployed agent needs no skill bank."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(env_cli.app, name="env")
+
+
+def main() -> None:
+    app()

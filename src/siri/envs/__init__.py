@@ -1,0 +1,54 @@
+"""Environments behind one interface: ``siri.envs.make(name, **options)``.
+
+Each entry names a factory by import path so that importing ``siri.envs`` stays cheap and an
+optional engine (``alfworld``) is imported only when it is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from siri.envs.base import BatchEnv, Env, EnvError, EpisodeTracker, Observation, Step
+
+__all__ = ["ENVIRONMENTS", "BatchEnv", "Env", "EnvError", "EpisodeTracker", "Observation", "Step", "make"]
+
+# name -> ("module:factory", one-line description)
+ENVIRONMENTS: dict[str, tuple[str, str]] = {
+    "household": ("siri.envs.household:HouseholdEnv", "ALFWorld's household world, pure Python (built in)"),
+    "alfworld": ("siri.envs.alfworld_env:AlfworldEnv", "the real ALFWorld engine on game files (needs siri-rl[alfworld])"),
+    "shop": ("siri.envs.shop:ShopEnv", "WebShop's site as text over a shipped catalog (built in)"),
+}
+
+
+def _factory(name: str) -> Any:
+    if name not in ENVIRONMENTS:
+        raise EnvError(f"unknown environment {name!r}; choose one of: {', '.join(sorted(ENVIRONMENTS))}")
+    target = ENVIRONMENTS[name][0]
+    module_name, attr = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise EnvError(f"environment {name!r} could not be imported ({e}); {ENVIRONMENTS[name][1]}") from e
+    return getattr(module, attr)
+
+
+def make(name: str, **options: Any) -> Env:
+    """Build environment ``name``; unknown options are rejected with the list of valid ones."""
+    factory = _factory(name)
+    params = inspect.signature(factory).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if not accepts_any:
+        valid = [p for p in params if p != "self"]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise EnvError(
+                f"unknown option(s) {', '.join(unknown)} for environment {name!r}; valid options: {', '.join(valid)}"
+            )
+    return factory(**options)
+
+
+def make_batch(name: str, n: int, **options: Any) -> BatchEnv:
+    """``n`` independent copies of environment ``name`` stepped together."""
+    return BatchEnv([make(name, **options) for _ in range(n)])

@@ -1,0 +1,1 @@
+"""GRPO/GiGPO advantages, PPO-style losses, configs and the training loop."""

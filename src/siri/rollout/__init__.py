@@ -1,0 +1,1 @@
+"""Prompts, action parsing, generation backends and the multi-turn rollout collector."""

@@ -1,0 +1,1 @@
+"""SIRI's skills: the bank, miners, paired validation and internalization."""
