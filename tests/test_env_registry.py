@@ -4,7 +4,7 @@ from siri.envs import ENVIRONMENTS, EnvError, make
 
 
 def test_unknown_env_names_the_choices():
-    with pytest.raises(EnvError, match="unknown environment 'nope'.*household"):
+    with pytest.raises(EnvError, match=r"unknown environment 'nope'.*household"):
         make("nope")
 
 
