@@ -1,0 +1,270 @@
+"""Rendering, the mining prompt, skill parsing and the deterministic trace miner."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from siri.rollout.types import StepRecord, Trajectory
+from siri.skills.mining import (
+    MINING_TEMPLATE_WORDS,
+    household_event,
+    mining_messages,
+    mining_words,
+    parse_skills,
+    render_trajectory,
+    shop_events,
+    trace_skills,
+)
+
+
+def make_traj(
+    actions: list[str],
+    task: str,
+    task_type: str,
+    won: bool = True,
+    traj: int = 0,
+    invalid: tuple[int, ...] = (),
+    observations: list[str] | None = None,
+) -> Trajectory:
+    steps = [
+        StepRecord(
+            group=0,
+            traj=traj,
+            t=t,
+            seed=0,
+            task_type=task_type,
+            prompt_ids=[],
+            response_ids=[],
+            old_logprobs=[],
+            action_mask=[],
+            action=a,
+            valid=t not in invalid,
+            reward=0.0,
+            done=t == len(actions) - 1,
+            won=won and t == len(actions) - 1,
+            anchor=t,
+            observation_text=(observations or [""] * len(actions))[t],
+        )
+        for t, a in enumerate(actions)
+    ]
+    return Trajectory(
+        group=0, traj=traj, seed=0, task=task, task_type=task_type, steps=steps, won=won, score=float(won)
+    )
+
+
+HEAT_APPLE = [
+    "go to countertop 1",
+    "take apple 1 from countertop 1",
+    "go to microwave 1",
+    "heat apple 1 with microwave 1",
+    "go to fridge 1",
+    "open fridge 1",
+    "move apple 1 to fridge 1",
+]
+HEAT_EGG = [
+    "go to cabinet 2",
+    "open cabinet 2",
+    "take egg 2 from cabinet 2",
+    "go to microwave 1",
+    "heat egg 2 with microwave 1",
+    "go to countertop 3",
+    "move egg 2 to countertop 3",
+]
+
+
+def test_render_drops_invalid_steps_and_keeps_instance_numbers() -> None:
+    traj = make_traj(
+        ["go to countertop 1", "jump", "take apple 1 from countertop 1"],
+        "put a hot apple in fridge.",
+        "pick_heat_then_place",
+        invalid=(1,),
+    )
+    text = render_trajectory(traj, traj.task)
+    assert text == "task: put a hot apple in fridge.\n> go to countertop 1\n> take apple 1 from countertop 1"
+
+
+def test_render_truncates_long_episodes_keeping_the_end() -> None:
+    actions = [f"go to drawer {i}" for i in range(1, 41)]
+    text = render_trajectory(make_traj(actions, "t", "x"), "t", max_steps=9)
+    lines = text.splitlines()
+    assert lines[0] == "task: t"
+    assert lines[1:4] == ["> go to drawer 1", "> go to drawer 2", "> go to drawer 3"]
+    assert lines[4] == "> ..."
+    assert lines[5:] == [f"> go to drawer {i}" for i in range(35, 41)]
+
+
+def test_render_with_observations() -> None:
+    traj = make_traj(
+        ["go to desk 1", "take pen 1 from desk 1"],
+        "t",
+        "x",
+        observations=["You are in the middle of a room.", "On the desk 1, you see a pen 1.", ""],
+    )
+    text = render_trajectory(traj, "t", obs_words=4)
+    assert text == "task: t\n> go to desk 1\nOn the desk 1,\n> take pen 1 from desk 1"
+
+
+def test_mining_messages_shape() -> None:
+    msgs = mining_messages("pick_heat_then_place", ["task: a\n> go to x 1", "task: b"], max_skills=3)
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert "WHEN <condition> THEN <strategy>" in msgs[0]["content"]
+    user = msgs[1]["content"]
+    assert user.startswith(
+        "task type: pick heat then place\n\nepisode 1:\ntask: a\n> go to x 1\n\nepisode 2:\ntask: b"
+    )
+    assert "up to 3 skills" in user
+
+
+def test_parse_skills_normalizes_and_filters() -> None:
+    text = (
+        "Here are the skills:\n"
+        "1. WHEN   the fridge is closed THEN open it\n"
+        "- when you need an apple then look on the countertop\n"
+        "WHEN nothing THEN\n"
+        "WHEN a THEN b WHEN c THEN d\n"
+        "when the fridge is closed then open it\n"
+        "THEN without when\n"
+    )
+    assert parse_skills(text, max_skills=10) == [
+        "WHEN the fridge is closed THEN open it",
+        "WHEN you need an apple THEN look on the countertop",
+        "WHEN a THEN b",
+        "WHEN c THEN d",
+    ]
+    assert parse_skills(text, max_skills=1) == ["WHEN the fridge is closed THEN open it"]
+    assert parse_skills(text, max_skills=0) == []
+    assert parse_skills("WHEN " + "x " * 100 + "THEN y", max_skills=3) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.integers(min_value=-2, max_value=8))
+def test_parse_skills_never_crashes(text: str, k: int) -> None:
+    skills = parse_skills(text, max_skills=k)
+    assert len(skills) <= max(k, 0)
+    for s in skills:
+        assert s.startswith("WHEN ") and " THEN " in s and s == " ".join(s.split())
+
+
+def test_household_event_parsing() -> None:
+    assert household_event("take apple 1 from countertop 12").obj == "apple"
+    e = household_event("heat egg 2 with microwave 1")
+    assert (e.kind, e.obj, e.place) == ("heat", "egg", "microwave")
+    assert household_event("move  soapbar 1 to toilet 1").place == "toilet"
+    assert household_event("click[buy now]") is None
+
+
+def test_trace_skills_heat_plan_merges_episodes() -> None:
+    trajs = [
+        make_traj(HEAT_APPLE, "put a hot apple in fridge.", "pick_heat_then_place", traj=0),
+        make_traj(HEAT_EGG, "put a hot egg in countertop.", "pick_heat_then_place", traj=1),
+        make_traj(HEAT_EGG, "put a hot egg in countertop.", "pick_heat_then_place", won=False, traj=2),
+    ]
+    skills = trace_skills("pick_heat_then_place", trajs)
+    assert skills[0] == (
+        "WHEN the task is to heat a apple or a egg and put it in the countertop or the fridge "
+        "THEN find and take the apple or the egg, then go to the microwave and heat it, "
+        "then go to the countertop or the fridge and move it there"
+    )
+    assert "WHEN you need a apple THEN go to the countertop first" in skills
+    assert "WHEN you need a egg THEN go to the cabinet first" in skills
+    assert (
+        "WHEN the cabinet or the fridge is closed THEN open it before you take from it or put in it" in skills
+    )
+    assert trace_skills("pick_heat_then_place", trajs, max_skills=1) == skills[:1]
+    assert trace_skills("pick_cool_then_place", trajs) == []
+
+
+def test_trace_skills_many_objects_become_role_words_and_two_object_tasks() -> None:
+    objs = ["apple", "egg", "potato", "tomato"]
+    trajs = [
+        make_traj(
+            [f"take {o} 1 from countertop 1", f"move {o} 1 to fridge 1"],
+            f"put a {o} in fridge.",
+            "pick_and_place",
+            traj=i,
+        )
+        for i, o in enumerate(objs)
+    ]
+    assert trace_skills("pick_and_place", trajs)[0] == (
+        "WHEN the task is to put a object in the fridge THEN find and take the object, "
+        "then go to the fridge and move it there"
+    )
+    two = make_traj(
+        ["take cd 1 from desk 1", "move cd 1 to safe 1", "take cd 2 from shelf 1", "move cd 2 to safe 1"],
+        "put two cd in safe.",
+        "pick_two_obj_and_place",
+    )
+    assert trace_skills("pick_two_obj_and_place", [two])[0].startswith(
+        "WHEN the task is to put two cd in the safe THEN"
+    )
+    lamp = make_traj(
+        ["take book 1 from bed 1", "go to desklamp 1", "use desklamp 1"],
+        "look at book under the desklamp.",
+        "look_at_obj_in_light",
+    )
+    assert trace_skills("look_at_obj_in_light", [lamp])[0] == (
+        "WHEN the task is to look at a book under the desklamp THEN find and take the book, "
+        "then go to the desklamp and use it"
+    )
+
+
+def test_shop_events_and_trace() -> None:
+    actions = [
+        "search[red cotton shirt]",
+        "click[next >]",
+        "click[b09abc1234]",
+        "click[description]",
+        "click[< prev]",
+        "click[red]",
+        "click[large]",
+        "click[buy now]",
+    ]
+    assert shop_events(actions) == ["search", "page", "item", "details", "back", "option", "option", "buy"]
+    skills = trace_skills("shirt", [make_traj(actions, "i want a red cotton shirt", "shirt")])
+    assert skills[0] == (
+        "WHEN the task is to buy a shirt THEN search with the key words of the instruction, then click a item "
+        "that matches, then click the options the instruction asks for, then click buy now"
+    )
+    assert "WHEN the results do not match THEN click next > for the next page" in skills
+    assert shop_events(["go to desk 1"]) is None
+
+
+def test_trace_skills_generic_fallback() -> None:
+    traj = make_traj(["unlock door 1 with key 2", "unlock door 1 with key 2", "east"], "escape", "tw_escape")
+    assert trace_skills("tw_escape", [traj]) == [
+        "WHEN the task type is tw escape THEN unlock door with key, then east"
+    ]
+
+
+def test_trace_words_come_from_env_text_or_template() -> None:
+    """The tiny model's word-level vocabulary is env text + MINING_VOCAB_TEXT: trace skills must fit it."""
+    cases = [
+        (
+            "pick_heat_then_place",
+            [
+                make_traj(HEAT_APPLE, "put a hot apple in fridge.", "pick_heat_then_place"),
+                make_traj(HEAT_EGG, "put a hot egg in countertop.", "pick_heat_then_place"),
+            ],
+        ),
+        (
+            "shirt",
+            [
+                make_traj(
+                    ["search[red shirt]", "click[b01]", "click[red]", "click[buy now]"], "red shirt", "shirt"
+                )
+            ],
+        ),
+    ]
+    for task_type, trajs in cases:
+        env_words = set(mining_words(task_type.replace("_", " ")))
+        for t in trajs:
+            env_words |= set(mining_words(t.task))
+            for s in t.steps:
+                env_words |= set(mining_words(s.action))
+        for skill in trace_skills(task_type, trajs):
+            unknown = set(mining_words(skill)) - env_words - MINING_TEMPLATE_WORDS
+            assert not unknown, (skill, unknown)
+        msgs = mining_messages(task_type, [render_trajectory(t, t.task) for t in trajs], 3)
+        for m in msgs:
+            assert not set(mining_words(m["content"])) - env_words - MINING_TEMPLATE_WORDS
