@@ -42,7 +42,7 @@ _TRACE_TEMPLATE_TEXT = (
     "WHEN THEN the task is to a an and or it in on there then first find take go heat cool clean slice "
     "use examine look at under put two move object receptacle you need open before from closed "
     "type search with key words of instruction click item that matches options asks for buy now "
-    "next page results do not match each option has , ."
+    "next page results do not match each option has - , ."
 )
 
 MINING_VOCAB_TEXT = "\n".join(

@@ -1,0 +1,369 @@
+"""The skill bank: every mined skill with its provenance, lifecycle status and paired-utility statistics.
+
+It lives as one JSON file in the run directory (``skill_bank.json``), written atomically after each
+change the caller saves, and validated field by field on load: a corrupt, foreign or future file is a
+``SkillBankError`` naming the file and the problem, never silently replaced (a run that resumes from a
+broken bank must stop, not forget its skills).
+
+Lifecycle: ``add_candidates`` (near-duplicates of any known skill, retired ones included, are dropped
+so a rejected skill is not re-validated forever) -> ``record_paired`` per evaluation ->
+``update_status`` (promote / retire, see ``siri.skills.validation``; then the cap on active skills
+per task type keeps the highest lower confidence bounds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rapidfuzz import fuzz, utils
+
+from siri.skills.validation import (
+    ACTIVE,
+    CANDIDATE,
+    RETIRED,
+    STATUSES,
+    UtilityStats,
+    decide,
+    paired_difference,
+)
+from siri.utils.io import atomic_write_json
+
+SCHEMA = "siri.skillbank"
+VERSION = 1
+BANK_FILENAME = "skill_bank.json"
+GENERAL = "general"
+
+
+class SkillBankError(Exception):
+    """A skill bank file that cannot be used, or a misuse of the bank; the message says what and where."""
+
+
+@dataclass
+class Skill:
+    """One skill and everything known about it.
+
+    Attributes:
+        id: stable id ("s1", "s2", ...), what ``StepRecord.skill_ids`` refers to.
+        text: the skill line, "WHEN <condition> THEN <strategy>".
+        task_type: the task family it is for, or "general" (shown for every task type).
+        sources: ids of the trajectories it was mined from.
+        iteration: training iteration at which it was mined.
+        miner: which miner wrote it ("self", "external", "trace", ...).
+        status: "candidate" (under validation), "active" (shown in skill rollouts), or "retired".
+        utility: paired-evaluation statistics (n, mean, m2, last_update).
+        evals: every paired evaluation as [iteration, difference], the raw data behind ``utility``.
+        promoted_at: iteration it became active (None: never).
+        retired_at: iteration it was retired (None: not retired).
+        reason: why the latest status change happened.
+    """
+
+    id: str
+    text: str
+    task_type: str
+    sources: list[int] = field(default_factory=list)
+    iteration: int = 0
+    miner: str = ""
+    status: str = CANDIDATE
+    utility: UtilityStats = field(default_factory=UtilityStats)
+    evals: list[tuple[int, float]] = field(default_factory=list)
+    promoted_at: int | None = None
+    retired_at: int | None = None
+    reason: str = ""
+
+    def bounds(self, z: float = 1.645) -> tuple[float, float]:
+        return self.utility.bounds(z)
+
+
+def _rank_key(skill: Skill, z: float = 1.645) -> tuple[float, float, int]:
+    """Best first: higher lower bound, then higher mean, then older id (stable)."""
+    lcb, _ = skill.bounds(z)
+    return (-lcb if math.isfinite(lcb) else math.inf, -skill.utility.mean, int(skill.id[1:]))
+
+
+class SkillBank:
+    """All skills of a run. ``SkillBank.open(run_dir)`` loads the bank of a run, or starts an empty one.
+
+    Args:
+        path: the JSON file; ``None`` keeps the bank in memory (``save`` then needs a path).
+        dedupe_threshold: rapidfuzz ``token_set_ratio`` (0-100, case and punctuation ignored) at or
+            above which a new skill counts as a near-duplicate of a known one of the same task type.
+        max_active: cap on active skills per task type ("general" counts as its own type).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, dedupe_threshold: float = 95.0, max_active: int = 8
+    ) -> None:
+        if not 0 <= dedupe_threshold <= 100:
+            raise SkillBankError(f"dedupe_threshold must be in [0, 100], got {dedupe_threshold}")
+        if max_active < 1:
+            raise SkillBankError(f"max_active must be >= 1, got {max_active}")
+        self.path = Path(path) if path is not None else None
+        self.dedupe_threshold = dedupe_threshold
+        self.max_active = max_active
+        self._skills: dict[str, Skill] = {}
+        self._next_id = 1
+
+    # --- persistence -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike[str], **options: Any) -> SkillBank:
+        """The bank of ``run_dir`` (``run_dir/skill_bank.json``): loaded if present, else empty."""
+        path = Path(run_dir) / BANK_FILENAME
+        return cls.load(path, **options) if path.exists() else cls(path, **options)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **options: Any) -> SkillBank:
+        """Load and validate a bank file; any problem is a ``SkillBankError`` naming the file."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise SkillBankError(f"{path}: no skill bank file here") from e
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SkillBankError(f"{path}: not a readable JSON skill bank ({e}); fix or move the file") from e
+        bank = cls(path, **options)
+        bank._next_id, skills = _parse_bank(raw, str(path))
+        bank._skills = {s.id: s for s in skills}
+        return bank
+
+    def to_json(self) -> dict[str, Any]:
+        skills = []
+        for s in self._skills.values():
+            d = asdict(s)
+            d["evals"] = [list(e) for e in s.evals]
+            skills.append(d)
+        return {"schema": SCHEMA, "version": VERSION, "next_id": self._next_id, "skills": skills}
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the bank atomically (to ``path``, else to the bank's own path) and return the path."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise SkillBankError("this bank has no file; pass save(path) or create it with a path")
+        atomic_write_json(target, self.to_json())
+        return target
+
+    # --- access ------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._skills)
+
+    def __iter__(self) -> Iterator[Skill]:
+        return iter(self._skills.values())
+
+    def __contains__(self, skill_id: object) -> bool:
+        return skill_id in self._skills
+
+    def get(self, skill_id: str) -> Skill:
+        try:
+            return self._skills[skill_id]
+        except KeyError:
+            raise SkillBankError(f"unknown skill id {skill_id!r}; the bank has {len(self)} skills") from None
+
+    def skills(self, status: str | None = None, task_type: str | None = None) -> list[Skill]:
+        """Skills in id order, optionally of one status and for one task type (plus "general")."""
+        if status is not None and status not in STATUSES:
+            raise SkillBankError(f"unknown status {status!r}; expected one of {STATUSES}")
+        return [
+            s
+            for s in self._skills.values()
+            if (status is None or s.status == status)
+            and (task_type is None or s.task_type in (task_type, GENERAL))
+        ]
+
+    def utility(self, skill_id: str) -> float:
+        """The current utility estimate U (mean paired difference; 0 before any evaluation)."""
+        return self.get(skill_id).utility.mean
+
+    def select(self, task_type: str, top_k: int | None = None) -> list[Skill]:
+        """Active skills for ``task_type`` (its own and "general"), best first, at most ``top_k``."""
+        if top_k is not None and top_k < 0:
+            raise SkillBankError(f"top_k must be >= 0 or None, got {top_k}")
+        ranked = sorted(self.skills(ACTIVE, task_type), key=_rank_key)
+        return ranked if top_k is None else ranked[:top_k]
+
+    def render_block(self, task_type: str, top_k: int | None = None) -> str:
+        """The skills block of a prompt: one "- <skill>" line per selected skill ("" if none)."""
+        return format_skill_block([s.text for s in self.select(task_type, top_k)])
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def is_duplicate(self, text: str, task_type: str) -> Skill | None:
+        """The known skill of the same task type that ``text`` nearly duplicates, if any."""
+        for s in self._skills.values():
+            if s.task_type != task_type:
+                continue
+            score = fuzz.token_set_ratio(text, s.text, processor=utils.default_process)
+            if score >= self.dedupe_threshold:
+                return s
+        return None
+
+    def add_candidates(
+        self,
+        texts: Iterable[str],
+        task_type: str,
+        iteration: int,
+        miner: str,
+        sources: Sequence[int] = (),
+    ) -> list[Skill]:
+        """Add new skills as candidates; returns the ones added (near-duplicates are skipped)."""
+        if not task_type:
+            raise SkillBankError("task_type must be a task family name or 'general'")
+        added = []
+        for text in texts:
+            text = " ".join(str(text).split())
+            if not text or self.is_duplicate(text, task_type) is not None:
+                continue
+            skill = Skill(
+                id=f"s{self._next_id}",
+                text=text,
+                task_type=task_type,
+                sources=[int(x) for x in sources],
+                iteration=iteration,
+                miner=miner,
+            )
+            self._next_id += 1
+            self._skills[skill.id] = skill
+            added.append(skill)
+        return added
+
+    def record_paired(
+        self, skill_id: str, with_returns: Sequence[float], without_returns: Sequence[float], iteration: int
+    ) -> float:
+        """Add one paired evaluation (one group) of a skill; returns its difference.
+
+        Evaluations of retired skills are still recorded (their statistics stay honest) but never
+        revive them: retirement is final.
+        """
+        skill = self.get(skill_id)
+        diff = paired_difference([float(x) for x in with_returns], [float(x) for x in without_returns])
+        skill.utility.add(diff, iteration)
+        skill.evals.append((iteration, diff))
+        return diff
+
+    def update_status(
+        self,
+        iteration: int,
+        *,
+        promote_lcb: float = 0.0,
+        retire_ucb: float = 0.0,
+        min_evals: int = 4,
+        max_evals: int = 16,
+        z: float = 1.645,
+        gate: bool = True,
+    ) -> list[tuple[str, str, str, str]]:
+        """Promote and retire by the paired utility, then enforce the cap on active skills.
+
+        Returns the changes as (skill id, old status, new status, reason). With ``gate=False`` every
+        candidate becomes active (the ablation) and the cap ranks by the same key, so it still holds.
+        """
+        changes: list[tuple[str, str, str, str]] = []
+        for s in self._skills.values():
+            new, reason = decide(
+                s.status, s.utility, promote_lcb=promote_lcb, retire_ucb=retire_ucb,
+                min_evals=min_evals, max_evals=max_evals, z=z, gate=gate,
+            )  # fmt: skip
+            if new != s.status:
+                changes.append((s.id, s.status, new, reason))
+                self._set_status(s, new, iteration, reason)
+        by_type: dict[str, list[Skill]] = {}
+        for s in self._skills.values():
+            if s.status == ACTIVE:
+                by_type.setdefault(s.task_type, []).append(s)
+        for task_type, active in sorted(by_type.items()):
+            for s in sorted(active, key=lambda s: _rank_key(s, z))[self.max_active :]:
+                reason = f"over the cap of {self.max_active} active skills for {task_type}"
+                changes.append((s.id, ACTIVE, RETIRED, reason))
+                self._set_status(s, RETIRED, iteration, reason)
+        return changes
+
+    def _set_status(self, skill: Skill, status: str, iteration: int, reason: str) -> None:
+        skill.status = status
+        skill.reason = reason
+        if status == ACTIVE:
+            skill.promoted_at = iteration
+        elif status == RETIRED:
+            skill.retired_at = iteration
+
+
+def format_skill_block(texts: Sequence[str]) -> str:
+    """One "- <skill>" line per skill: what a skills block of a prompt holds."""
+    return "\n".join(f"- {t}" for t in texts)
+
+
+# --- validation of a loaded file -------------------------------------------------------------------
+
+_SKILL_FIELDS = {
+    "id": str, "text": str, "task_type": str, "sources": list, "iteration": int, "miner": str,
+    "status": str, "utility": dict, "evals": list, "promoted_at": (int, type(None)),
+    "retired_at": (int, type(None)), "reason": str,
+}  # fmt: skip
+_UTILITY_FIELDS = {"n": int, "mean": (int, float), "m2": (int, float), "last_update": int}
+
+
+def _check_fields(obj: Any, spec: dict[str, Any], where: str) -> None:
+    if not isinstance(obj, dict):
+        raise SkillBankError(f"{where}: expected an object, got {type(obj).__name__}")
+    missing = sorted(set(spec) - set(obj))
+    unknown = sorted(set(obj) - set(spec))
+    if missing or unknown:
+        raise SkillBankError(f"{where}: missing fields {missing}, unknown fields {unknown}")
+    for name, kind in spec.items():
+        value = obj[name]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise SkillBankError(f"{where}.{name}: wrong type {type(value).__name__}")
+
+
+def _parse_bank(raw: Any, file: str) -> tuple[int, list[Skill]]:
+    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
+        found = raw.get("schema") if isinstance(raw, dict) else type(raw).__name__
+        raise SkillBankError(f"{file}: not a SIRI skill bank (schema {found!r}, expected {SCHEMA!r})")
+    if raw.get("version") != VERSION:
+        raise SkillBankError(
+            f"{file}: skill bank version {raw.get('version')!r}, this SIRI reads version {VERSION}; "
+            "use the SIRI version that wrote it"
+        )
+    _check_fields(raw, {"schema": str, "version": int, "next_id": int, "skills": list}, file)
+    skills: list[Skill] = []
+    max_id = 0
+    for i, d in enumerate(raw["skills"]):
+        where = f"{file}: skills[{i}]"
+        _check_fields(d, _SKILL_FIELDS, where)
+        _check_fields(d["utility"], _UTILITY_FIELDS, where + ".utility")
+        sid = d["id"]
+        if not (sid.startswith("s") and sid[1:].isdigit()) or any(s.id == sid for s in skills):
+            raise SkillBankError(f"{where}.id: {sid!r} is malformed or repeated (ids are s1, s2, ...)")
+        if d["status"] not in STATUSES:
+            raise SkillBankError(f"{where}.status: {d['status']!r} is not one of {STATUSES}")
+        if not d["text"].strip() or not d["task_type"]:
+            raise SkillBankError(f"{where}: empty text or task_type")
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in d["sources"]):
+            raise SkillBankError(f"{where}.sources: expected a list of trajectory ids (ints)")
+        evals = []
+        for e in d["evals"]:
+            if not (isinstance(e, list) and len(e) == 2 and isinstance(e[0], int)
+                    and isinstance(e[1], (int, float)) and math.isfinite(e[1])):  # fmt: skip
+                raise SkillBankError(f"{where}.evals: expected [iteration, difference] pairs, got {e!r}")
+            evals.append((e[0], float(e[1])))
+        u = d["utility"]
+        recomputed = UtilityStats()
+        for it, diff in evals:
+            recomputed.add(diff, it)
+        if (
+            u["n"] != recomputed.n
+            or not math.isclose(u["mean"], recomputed.mean, abs_tol=1e-9)
+            or not (math.isclose(u["m2"], recomputed.m2, rel_tol=1e-6, abs_tol=1e-9))
+        ):
+            raise SkillBankError(f"{where}.utility: n/mean/m2 disagree with the {len(evals)} recorded evals")
+        utility = UtilityStats(u["n"], float(u["mean"]), float(u["m2"]), u["last_update"])
+        fields = {k: d[k] for k in _SKILL_FIELDS if k not in ("utility", "evals")}
+        skills.append(Skill(**fields, utility=utility, evals=evals))
+        max_id = max(max_id, int(sid[1:]))
+    if raw["next_id"] <= max_id:
+        raise SkillBankError(f"{file}: next_id {raw['next_id']} must exceed the largest skill id s{max_id}")
+    return raw["next_id"], skills

@@ -1,0 +1,159 @@
+"""The skill bank: dedupe, lifecycle, the cap, the prompt block, and file validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from siri.skills.bank import BANK_FILENAME, SkillBank, SkillBankError
+
+HEAT = "WHEN the task is to heat a apple THEN go to the microwave and heat it"
+OPEN = "WHEN the fridge is closed THEN open it"
+NEED_EGG = "WHEN you need a egg THEN go to the cabinet first"
+NEED_APPLE = "WHEN you need a apple THEN go to the countertop first"
+
+
+def test_add_candidates_dedupes_near_duplicates() -> None:
+    bank = SkillBank()
+    added = bank.add_candidates([HEAT, OPEN, "when the fridge is closed, then open it.", NEED_EGG, NEED_APPLE],
+                                "heat", iteration=3, miner="trace", sources=[4, 5])  # fmt: skip
+    assert [s.id for s in added] == ["s1", "s2", "s3", "s4"]
+    assert [s.text for s in added] == [HEAT, OPEN, NEED_EGG, NEED_APPLE]
+    s = bank.get("s1")
+    assert (s.status, s.task_type, s.sources, s.iteration, s.miner) == (
+        "candidate",
+        "heat",
+        [4, 5],
+        3,
+        "trace",
+    )
+    # the same text for another task type is a different skill; a retired skill still blocks its duplicate
+    assert [s.id for s in bank.add_candidates([OPEN], "cool", 4, "self")] == ["s5"]
+    bank.get("s2").status = "retired"
+    assert bank.add_candidates(["WHEN  the fridge is closed THEN open it"], "heat", 5, "self") == []
+    with pytest.raises(SkillBankError, match="unknown skill id 's99'"):
+        bank.get("s99")
+
+
+def _record(bank: SkillBank, skill_id: str, diffs: list[float], iteration: int) -> None:
+    for d in diffs:  # one group per difference: with-arm mean d, plain-arm mean 0
+        bank.record_paired(skill_id, [d, d], [0.0, 0.0], iteration)
+
+
+def test_lifecycle_promote_retire_inconclusive_and_cap(tmp_path: Path) -> None:
+    bank = SkillBank(tmp_path / BANK_FILENAME, max_active=2)
+    bank.add_candidates([HEAT, OPEN, NEED_EGG, NEED_APPLE], "heat", 0, "self")
+    bank.add_candidates(["WHEN stuck THEN look"], "general", 0, "self")
+    _record(bank, "s1", [0.5, 0.25, 0.75, 0.5], 1)  # LCB 0.332 > 0 -> active
+    _record(bank, "s2", [-0.5, 0.0, -0.25, -0.25], 1)  # UCB < 0 -> retired
+    _record(bank, "s3", [1.0, -1.0, 1.0], 1)  # 3 < min_evals -> stays candidate
+    _record(bank, "s5", [0.2, 0.2, 0.3, 0.1], 1)  # general, active
+    changes = bank.update_status(2)
+    assert [(c[0], c[1], c[2]) for c in changes] == [
+        ("s1", "candidate", "active"), ("s2", "candidate", "retired"), ("s5", "candidate", "active"),
+    ]  # fmt: skip
+    assert bank.get("s1").promoted_at == 2 and bank.get("s2").retired_at == 2
+    assert "UCB <= 0" in bank.get("s2").reason and "over 4 evaluations" in bank.get("s2").reason
+    _record(bank, "s3", [1.0], 3)  # 4 evals, noisy: still undecided
+    assert bank.update_status(3) == []
+    _record(bank, "s3", [-1.0, 1.0] * 6, 4)  # 16 evals without significance
+    assert bank.update_status(4)[0][:3] == ("s3", "candidate", "retired")
+    assert bank.get("s3").reason.startswith("no significant benefit")
+    # the cap: a third active "heat" skill (s4, better than s1) pushes the worst one (s1) out
+    _record(bank, "s4", [1.0, 0.9, 1.0, 1.1], 5)
+    bank.add_candidates(["WHEN the microwave is closed THEN open it first"], "heat", 5, "self")  # s6
+    _record(bank, "s6", [0.9, 0.9, 1.0, 1.0], 5)
+    changes = bank.update_status(6)
+    assert [(c[0], c[2]) for c in changes] == [("s4", "active"), ("s6", "active"), ("s1", "retired")]
+    assert changes[-1][3] == "over the cap of 2 active skills for heat"
+    assert [s.id for s in bank.skills("active")] == ["s4", "s5", "s6"]
+    assert len(bank.skills("retired")) == 3 and bank.skills("candidate") == []
+    assert bank.utility("s4") == pytest.approx(1.0)
+    # a saved bank reloads identically
+    bank.save()
+    again = SkillBank.open(tmp_path)
+    assert again.to_json() == bank.to_json() and len(again) == 6
+    assert json.loads((tmp_path / BANK_FILENAME).read_text())["schema"] == "siri.skillbank"
+    # ids continue after reload
+    assert again.add_candidates(["WHEN the sink is dirty THEN clean it"], "clean", 7, "self")[0].id == "s7"
+
+
+def test_gate_off_activates_all_candidates_under_the_cap() -> None:
+    bank = SkillBank(max_active=2)
+    bank.add_candidates([HEAT, OPEN, NEED_EGG], "heat", 0, "trace")
+    changes = bank.update_status(1, gate=False)
+    assert [(c[0], c[2]) for c in changes] == [
+        ("s1", "active"),
+        ("s2", "active"),
+        ("s3", "active"),
+        ("s3", "retired"),
+    ]
+
+
+def test_render_block_selects_task_type_and_general_by_utility() -> None:
+    bank = SkillBank()
+    bank.add_candidates([HEAT, OPEN, NEED_EGG], "heat", 0, "self")
+    bank.add_candidates(["WHEN stuck THEN look"], "general", 0, "self")
+    bank.add_candidates(["WHEN the task is to cool THEN use the fridge"], "cool", 0, "self")
+    for sid, d in [("s1", 0.2), ("s2", 0.6), ("s4", 0.4), ("s5", 0.9)]:
+        _record(bank, sid, [d, d + 0.1, d - 0.1, d], 0)
+    bank.update_status(1)
+    assert bank.render_block("heat") == f"- {OPEN}\n- WHEN stuck THEN look\n- {HEAT}"
+    assert bank.render_block("heat", top_k=1) == f"- {OPEN}"
+    assert (
+        bank.render_block("cool") == "- WHEN the task is to cool THEN use the fridge\n- WHEN stuck THEN look"
+    )
+    assert bank.render_block("clean", top_k=0) == ""
+    assert [s.id for s in bank.select("clean")] == ["s4"]  # s3 (NEED_EGG) is still a candidate
+
+
+def _write(path: Path, obj: object) -> Path:
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return path
+
+
+def _valid_file(tmp_path: Path) -> dict:
+    bank = SkillBank(tmp_path / BANK_FILENAME)
+    bank.add_candidates([HEAT, OPEN], "heat", 0, "self", sources=[1])
+    _record(bank, "s1", [0.5, 0.25], 1)
+    bank.save()
+    return json.loads((tmp_path / BANK_FILENAME).read_text())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: "{not json", "not a readable JSON skill bank"),
+        (lambda d: [1, 2], "not a SIRI skill bank"),
+        (lambda d: {**d, "schema": "other.thing"}, "schema 'other.thing'"),
+        (lambda d: {**d, "version": 2}, "version 2, this SIRI reads version 1"),
+        (lambda d: {**d, "extra": 1}, "unknown fields \\['extra'\\]"),
+        (lambda d: {**d, "next_id": 2}, "next_id 2 must exceed"),
+        (lambda d: {**d, "skills": [{**d["skills"][0], "status": "great"}]}, "skills\\[0\\].status"),
+        (lambda d: {**d, "skills": [{k: v for k, v in d["skills"][0].items() if k != "text"}]}, "missing fields \\['text'\\]"),
+        (lambda d: {**d, "skills": [d["skills"][0], d["skills"][0]]}, "skills\\[1\\].id: 's1' is malformed or repeated"),
+        (lambda d: {**d, "skills": [{**d["skills"][0], "iteration": "3"}]}, "skills\\[0\\].iteration: wrong type"),
+        (lambda d: {**d, "skills": [{**d["skills"][0], "evals": [[1, 0.5]]}]}, "disagree with the 1 recorded evals"),
+        (lambda d: {**d, "skills": [{**d["skills"][0], "evals": [[1, "x"], [1, 0.25]]}]}, "skills\\[0\\].evals"),
+    ],
+)  # fmt: skip
+def test_bad_files_are_errors_naming_the_file(tmp_path: Path, mutate, message: str) -> None:
+    good = _valid_file(tmp_path)
+    path = _write(tmp_path / BANK_FILENAME, mutate(good))
+    before = path.read_bytes()
+    with pytest.raises(SkillBankError, match=message) as err:
+        SkillBank.open(tmp_path)
+    assert str(path) in str(err.value)
+    assert path.read_bytes() == before  # never silently replaced
+
+
+def test_missing_file_and_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(SkillBankError, match="no skill bank file"):
+        SkillBank.load(tmp_path / "nope.json")
+    assert len(SkillBank.open(tmp_path)) == 0
+    with pytest.raises(SkillBankError, match="dedupe_threshold"):
+        SkillBank(dedupe_threshold=120)
+    with pytest.raises(SkillBankError, match="no file"):
+        SkillBank().save()
