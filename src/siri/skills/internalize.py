@@ -1,0 +1,141 @@
+"""Internalization: distil beneficial skill-guided actions into the plain-prompt policy.
+
+A skill-augmented rollout step chose its response while the prompt showed skills. We re-score those
+response tokens under the *plain* prompt (skills block removed) and raise their log-probability,
+weighted per step by
+
+    w = 1[skill used] * 1[U(skill) > 0] * clip(A, 0, c)            (mode "advantage", the default)
+
+where U is the paired utility of the skill(s) shown and A the step's GiGPO advantage (computed with
+plain and skill rollouts in the same group). Ablations: mode "utility" drops the advantage factor
+(w = 1[used] * 1[U > 0]); mode "uniform" keeps every used-skill step (w = 1[used]).
+
+    L_int = - sum_{b,t} w_b * rho_bt * logp_bt * mask_bt / normalizer
+
+``rho`` is an optional per-token importance correction pi_theta(token | plain) / pi_old(token | skill
+prompt), clipped to [0, rho_max] and detached: the tokens were sampled under the skill prompt, and
+the correction damps tokens the plain policy already finds far likelier (rho <= rho_max) and keeps
+tokens it finds unlikely from dominating. The default normalizer ("weighted_tokens") is the number of
+masked tokens in steps with w > 0, so L_int is a weighted mean log-likelihood per internalized token,
+independent of how many skill steps happened to carry zero weight; "tokens" divides by every masked
+token of the batch; a number divides by that constant (use the global token count when one batch is
+split into micro-batches, so that the gradients add up to the full-batch gradient).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+
+WEIGHT_MODES = ("advantage", "utility", "uniform")
+
+
+def skill_utility(skill_ids: Sequence[str], utilities: Mapping[str, float]) -> float:
+    """Utility of a step's skills: the mean U of the skills shown (0.0 for a plain step)."""
+    if not skill_ids:
+        return 0.0
+    missing = [s for s in skill_ids if s not in utilities]
+    if missing:
+        raise KeyError(
+            f"no utility for skills {missing}; pass every shown skill's utility (SkillBank.utility)"
+        )
+    return sum(utilities[s] for s in skill_ids) / len(skill_ids)
+
+
+def internalization_weights(
+    used: torch.Tensor,
+    utility: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_c: float = 1.0,
+    mode: str = "advantage",
+) -> torch.Tensor:
+    """Per-step weights w (shape [B]) from per-step ``used`` (bool), skill ``utility`` and ``advantages``."""
+    if mode not in WEIGHT_MODES:
+        raise ValueError(f"unknown weighting mode {mode!r}; expected one of {WEIGHT_MODES}")
+    if clip_c <= 0:
+        raise ValueError(f"clip_c must be > 0, got {clip_c}")
+    if not (used.shape == utility.shape == advantages.shape) or used.dim() != 1:
+        raise ValueError(
+            f"used, utility, advantages must be 1-D of equal length, got shapes "
+            f"{tuple(used.shape)}, {tuple(utility.shape)}, {tuple(advantages.shape)}"
+        )
+    w = used.to(advantages.dtype)
+    if mode in ("advantage", "utility"):
+        w = w * (utility > 0).to(w.dtype)
+    if mode == "advantage":
+        w = w * advantages.detach().clamp(0.0, clip_c)
+    return w
+
+
+def internalization_mask(
+    action_mask: torch.Tensor, response_mask: torch.Tensor, whole_response: bool = False
+) -> torch.Tensor:
+    """The tokens to internalize: the action tokens (default) or every response token (ablation)."""
+    return response_mask if whole_response else action_mask
+
+
+def internalization_loss(
+    logp: torch.Tensor,
+    mask: torch.Tensor,
+    weights: torch.Tensor,
+    old_logp: torch.Tensor | None = None,
+    rho_max: float | None = None,
+    normalizer: str | float = "weighted_tokens",
+) -> torch.Tensor:
+    """L_int for a padded batch.
+
+    Args:
+        logp: [B, T] log-probs of the response tokens under the plain prompt (current policy, with grad).
+        mask: [B, T] 1 for tokens to internalize (0 on padding).
+        weights: [B] per-step weights from ``internalization_weights``.
+        old_logp: [B, T] log-probs under the skill prompt at sampling time; with ``rho_max`` it enables
+            the clipped importance correction.
+        rho_max: upper clip of the importance ratio (``None``: no correction).
+        normalizer: "weighted_tokens", "tokens", or a positive number (see the module docstring).
+
+    Returns a scalar; 0 (still connected to ``logp``) when nothing is weighted.
+    """
+    if logp.dim() != 2 or mask.shape != logp.shape or weights.shape != logp.shape[:1]:
+        raise ValueError(
+            f"expected logp and mask [B, T] and weights [B], got {tuple(logp.shape)}, "
+            f"{tuple(mask.shape)}, {tuple(weights.shape)}"
+        )
+    mask = mask.to(logp.dtype)
+    token_w = weights.detach().to(logp.dtype)[:, None] * mask
+    if rho_max is not None:
+        if old_logp is None or old_logp.shape != logp.shape:
+            raise ValueError("the importance correction needs old_logp with the same shape as logp")
+        if rho_max <= 0:
+            raise ValueError(f"rho_max must be > 0, got {rho_max}")
+        rho = torch.exp(logp.detach() - old_logp.detach()).clamp(0.0, rho_max)
+        token_w = token_w * rho
+    if normalizer == "weighted_tokens":
+        denom = (mask * (weights.detach() > 0).to(logp.dtype)[:, None]).sum()
+    elif normalizer == "tokens":
+        denom = mask.sum()
+    elif isinstance(normalizer, (int, float)) and not isinstance(normalizer, bool) and normalizer > 0:
+        denom = torch.tensor(float(normalizer), dtype=logp.dtype)
+    else:
+        raise ValueError(
+            f"normalizer must be 'weighted_tokens', 'tokens' or a positive number, got {normalizer!r}"
+        )
+    total = -(token_w * logp).sum()
+    return total / denom if float(denom) > 0 else total * 0.0
+
+
+def lambda_schedule(k: int, k0: int, ramp_iters: int, lambda_max: float) -> float:
+    """lambda(k): 0 before iteration ``k0``, then rising linearly to ``lambda_max``.
+
+    lambda(k) = lambda_max * min(1, (k - k0 + 1) / ramp_iters) for k >= k0, so the first
+    internalization iteration already trains (with lambda_max / ramp_iters) and lambda_max is reached
+    at k0 + ramp_iters - 1; ``ramp_iters <= 1`` jumps straight to lambda_max.
+    """
+    if lambda_max < 0 or not math.isfinite(lambda_max):
+        raise ValueError(f"lambda_max must be a finite number >= 0, got {lambda_max}")
+    if k < k0:
+        return 0.0
+    if ramp_iters <= 1:
+        return float(lambda_max)
+    return float(lambda_max) * min(1.0, (k - k0 + 1) / ramp_iters)

@@ -1,0 +1,131 @@
+"""Internalization weights, loss and lambda schedule pinned on a hand-built batch."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from siri.skills.internalize import (
+    internalization_loss,
+    internalization_mask,
+    internalization_weights,
+    lambda_schedule,
+    skill_utility,
+)
+
+# Five steps: used skill?, utility of the shown skill, GiGPO advantage.
+USED = torch.tensor([True, True, True, False, True])
+UTIL = torch.tensor([0.5, -0.1, 0.3, 0.5, 0.2])
+ADV = torch.tensor([2.0, 1.0, 0.5, 1.0, -1.0])
+LOGP = torch.tensor(
+    [
+        [-1.0, -2.0, -0.5],
+        [-0.1, -0.2, -0.3],
+        [-4.0, -1.0, -9.0],
+        [-1.0, -1.0, -1.0],
+        [-2.0, -2.0, -2.0],
+    ]
+)
+MASK = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 1, 0], [1, 1, 1], [0, 1, 1]])
+
+
+def test_weights_by_hand() -> None:
+    # w = used * [U > 0] * clip(A, 0, 1): [1*1*1, 1*0*1, 1*1*0.5, 0, 1*1*0]
+    assert internalization_weights(USED, UTIL, ADV, clip_c=1.0).tolist() == [1.0, 0.0, 0.5, 0.0, 0.0]
+    assert internalization_weights(USED, UTIL, ADV, clip_c=3.0).tolist() == [2.0, 0.0, 0.5, 0.0, 0.0]
+    assert internalization_weights(USED, UTIL, ADV, mode="utility").tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
+    assert internalization_weights(USED, UTIL, ADV, mode="uniform").tolist() == [1.0, 1.0, 1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="mode"):
+        internalization_weights(USED, UTIL, ADV, mode="bogus")
+    with pytest.raises(ValueError, match="equal length"):
+        internalization_weights(USED, UTIL[:3], ADV)
+
+
+def test_loss_by_hand() -> None:
+    w = internalization_weights(USED, UTIL, ADV)
+    # weighted steps 0 and 2: -(1.0*(-1 - 2) + 0.5*(-4 - 1)) = 5.5 over 2 + 2 masked tokens
+    assert internalization_loss(LOGP, MASK, w).item() == pytest.approx(5.5 / 4)
+    assert internalization_loss(LOGP, MASK, w, normalizer="tokens").item() == pytest.approx(5.5 / 12)
+    assert internalization_loss(LOGP, MASK, w, normalizer=100).item() == pytest.approx(0.055)
+    # uniform: steps 0,1,2,4: -(-3 - 0.6 - 5 - 4) = 12.6 over 2 + 3 + 2 + 2 tokens
+    wu = internalization_weights(USED, UTIL, ADV, mode="uniform")
+    assert internalization_loss(LOGP, MASK, wu).item() == pytest.approx(12.6 / 9)
+    # whole response vs action tokens: the mask switch
+    assert internalization_mask(MASK, torch.ones_like(MASK), whole_response=True).sum().item() == 15
+    assert internalization_mask(MASK, torch.ones_like(MASK)) is MASK
+
+
+def test_importance_correction_by_hand() -> None:
+    w = internalization_weights(USED, UTIL, ADV)
+    old = LOGP.clone()
+    old[0, 0] = LOGP[0, 0] - math.log(2.0)  # ratio 2 -> clipped to 1.5
+    old[0, 1] = LOGP[0, 1] - math.log(0.5)  # ratio 0.5
+    logp = LOGP.clone().requires_grad_(True)
+    loss = internalization_loss(logp, MASK, w, old_logp=old, rho_max=1.5)
+    # -(1.0*(1.5*-1 + 0.5*-2) + 0.5*(-4 - 1)) / 4 = 5.0 / 4
+    assert loss.item() == pytest.approx(1.25)
+    loss.backward()
+    expected = torch.zeros_like(LOGP)
+    expected[0, 0], expected[0, 1] = -1.5 / 4, -0.5 / 4
+    expected[2, 0], expected[2, 1] = -0.5 / 4, -0.5 / 4
+    assert torch.allclose(logp.grad, expected)  # rho and w are detached: the gradient is -w*rho/N
+    with pytest.raises(ValueError, match="old_logp"):
+        internalization_loss(LOGP, MASK, w, rho_max=1.5)
+
+
+def test_nothing_weighted_gives_connected_zero() -> None:
+    logp = LOGP.clone().requires_grad_(True)
+    loss = internalization_loss(logp, MASK, torch.zeros(5))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logp.grad, torch.zeros_like(LOGP))
+
+
+def _reference_loss(logp, mask, used, util, adv, c, old, rho_max) -> float:
+    """Slow scalar reference: nested loops straight from the formula."""
+    total, count = 0.0, 0
+    for b in range(len(logp)):
+        w = (1.0 if used[b] else 0.0) * (1.0 if util[b] > 0 else 0.0) * min(max(adv[b], 0.0), c)
+        for t in range(len(logp[b])):
+            if not mask[b][t]:
+                continue
+            rho = min(max(math.exp(logp[b][t] - old[b][t]), 0.0), rho_max)
+            total += w * rho * logp[b][t]
+            count += 1 if w > 0 else 0
+    return -total / count if count else 0.0
+
+
+def test_matches_slow_reference_on_random_batches() -> None:
+    rng = random.Random(0)
+    for _ in range(20):
+        b, t = rng.randint(1, 6), rng.randint(1, 7)
+        logp = [[-rng.uniform(0, 5) for _ in range(t)] for _ in range(b)]
+        old = [[x + rng.uniform(-1, 1) for x in row] for row in logp]
+        mask = [[rng.random() < 0.7 for _ in range(t)] for _ in range(b)]
+        used = [rng.random() < 0.7 for _ in range(b)]
+        util = [rng.uniform(-1, 1) for _ in range(b)]
+        adv = [rng.uniform(-2, 2) for _ in range(b)]
+        w = internalization_weights(torch.tensor(used), torch.tensor(util), torch.tensor(adv), clip_c=1.5)
+        got = internalization_loss(torch.tensor(logp), torch.tensor(mask), w, torch.tensor(old), rho_max=2.0)
+        assert got.item() == pytest.approx(
+            _reference_loss(logp, mask, used, util, adv, 1.5, old, 2.0), abs=1e-5
+        )
+
+
+def test_lambda_schedule() -> None:
+    assert [
+        lambda_schedule(k, k0=10, ramp_iters=4, lambda_max=0.2) for k in (0, 9, 10, 11, 13, 50)
+    ] == pytest.approx([0.0, 0.0, 0.05, 0.1, 0.2, 0.2])
+    assert lambda_schedule(5, k0=5, ramp_iters=0, lambda_max=0.3) == 0.3
+    with pytest.raises(ValueError, match="lambda_max"):
+        lambda_schedule(5, 0, 1, -1.0)
+
+
+def test_skill_utility() -> None:
+    assert skill_utility((), {}) == 0.0
+    assert skill_utility(("s1", "s2"), {"s1": 0.5, "s2": -0.1}) == pytest.approx(0.2)
+    with pytest.raises(KeyError, match="s3"):
+        skill_utility(("s3",), {"s1": 0.5})
