@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from siri.cli import env as env_cli
+from siri.cli import serve as serve_cli
+from siri.cli import skills as skills_cli
 
 app = typer.Typer(
     name="siri",
@@ -17,6 +19,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(env_cli.app, name="env")
+app.command("serve")(serve_cli.serve)
+app.command("skills")(skills_cli.skills)
 
 
 def main() -> None:

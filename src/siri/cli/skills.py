@@ -1,0 +1,64 @@
+"""``siri skills RUN_DIR``: the skill bank of a run as a table (or JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import typer
+
+
+def skills(
+    run_dir: Path = typer.Argument(..., help="A run directory (or its skill_bank.json)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    status: str | None = typer.Option(
+        None, help="Only skills with this status (candidate, active, retired)."
+    ),
+    task_type: str | None = typer.Option(
+        None, "--task-type", help="Only skills for this task type (and general)."
+    ),
+    z: float = typer.Option(1.645, help="z of the confidence interval shown (1.645: one-sided 95%)."),
+) -> None:
+    """Print every skill: status, task type, utility ± CI half-width, evaluations, text."""
+    from siri.skills.bank import BANK_FILENAME, SkillBank, SkillBankError
+
+    path = run_dir if run_dir.is_file() else run_dir / BANK_FILENAME
+    try:
+        bank = SkillBank.load(path)
+        rows = bank.skills(status, task_type)
+    except SkillBankError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+
+    def finite(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    if as_json:
+        out = []
+        for s in rows:
+            lcb, ucb = s.bounds(z)
+            out.append({"id": s.id, "status": s.status, "task_type": s.task_type, "utility": s.utility.mean,
+                        "lcb": finite(lcb), "ucb": finite(ucb), "evaluations": s.utility.n, "std": s.utility.std,
+                        "miner": s.miner, "iteration": s.iteration, "promoted_at": s.promoted_at,
+                        "retired_at": s.retired_at, "reason": s.reason, "text": s.text})  # fmt: skip
+        typer.echo(json.dumps({"bank": str(path), "z": z, "skills": out}, indent=2))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{path} ({len(rows)} skills)")
+    for column in ("id", "status", "task type", "utility ± CI", "n", "miner", "text"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("n",) else "left")
+    colors = {"active": "green", "candidate": "yellow", "retired": "dim"}
+    for s in rows:
+        half = s.utility.half_width(z)
+        utility = (
+            "-"
+            if s.utility.n == 0
+            else f"{s.utility.mean:+.3f}" + (f" ± {half:.3f}" if math.isfinite(half) else "")
+        )
+        table.add_row(s.id, f"[{colors[s.status]}]{s.status}[/]", s.task_type, utility, str(s.utility.n),
+                      f"{s.miner}@{s.iteration}", s.text)  # fmt: skip
+    Console().print(table)

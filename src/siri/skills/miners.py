@@ -1,0 +1,220 @@
+"""Skill miners behind one interface: ``mine(task_type, trajectories, max_skills) -> list[str]``.
+
+- ``TraceMiner``: deterministic abstraction of the trajectories, no LLM (ablation baseline).
+- ``SelfMiner``: the policy itself (a frozen snapshot) reads its own successes — the paper's method.
+  It takes a plain ``generate_text(messages_batch) -> texts`` callable so it knows nothing of models.
+- ``ExternalMiner``: any OpenAI-compatible chat-completions endpoint over HTTP (stdlib ``urllib``),
+  e.g. a large hosted model for the paper's comparison, or ``siri serve`` on loopback.
+
+LLM miners split the won trajectories into prompts of ``episodes_per_prompt`` episodes each (small
+models have small contexts), parse every answer with ``parse_skills``, and keep the first
+``max_skills`` distinct skills.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from siri.rollout.types import Trajectory
+from siri.skills.mining import mining_messages, parse_skills, render_trajectory, trace_skills
+
+Messages = list[dict[str, str]]
+MINERS = ("self", "external", "trace")
+
+
+class MinerError(Exception):
+    """A miner could not get an answer (endpoint down, HTTP error, malformed reply); says what to check."""
+
+
+class Miner(Protocol):
+    name: str
+
+    def mine(self, task_type: str, trajectories: Sequence[Trajectory], max_skills: int) -> list[str]: ...
+
+
+@dataclass
+class TraceMiner:
+    """Skills from ``trace_skills``: no model involved."""
+
+    name: str = "trace"
+
+    def mine(self, task_type: str, trajectories: Sequence[Trajectory], max_skills: int) -> list[str]:
+        return trace_skills(task_type, trajectories, max_skills=max_skills)
+
+
+def mining_prompts(
+    task_type: str,
+    trajectories: Sequence[Trajectory],
+    max_skills: int,
+    episodes_per_prompt: int = 3,
+    max_steps: int = 24,
+    obs_words: int = 0,
+) -> list[Messages]:
+    """Chat prompts for the won trajectories of ``task_type``, ``episodes_per_prompt`` episodes each."""
+    if episodes_per_prompt < 1:
+        raise ValueError(f"episodes_per_prompt must be >= 1, got {episodes_per_prompt}")
+    won = [t for t in trajectories if t.won and (task_type == "general" or t.task_type == task_type)]
+    rendered = [render_trajectory(t, t.task, max_steps=max_steps, obs_words=obs_words) for t in won]
+    return [
+        mining_messages(task_type, rendered[i : i + episodes_per_prompt], max_skills)
+        for i in range(0, len(rendered), episodes_per_prompt)
+    ]
+
+
+def merge_answers(answers: Sequence[str], max_skills: int) -> list[str]:
+    """Parse every answer and keep the first ``max_skills`` distinct skills (case-insensitive)."""
+    skills: list[str] = []
+    seen: set[str] = set()
+    for answer in answers:
+        for skill in parse_skills(answer, max_skills):
+            if skill.lower() not in seen and len(skills) < max_skills:
+                seen.add(skill.lower())
+                skills.append(skill)
+    return skills
+
+
+@dataclass
+class SelfMiner:
+    """The policy as its own miner, through ``generate_text(messages_batch) -> list[str]``."""
+
+    generate_text: Callable[[list[Messages]], list[str]]
+    episodes_per_prompt: int = 3
+    max_steps: int = 24
+    obs_words: int = 0
+    name: str = "self"
+
+    def mine(self, task_type: str, trajectories: Sequence[Trajectory], max_skills: int) -> list[str]:
+        prompts = mining_prompts(
+            task_type, trajectories, max_skills, self.episodes_per_prompt, self.max_steps, self.obs_words
+        )
+        if not prompts:
+            return []
+        answers = self.generate_text(prompts)
+        if len(answers) != len(prompts):
+            raise MinerError(f"generate_text returned {len(answers)} texts for {len(prompts)} prompts")
+        return merge_answers([a if isinstance(a, str) else "" for a in answers], max_skills)
+
+
+def chat_completion(
+    base_url: str,
+    model: str,
+    messages: Messages,
+    *,
+    api_key: str | None = None,
+    max_tokens: int = 512,
+    temperature: float = 0.2,
+    timeout: float = 60.0,
+    retries: int = 2,
+    backoff: float = 0.5,
+) -> str:
+    """One OpenAI-style chat completion; returns the assistant's text.
+
+    Retries (with exponential backoff) only what may pass: connection failures, timeouts, HTTP 429 and
+    5xx. Other HTTP errors and malformed replies fail at once with the server's message.
+    """
+    url = base_url.rstrip("/") + "/chat/completions"
+    body = json.dumps(
+        {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
+    ).encode("utf-8")
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    last = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode("utf-8", "replace")[:500]
+            last = f"HTTP {e.code} from {url}: {detail}"
+            if e.code == 429 or e.code >= 500:
+                continue
+            hint = " (check the API key environment variable)" if e.code in (401, 403) else ""
+            raise MinerError(last + hint) from e
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            last = f"cannot reach {url} ({reason}); is the server running (e.g. `siri serve --model PATH`)?"
+            continue
+        return _completion_text(raw, url)
+    raise MinerError(f"{last} — gave up after {retries + 1} attempts")
+
+
+def _completion_text(raw: bytes, url: str) -> str:
+    try:
+        reply: Any = json.loads(raw)
+        content = reply["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise MinerError(f"malformed chat completion from {url}: {raw[:300]!r}") from e
+    if content is None:
+        return ""
+    if not isinstance(content, str):
+        raise MinerError(f"malformed chat completion from {url}: content is {type(content).__name__}")
+    return content
+
+
+@dataclass
+class ExternalMiner:
+    """Skills from an OpenAI-compatible endpoint.
+
+    Attributes:
+        base_url: the API root, e.g. "http://127.0.0.1:8000/v1" or "https://api.openai.com/v1".
+        model: the model name the endpoint expects.
+        api_key_env: name of the environment variable holding the key; unset or empty sends no key
+            (local servers need none).
+        timeout, retries, backoff: per request (see ``chat_completion``).
+    """
+
+    base_url: str
+    model: str
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout: float = 60.0
+    retries: int = 2
+    backoff: float = 0.5
+    max_tokens: int = 512
+    temperature: float = 0.2
+    episodes_per_prompt: int = 3
+    max_steps: int = 24
+    obs_words: int = 0
+    name: str = "external"
+
+    def mine(self, task_type: str, trajectories: Sequence[Trajectory], max_skills: int) -> list[str]:
+        prompts = mining_prompts(
+            task_type, trajectories, max_skills, self.episodes_per_prompt, self.max_steps, self.obs_words
+        )
+        api_key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        answers = [
+            chat_completion(
+                self.base_url,
+                self.model,
+                messages,
+                api_key=api_key,
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                timeout=self.timeout,
+                retries=self.retries,
+                backoff=self.backoff,
+            )
+            for messages in prompts
+        ]
+        return merge_answers(answers, max_skills)
+
+
+def make_miner(name: str, **options: Any) -> Miner:
+    """A miner by name: "trace", "self" (needs ``generate_text``), "external" (needs base_url, model)."""
+    factories: dict[str, type] = {"trace": TraceMiner, "self": SelfMiner, "external": ExternalMiner}
+    if name not in factories:
+        raise ValueError(f"unknown miner {name!r}; expected one of {MINERS}")
+    try:
+        return factories[name](**options)
+    except TypeError as e:
+        raise ValueError(f"bad options for the {name} miner: {e}") from e

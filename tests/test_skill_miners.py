@@ -1,0 +1,115 @@
+"""The miner interface: trace, self (through a generate_text callable) and the factory; the skills CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from siri.cli import app
+from siri.rollout.types import StepRecord, Trajectory
+from siri.skills.bank import SkillBank
+from siri.skills.miners import MinerError, SelfMiner, TraceMiner, make_miner, mining_prompts
+from siri.skills.mining import trace_skills
+
+
+def _traj(traj: int, obj: str, won: bool = True, task_type: str = "pick_and_place") -> Trajectory:
+    actions = [
+        f"go to desk {traj + 1}",
+        f"take {obj} 1 from desk {traj + 1}",
+        "go to safe 1",
+        f"move {obj} 1 to safe 1",
+    ]
+    steps = [
+        StepRecord(
+            group=0, traj=traj, t=t, seed=0, task_type=task_type, prompt_ids=[], response_ids=[],
+            old_logprobs=[], action_mask=[], action=a, valid=True, reward=0.0, done=t == 3, won=won and t == 3,
+            anchor=t,
+        )
+        for t, a in enumerate(actions)
+    ]  # fmt: skip
+    return Trajectory(group=0, traj=traj, seed=0, task=f"put a {obj} in safe.", task_type=task_type, steps=steps,
+                      won=won, score=float(won))  # fmt: skip
+
+
+TRAJS = [
+    _traj(0, "cd"),
+    _traj(1, "pen"),
+    _traj(2, "key"),
+    _traj(3, "cd", won=False),
+    _traj(4, "cd", task_type="x"),
+]
+
+
+def test_trace_miner_is_trace_skills() -> None:
+    miner = make_miner("trace")
+    assert miner.name == "trace"
+    assert miner.mine("pick_and_place", TRAJS, 2) == trace_skills("pick_and_place", TRAJS)[:2]
+    assert TraceMiner().mine("pick_and_place", [], 3) == []
+
+
+def test_mining_prompts_chunk_won_episodes_of_the_task_type() -> None:
+    prompts = mining_prompts("pick_and_place", TRAJS, 3, episodes_per_prompt=2)
+    assert len(prompts) == 2  # three won pick_and_place episodes, two per prompt
+    assert "episode 2:" in prompts[0][1]["content"] and "episode 2:" not in prompts[1][1]["content"]
+    assert "task: put a key in safe." in prompts[1][1]["content"]
+    with pytest.raises(ValueError, match="episodes_per_prompt"):
+        mining_prompts("pick_and_place", TRAJS, 3, episodes_per_prompt=0)
+
+
+def test_self_miner_batches_parses_and_dedupes() -> None:
+    seen: list[list[list[dict[str, str]]]] = []
+
+    def generate_text(batch: list[list[dict[str, str]]]) -> list[str]:
+        seen.append(batch)
+        return [
+            "1. WHEN the safe is closed THEN open it\nnot a skill\nWHEN you need a cd THEN go to the desk",
+            "when the safe is closed then open it\nWHEN stuck THEN look",
+        ][: len(batch)]
+
+    miner = SelfMiner(generate_text, episodes_per_prompt=2)
+    skills = miner.mine("pick_and_place", TRAJS, max_skills=3)
+    assert len(seen) == 1 and len(seen[0]) == 2  # one batched call for both prompts
+    assert skills == [
+        "WHEN the safe is closed THEN open it",
+        "WHEN you need a cd THEN go to the desk",
+        "WHEN stuck THEN look",
+    ]
+    assert miner.mine("pick_and_place", TRAJS, max_skills=1) == ["WHEN the safe is closed THEN open it"]
+    assert miner.mine("other", TRAJS, 3) == [] and len(seen) == 2  # no episodes: no call
+    broken = SelfMiner(lambda batch: ["WHEN a THEN b"], episodes_per_prompt=1)
+    with pytest.raises(MinerError, match="returned 1 texts for 3 prompts"):
+        broken.mine("pick_and_place", TRAJS, 3)
+
+
+def test_make_miner_errors() -> None:
+    with pytest.raises(ValueError, match="unknown miner 'gpt'"):
+        make_miner("gpt")
+    with pytest.raises(ValueError, match="bad options for the external miner"):
+        make_miner("external", base_url="http://127.0.0.1:1/v1")  # no model
+
+
+def test_skills_cli_table_and_json(tmp_path: Path) -> None:
+    bank = SkillBank.open(tmp_path)
+    bank.add_candidates(trace_skills("pick_and_place", TRAJS), "pick_and_place", 2, "trace")
+    for d in (0.5, 0.25, 0.75, 0.5):
+        bank.record_paired("s1", [d], [0.0], 3)
+    bank.update_status(4)
+    bank.save()
+    runner = CliRunner()
+    result = runner.invoke(app, ["skills", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "active" in result.output and "+0.500 ± 0.168" in result.output and "candidate" in result.output
+    result = runner.invoke(app, ["skills", str(tmp_path / "skill_bank.json"), "--json", "--status", "active"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    (skill,) = out["skills"]
+    assert (skill["id"], skill["evaluations"], skill["status"]) == ("s1", 4, "active")
+    assert skill["lcb"] == pytest.approx(0.3321079, abs=1e-6) and skill["ucb"] == pytest.approx(
+        0.6678921, abs=1e-6
+    )
+    (tmp_path / "skill_bank.json").write_text('{"schema": "something.else"}')
+    result = runner.invoke(app, ["skills", str(tmp_path)])
+    assert result.exit_code == 1 and "not a SIRI skill bank" in result.output
