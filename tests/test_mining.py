@@ -223,7 +223,7 @@ def test_shop_events_and_trace() -> None:
     assert shop_events(actions) == ["search", "page", "item", "details", "back", "option", "option", "buy"]
     skills = trace_skills("shirt", [make_traj(actions, "i want a red cotton shirt", "shirt")])
     assert skills[0] == (
-        "WHEN the task is to buy a shirt THEN search with the key words of the instruction, then click a item "
+        "WHEN the task is to buy a shirt item THEN search with the key words of the instruction, then click a item "
         "that matches, then click the options the instruction asks for, then click buy now"
     )
     assert "WHEN the results do not match THEN click next > for the next page" in skills

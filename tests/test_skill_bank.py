@@ -157,3 +157,23 @@ def test_missing_file_and_bad_options(tmp_path: Path) -> None:
         SkillBank(dedupe_threshold=120)
     with pytest.raises(SkillBankError, match="no file"):
         SkillBank().save()
+
+
+def test_record_rollouts_and_validation_queue() -> None:
+    from siri.rollout.types import Trajectory
+
+    bank = SkillBank()
+    bank.add_candidates([HEAT, OPEN, NEED_EGG], "heat", 0, "self")
+
+    def traj(group: int, won: bool, skills: tuple[str, ...] = ()) -> Trajectory:
+        return Trajectory(group=group, traj=0, seed=group, task="t", task_type="heat", won=won, score=float(won),
+                          skill_ids=skills)  # fmt: skip
+
+    batch = [traj(0, True, ("s2",)), traj(0, False), traj(0, True), traj(1, False, ("s2",)), traj(1, True)]
+    recorded = bank.record_rollouts(batch, iteration=1, value=lambda t: t.score)
+    assert recorded == {"s2": [0.5, -1.0]}
+    assert bank.get("s2").evals == [(1, 0.5), (1, -1.0)]
+    assert bank.validation_queue() == ["s1", "s3", "s2"]  # least evaluated first
+    assert bank.task_types() == {"s1": "heat", "s2": "heat", "s3": "heat"}
+    with pytest.raises(SkillBankError, match="s9"):
+        bank.record_rollouts([traj(0, True, ("s9",)), traj(0, False)], iteration=1)

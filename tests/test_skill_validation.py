@@ -149,3 +149,16 @@ def test_collect_paired_groups_arms() -> None:
     }
     # default outcome is the return (sum of step rewards); these trajectories have no steps
     assert collect_paired(trajs)["s2"] == [([0.0], [0.0, 0.0]), ([0.0], [0.0])]
+
+
+def test_assign_validation_respects_task_types() -> None:
+    types = {"s1": "heat", "s2": "cool", "s3": "general", "s4": "heat"}
+    plan = assign_validation(
+        [4, 4, 4, 4, 4], ["s1", "s2", "s3", "s4"], share=0.25, seed=0,
+        group_types=["heat", "cool", "heat", "clean", "heat"], candidate_types=types,
+    )  # fmt: skip
+    shown = [next(x for x in row if x) for row in plan]
+    # heat groups rotate over s1, s3, s4; cool over s2, s3; clean only gets the general s3
+    assert shown == ["s1", "s2", "s3", "s3", "s4"]
+    with pytest.raises(ValueError, match="missing \\['s4'\\]"):
+        assign_validation([4], ["s4"], group_types=["heat"], candidate_types={})

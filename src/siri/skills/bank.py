@@ -16,21 +16,24 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rapidfuzz import fuzz, utils
 
+from siri.rollout.types import Trajectory
 from siri.skills.validation import (
     ACTIVE,
     CANDIDATE,
     RETIRED,
     STATUSES,
     UtilityStats,
+    collect_paired,
     decide,
     paired_difference,
+    trajectory_return,
 )
 from siri.utils.io import atomic_write_json
 
@@ -245,6 +248,33 @@ class SkillBank:
         skill.utility.add(diff, iteration)
         skill.evals.append((iteration, diff))
         return diff
+
+    def record_rollouts(
+        self,
+        trajectories: Sequence[Trajectory],
+        iteration: int,
+        value: Callable[[Trajectory], float] = trajectory_return,
+    ) -> dict[str, list[float]]:
+        """Record every paired evaluation in a batch of rollouts (see ``collect_paired``).
+
+        Returns the new differences per skill id. A rollout showing a skill the bank does not know is
+        an error (the prompt and the bank disagree).
+        """
+        recorded: dict[str, list[float]] = {}
+        for skill_id, pairs in collect_paired(trajectories, value).items():
+            for with_returns, without_returns in pairs:
+                diff = self.record_paired(skill_id, with_returns, without_returns, iteration)
+                recorded.setdefault(skill_id, []).append(diff)
+        return recorded
+
+    def validation_queue(self, task_type: str | None = None) -> list[str]:
+        """Candidate ids, least evaluated first (then oldest): the order for ``assign_validation``."""
+        queue = self.skills(CANDIDATE, task_type)
+        return [s.id for s in sorted(queue, key=lambda s: (s.utility.n, int(s.id[1:])))]
+
+    def task_types(self) -> dict[str, str]:
+        """Skill id -> task type, for ``assign_validation(candidate_types=...)``."""
+        return {s.id: s.task_type for s in self._skills.values()}
 
     def update_status(
         self,

@@ -295,7 +295,7 @@ def _household_skills(task_type: str, trajectories: list[Trajectory]) -> list[tu
         which = " or ".join(f"the {p}" for p in ranked)
         out.append(
             (
-                sum(opened.values()),
+                sum(opened.values()) * 10 + 5,  # ahead of where-to-find skills of equal support
                 f"WHEN {which} is closed THEN open it before you take from it or put in it",
             )
         )
@@ -354,7 +354,7 @@ def _shop_skills(task_type: str, episodes: list[list[str]]) -> list[tuple[int, s
     }
     out: list[tuple[int, str]] = []
     for plan, count in plans.items():
-        cond = f"the task is to buy a {phrase}" if phrase else "the task is to buy a item"
+        cond = f"the task is to buy a {phrase} item" if phrase else "the task is to buy a item"
         out.append((count * 1000, f"WHEN {cond} THEN " + ", then ".join(words[k] for k in plan)))
     n_option = sum("option" in kinds for kinds in episodes)
     if n_option:

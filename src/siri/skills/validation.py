@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from siri.rollout.types import Trajectory
@@ -127,6 +127,8 @@ def assign_validation(
     share: float = 0.5,
     seed: int = 0,
     per_group: int = 1,
+    group_types: Sequence[str] | None = None,
+    candidate_types: Mapping[str, str] | None = None,
 ) -> list[list[str | None]]:
     """Which rollout of each group shows which candidate skill (``None``: the plain prompt).
 
@@ -134,9 +136,11 @@ def assign_validation(
     one, and at least one plain rollout left) show a candidate, the rest are plain; the shown rollouts
     are split evenly over up to ``per_group`` candidates, so each candidate of the group is paired with
     the same plain arm. Candidates are dealt to groups round-robin in the given order (put the least
-    evaluated first), so with fewer group slots than candidates the first ones are tested. Which
-    positions of a group show skills is shuffled with ``random.Random(seed)``: the plan is a pure
-    function of its arguments. Groups of size < 2 stay plain (no pair possible).
+    evaluated first, e.g. ``SkillBank.validation_queue()``), so with fewer group slots than candidates
+    the first ones are tested. With ``group_types`` (the task type of each group) and
+    ``candidate_types`` (skill id -> task type), a group only gets candidates of its own task type or
+    "general". Which positions of a group show skills is shuffled with ``random.Random(seed)``: the
+    plan is a pure function of its arguments. Groups of size < 2 stay plain (no pair possible).
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"share must be in [0, 1], got {share}")
@@ -144,18 +148,29 @@ def assign_validation(
         raise ValueError(f"per_group must be >= 1, got {per_group}")
     if len(set(candidates)) != len(candidates):
         raise ValueError("candidates must be distinct skill ids")
+    if group_types is not None:
+        if len(group_types) != len(groups):
+            raise ValueError(f"got {len(group_types)} group_types for {len(groups)} groups")
+        missing = [c for c in candidates if candidate_types is None or c not in candidate_types]
+        if missing:
+            raise ValueError(f"group_types needs candidate_types for every candidate; missing {missing}")
     rng = random.Random(seed)
     plan: list[list[str | None]] = []
-    next_candidate = 0
-    for size in groups:
+    next_index: dict[str, int] = {}  # round-robin position per task type
+    for g, size in enumerate(groups):
         if size < 0:
             raise ValueError(f"group sizes must be >= 0, got {size}")
         row: list[str | None] = [None] * size
+        key = group_types[g] if group_types is not None else ""
+        eligible = list(candidates)
+        if group_types is not None and candidate_types is not None:
+            eligible = [c for c in candidates if candidate_types[c] in (key, "general")]
         n_shown = min(max(round(share * size), 1), size - 1) if share > 0 else 0
-        if candidates and size >= 2 and n_shown > 0:
-            k = min(per_group, n_shown, len(candidates))
-            chosen = [candidates[(next_candidate + j) % len(candidates)] for j in range(k)]
-            next_candidate = (next_candidate + k) % len(candidates)
+        if eligible and size >= 2 and n_shown > 0:
+            k = min(per_group, n_shown, len(eligible))
+            start = next_index.get(key, 0)
+            chosen = [eligible[(start + j) % len(eligible)] for j in range(k)]
+            next_index[key] = (start + k) % len(eligible)
             positions = rng.sample(range(size), n_shown)
             for j, pos in enumerate(positions):
                 row[pos] = chosen[j % k]
