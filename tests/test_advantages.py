@@ -198,6 +198,10 @@ def test_anchor_kinds_and_input_order():
     # Ids may be strings and need not be dense.
     as_str = compute_gigpo(["g"] * 4, ["u", "u", "v", "v"], t, r, [1, 0, 0, 1])
     np.testing.assert_array_equal(parts.total, as_str)
+    as_bool = compute_gigpo(np.array([True] * 4), tr, t, r, np.array([True, False, False, True]))
+    np.testing.assert_array_equal(parts.total, as_bool)
+    summary = parts.summary()
+    assert summary["adv/step_groups"] == 2 and summary["adv/step_singleton_frac"] == 0.0
 
 
 def test_similarity_groups_near_duplicate_texts():

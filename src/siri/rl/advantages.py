@@ -113,7 +113,7 @@ class Advantages:
 
 def _dense_ids(x: np.ndarray) -> tuple[np.ndarray, int]:
     """Map arbitrary ids to ``0..K-1`` (stable in sorted id order); cheap for small non-negative ints."""
-    if x.dtype.kind in "iub" and x.size:
+    if x.dtype.kind in "iu" and x.size:
         lo, hi = int(x.min()), int(x.max())
         if lo >= 0 and hi < 4 * x.size + 1024:
             present = np.zeros(hi + 1, dtype=bool)
