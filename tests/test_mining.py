@@ -147,10 +147,10 @@ def test_parse_skills_never_crashes(text: str, k: int) -> None:
 
 
 def test_household_event_parsing() -> None:
-    assert household_event("take apple 1 from countertop 12").obj == "apple"
+    assert household_event("take apple 1 from countertop 12").obj_type == "apple"
     e = household_event("heat egg 2 with microwave 1")
-    assert (e.kind, e.obj, e.place) == ("heat", "egg", "microwave")
-    assert household_event("move  soapbar 1 to toilet 1").place == "toilet"
+    assert (e.kind, e.obj, e.place_type) == ("heat", "egg 2", "microwave")
+    assert household_event("move  soapbar 1 to toilet 1").place == "toilet 1"
     assert household_event("click[buy now]") is None
 
 
@@ -268,3 +268,29 @@ def test_trace_words_come_from_env_text_or_template() -> None:
         msgs = mining_messages(task_type, [render_trajectory(t, t.task) for t in trajs], 3)
         for m in msgs:
             assert not set(mining_words(m["content"])) - env_words - MINING_TEMPLATE_WORDS
+
+
+def test_trace_skills_drop_detours_and_exploration_noise() -> None:
+    noisy = [
+        "examine sidetable 1",
+        "take pen 2 from desk 1",  # an unrelated object, put back elsewhere
+        "move pen 2 to shelf 1",
+        "take apple 1 from countertop 1",
+        "heat apple 1 with microwave 1",
+        "move apple 1 to countertop 2",  # a detour: the apple is taken again later
+        "examine countertop 2",
+        "take apple 1 from countertop 2",
+        "go to fridge 1",
+        "open fridge 1",
+        "move apple 1 to fridge 1",
+    ]
+    clean = make_traj(HEAT_APPLE, "put a hot apple in fridge.", "pick_heat_then_place", traj=1)
+    skills = trace_skills("pick_heat_then_place", [make_traj(noisy, "t", "pick_heat_then_place"), clean])
+    assert skills[0] == (
+        "WHEN the task is to heat a apple and put it in the fridge THEN find and take the apple, "
+        "then go to the microwave and heat it, then go to the fridge and move it there"
+    )
+    assert "WHEN you need a apple THEN go to the countertop first" in skills
+    assert "WHEN the fridge is closed THEN open it before you take from it or put in it" in skills
+    assert len(skills) == 3
+    assert not any({"pen", "examine", "sidetable", "shelf"} & set(s.split()) for s in skills)

@@ -175,11 +175,19 @@ def strip_instance(name: str) -> str:
 
 @dataclass(frozen=True)
 class Event:
-    """One abstracted action: a kind and its (instance-free) arguments."""
+    """One parsed household action: a kind and its instance arguments ("apple 1", "fridge 1")."""
 
     kind: str
     obj: str = ""
     place: str = ""
+
+    @property
+    def obj_type(self) -> str:
+        return strip_instance(self.obj)
+
+    @property
+    def place_type(self) -> str:
+        return strip_instance(self.place)
 
 
 def household_event(action: str) -> Event | None:
@@ -203,8 +211,50 @@ def household_event(action: str) -> Event | None:
         groups = m.groupdict()
         if kind == "transform":
             kind = groups["verb"]
-        return Event(kind, strip_instance(groups.get("obj") or ""), strip_instance(groups.get("place") or ""))
+        return Event(kind, groups.get("obj") or "", groups.get("place") or "")
     return None
+
+
+def task_events(events: Sequence[Event]) -> list[Event]:
+    """The events that solved the task, with detours (and noise from exploration) dropped.
+
+    Work back from the end: the destination is the place of the last move; each instance of the
+    last-moved object type whose final move goes there contributes its last take, the transforms
+    (heat/cool/clean/slice) applied to it, and that final move. Without moves, the last ``use`` (a
+    lamp) with the object held then. Instance ids keep different objects of one type apart.
+    """
+    moves = [i for i, e in enumerate(events) if e.kind == "move"]
+    if moves:
+        dest, target_type = events[moves[-1]].place, events[moves[-1]].obj_type
+        out: list[Event] = []
+        for i in moves:
+            e = events[i]
+            later = events[i + 1 :]
+            if e.place != dest or e.obj_type != target_type:
+                continue
+            if any(f.kind in ("take", "move") and f.obj == e.obj for f in later):
+                continue  # not this instance's final move
+            takes = [j for j in range(i) if events[j].kind == "take" and events[j].obj == e.obj]
+            if not takes:
+                continue
+            block = [events[takes[-1]]]
+            for j in range(i):
+                f = events[j]
+                if f.kind in _TRANSFORMS and f.obj == e.obj and all(g.kind != f.kind for g in block):
+                    block.append(f)
+            out.extend([*block, e])
+        return out
+    uses = [i for i, e in enumerate(events) if e.kind == "use"]
+    if not uses:
+        return []
+    u = uses[-1]
+    held: Event | None = None
+    for e in events[:u]:
+        if e.kind == "take":
+            held = e
+        elif e.kind == "move" and held is not None and e.obj == held.obj:
+            held = None
+    return [held, events[u]] if held is not None else [events[u]]
 
 
 def _valid_actions(traj: Trajectory) -> list[str]:
@@ -219,16 +269,10 @@ def _alternatives(values: Counter[str], article: str, role: str) -> str:
     return " or ".join(f"{article} {v}" for v in ranked)
 
 
-def _household_shape(events: list[Event]) -> tuple[tuple[str, ...], list[Event]]:
-    """Key events of an episode (take, transforms, use, examine, move) and their kinds as the shape."""
-    key = [e for e in events if e.kind in ("take", "move", "use", "examine", *_TRANSFORMS)]
-    return tuple(e.kind for e in key), key
-
-
 def _household_plan(shape: tuple[str, ...], episodes: list[list[Event]]) -> str:
     """One plan skill for all episodes that share a shape; slots keep the literal when it is shared."""
-    objs = [Counter(ep[i].obj for ep in episodes) for i in range(len(shape))]
-    places = [Counter(ep[i].place for ep in episodes) for i in range(len(shape))]
+    objs = [Counter(ep[i].obj_type for ep in episodes) for i in range(len(shape))]
+    places = [Counter(ep[i].place_type for ep in episodes) for i in range(len(shape))]
     steps: list[str] = []
     cond: list[str] = []
     holding = False
@@ -254,8 +298,8 @@ def _household_plan(shape: tuple[str, ...], episodes: list[list[Event]]) -> str:
         elif kind == "move":
             steps.append(f"go to {the_place} and move it there")
             holding = False
-    move_places = Counter(ep[i].place for ep in episodes for i, k in enumerate(shape) if k == "move")
-    move_objs = Counter(ep[i].obj for ep in episodes for i, k in enumerate(shape) if k == "move")
+    move_places = Counter(ep[i].place_type for ep in episodes for i, k in enumerate(shape) if k == "move")
+    move_objs = Counter(ep[i].obj_type for ep in episodes for i, k in enumerate(shape) if k == "move")
     if n_moves >= 2:
         obj_words = _alternatives(move_objs, "", "object").replace("  ", " ").strip()
         cond.append(f"put two {obj_words} in {_alternatives(move_places, 'the', 'receptacle')}")
@@ -273,16 +317,17 @@ def _household_skills(task_type: str, trajectories: list[Trajectory]) -> list[tu
     opened: Counter[str] = Counter()
     for traj in trajectories:
         events = [e for e in (household_event(a) for a in _valid_actions(traj)) if e is not None]
-        shape, key = _household_shape(events)
-        if shape:
-            by_shape.setdefault(shape, []).append(key)
-        for i, e in enumerate(events):
-            if e.kind == "take" and e.obj and e.place:
-                found_at.setdefault(e.obj, Counter())[e.place] += 1
-            if e.kind == "open":
-                later = next((f for f in events[i + 1 :] if f.kind in ("take", "move")), None)
-                if later is not None and later.place == e.place:
-                    opened[e.place] += 1
+        key = task_events(events)
+        if not key:
+            continue
+        by_shape.setdefault(tuple(e.kind for e in key), []).append(key)
+        for e in key:
+            if e.kind == "take":
+                found_at.setdefault(e.obj_type, Counter())[e.place_type] += 1
+            if e.kind in ("take", "move"):
+                last = max(i for i, f in enumerate(events) if f == e)
+                if any(f.kind == "open" and f.place == e.place for f in events[:last]):
+                    opened[e.place_type] += 1
     out: list[tuple[int, str]] = []
     for shape, episodes in by_shape.items():
         out.append((len(episodes) * 1000, _household_plan(shape, episodes)))
@@ -293,12 +338,8 @@ def _household_skills(task_type: str, trajectories: list[Trajectory]) -> list[tu
     if opened:
         ranked = sorted(opened, key=lambda p: (-opened[p], p))[:3]
         which = " or ".join(f"the {p}" for p in ranked)
-        out.append(
-            (
-                sum(opened.values()) * 10 + 5,  # ahead of where-to-find skills of equal support
-                f"WHEN {which} is closed THEN open it before you take from it or put in it",
-            )
-        )
+        skill = f"WHEN {which} is closed THEN open it before you take from it or put in it"
+        out.append((sum(opened.values()) * 10 + 5, skill))  # ahead of where-to-find skills of equal support
     return out
 
 
