@@ -203,15 +203,40 @@ def _try_scene(rng: random.Random, split: str, seed: int, task_type: str) -> Sce
         return numbers
 
     r_numbers = numbered(recep_kinds)
+    t_numbers = numbered([k for k, _ in placed])
+    template = rng.choice(world.GOAL_TEMPLATES[task_type])
+    return build_scene(
+        task_type,
+        obj_kind,
+        recep_kind,
+        lamp if task_type == "look_at_obj_in_light" else "",
+        receptacles=list(zip(recep_kinds, r_numbers, strict=True)),
+        things=[(k, n, r) for (k, r), n in zip(placed, t_numbers, strict=True)],
+        template=template,
+        split=split,
+        seed=seed,
+        room=room,
+    )
+
+
+def build_scene(
+    task_type: str,
+    object_kind: str,
+    receptacle_kind: str,
+    lamp_kind: str,
+    receptacles: list[tuple[str, int]],
+    things: list[tuple[str, int, int]],
+    template: str | None = None,
+    split: str = "train",
+    seed: int = 0,
+    room: str = "custom",
+) -> Scene:
+    """A scene from explicit parts: receptacles as (kind, number), things as (kind, number, index of
+    their receptacle in ``receptacles``). Sorts everything by PDDL id, as the engine lists them."""
     recs = [
-        Receptacle(k, f"{world.display(k)} {n}", _pddl_id(k, n), k in world.OPENABLE)
-        for k, n in zip(recep_kinds, r_numbers, strict=True)
+        Receptacle(k, f"{world.display(k)} {n}", _pddl_id(k, n), k in world.OPENABLE) for k, n in receptacles
     ]
-    r_order = sorted(range(len(recs)), key=lambda i: recs[i].pddl_id.lower())
-    r_new = {old: new for new, old in enumerate(r_order)}
-    t_kinds = [k for k, _ in placed]
-    t_numbers = numbered(t_kinds)
-    things = [
+    items = [
         Thing(
             kind=k,
             name=f"{world.display(k)} {n}",
@@ -223,25 +248,31 @@ def _try_scene(rng: random.Random, split: str, seed: int, task_type: str) -> Sce
             toggleable=k in world.LAMPS,
             container=k in world.RECEPTACLE_OBJECTS,
         )
-        for k, n in zip(t_kinds, t_numbers, strict=True)
+        for k, n, _ in things
     ]
-    t_order = sorted(range(len(things)), key=lambda i: things[i].pddl_id.lower())
-    template = rng.choice(world.GOAL_TEMPLATES[task_type])
+    for group in (recs, items):
+        ids = [x.pddl_id for x in group]
+        if len(set(ids)) != len(ids):
+            raise EnvError(
+                f"duplicate instance numbers in scene: {sorted(i for i in ids if ids.count(i) > 1)}"
+            )
+    r_order = sorted(range(len(recs)), key=lambda i: recs[i].pddl_id.lower())
+    r_new = {old: new for new, old in enumerate(r_order)}
+    t_order = sorted(range(len(items)), key=lambda i: items[i].pddl_id.lower())
+    template = template or world.GOAL_TEMPLATES[task_type][0]
     goal = template.format(
-        obj=world.display(obj_kind),
-        recep=world.display(recep_kind),
-        toggle=world.display(lamp) if lamp else "",
+        obj=world.display(object_kind), recep=world.display(receptacle_kind), toggle=world.display(lamp_kind)
     )
     return Scene(
         split=split,
         seed=seed,
         room=room,
         task_type=task_type,
-        object_kind=obj_kind,
-        receptacle_kind=recep_kind,
-        lamp_kind=lamp if task_type == "look_at_obj_in_light" else "",
+        object_kind=object_kind,
+        receptacle_kind=receptacle_kind,
+        lamp_kind=lamp_kind,
         goal=goal,
         receptacles=tuple(recs[i] for i in r_order),
-        things=tuple(things[i] for i in t_order),
-        start=tuple(r_new[placed[i][1]] for i in t_order),
+        things=tuple(items[i] for i in t_order),
+        start=tuple(r_new[things[i][2]] for i in t_order),
     )

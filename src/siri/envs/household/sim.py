@@ -134,7 +134,11 @@ class HouseholdEnv:
         return SPLIT_SIZES[self.split]
 
     def reset(self, seed: int) -> Observation:
-        self._scene = generate_scene(self.split, seed, self.task_types)
+        return self.reset_to(generate_scene(self.split, seed, self.task_types))
+
+    def reset_to(self, scene: Scene) -> Observation:
+        """Start an episode on a given scene (hand-built scenes in tests, scenes loaded from elsewhere)."""
+        self._scene = scene
         self._prepare_scene()
         self._st = State(self._scene)
         self._won = False
