@@ -129,3 +129,20 @@ def test_skill_utility() -> None:
     assert skill_utility(("s1", "s2"), {"s1": 0.5, "s2": -0.1}) == pytest.approx(0.2)
     with pytest.raises(KeyError, match="s3"):
         skill_utility(("s3",), {"s1": 0.5})
+
+
+def test_step_weights_from_records() -> None:
+    from siri.rollout.types import StepRecord
+    from siri.skills.internalize import step_weights
+
+    def step(skills: tuple[str, ...]) -> StepRecord:
+        return StepRecord(group=0, traj=0, t=0, seed=0, task_type="x", prompt_ids=[1], response_ids=[2],
+                          old_logprobs=[-1.0], action_mask=[1], action="a", valid=True, reward=0.0, done=False,
+                          won=False, anchor=0, skill_ids=skills)  # fmt: skip
+
+    steps = [step(("s1",)), step(("s2",)), step(("s1", "s2")), step(())]
+    w = step_weights(steps, [2.0, 1.0, 0.5, 1.0], {"s1": 0.5, "s2": -0.1})
+    # s1: U 0.5 -> clip(2,0,1)=1; s2: U<0 -> 0; both: U=0.2 -> 0.5; plain: 0
+    assert w.tolist() == [1.0, 0.0, 0.5, 0.0]
+    with pytest.raises(ValueError, match="3 advantages for 4 steps"):
+        step_weights(steps, [1.0, 1.0, 1.0], {"s1": 0.5, "s2": -0.1})

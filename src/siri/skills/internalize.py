@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from siri.rollout.types import StepRecord
+
 WEIGHT_MODES = ("advantage", "utility", "uniform")
 
 
@@ -67,6 +69,27 @@ def internalization_weights(
     if mode == "advantage":
         w = w * advantages.detach().clamp(0.0, clip_c)
     return w
+
+
+def step_weights(
+    steps: Sequence[StepRecord],
+    advantages: Sequence[float],
+    utilities: Mapping[str, float],
+    clip_c: float = 1.0,
+    mode: str = "advantage",
+) -> torch.Tensor:
+    """``internalization_weights`` for a list of step records (one advantage per step).
+
+    ``utilities`` maps every skill id shown in ``steps`` to its current utility (``SkillBank.utility``);
+    a step's utility is the mean over the skills its prompt showed.
+    """
+    if len(advantages) != len(steps):
+        raise ValueError(f"got {len(advantages)} advantages for {len(steps)} steps")
+    used = torch.tensor([s.uses_skills for s in steps], dtype=torch.bool)
+    utility = torch.tensor([skill_utility(s.skill_ids, utilities) for s in steps], dtype=torch.float32)
+    return internalization_weights(
+        used, utility, torch.tensor(list(advantages), dtype=torch.float32), clip_c, mode
+    )
 
 
 def internalization_mask(
