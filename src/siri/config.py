@@ -437,9 +437,14 @@ class SiriSection(Config):
     miner: Literal["self", "external", "trace"] = opt(
         "self", "who writes skills: a frozen snapshot of the policy (self), another model (external), "
         "or the deterministic trace miner (trace)")
-    miner_model: str | None = opt(None, "model for miner=external (path or hub id)")
-    validation_share: float = opt(0.5, "share of each iteration's groups spent on paired with/without-skill "
-                                  "validation rollouts", min=0.0, max=1.0)
+    miner_url: str | None = opt(None, "miner=external: OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 "
+                                "(what `siri serve` prints)")
+    miner_model: str | None = opt(None, "miner=external: the model name the endpoint serves")
+    miner_api_key_env: str | None = opt("OPENAI_API_KEY", "miner=external: environment variable holding the API "
+                                        "key (unset: no key, fine for local servers)")
+    validation_share: float = opt(0.5, "after the warm-up, the share of each group's rollouts that show one "
+                                  "skill (candidate under validation, or active for internalization); the "
+                                  "rest are plain and form the paired baseline", min=0.0, max=1.0)
     validation_gate: bool = opt(True, "ablation switch: False activates every mined skill without validation")
     promote_lcb: float = opt(0.0, "activate a skill when the lower confidence bound of its utility exceeds this")
     retire_ucb: float = opt(0.0, "retire a skill when the upper confidence bound of its utility falls below this")

@@ -1,0 +1,169 @@
+"""``siri train``, ``siri quickstart`` and ``siri report``: run training, the first-hour demo, and run reports."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+class LiveProgress:
+    """A rich progress bar over iterations with the latest success/return/invalid/skills figures."""
+
+    def __init__(self, total: int, start: int, label: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+        self.task = self.bar.add_task(label, total=total, completed=start, info="collecting...")
+
+    def __enter__(self) -> LiveProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        parts = [f"{record.get('phase', '')}",
+                 f"succ {record.get('train/success', float('nan')):.2f}",
+                 f"ret {record.get('train/return', float('nan')):+.2f}",
+                 f"inv {record.get('train/invalid_rate', float('nan')):.2f}"]
+        if "eval/success" in record:
+            parts.append(f"[green]eval {record['eval/success']:.2f}[/green]")
+        if "skills/active" in record:
+            parts.append(f"skills a/c/r {record['skills/active']:.0f}/{record['skills/candidate']:.0f}/"
+                         f"{record['skills/retired']:.0f}")
+        self.bar.update(self.task, completed=record["iteration"], info="  ".join(parts))
+        if "eval/success" in record:
+            self.bar.console.print(f"  iteration {record['iteration']:>4}  eval success {record['eval/success']:.3f}"
+                                   f"  score {record.get('eval/score', float('nan')):.3f}  ({record.get('phase', '')})")
+
+
+def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
+    """The end-of-run table: bootstrap vs end of warm-up vs final, overall and per task type."""
+    from rich.console import Console
+    from rich.table import Table
+
+    evals = summary.get("evals", {})
+    types = sorted({t for e in evals.values() for t in e.get("per_task_type", {})})
+    table = Table(title="plain-prompt evaluation (success)" if types else "evaluation")
+    for col in ("evaluation", "iter", "success", "score", *types):
+        table.add_column(col, justify="right" if col != "evaluation" else "left")
+    names = {"bootstrap": "bootstrap policy", "warmup_end": "end of warm-up", "final": "final (plain prompt)",
+             "final_with_skills": "final, skills in prompt"}
+    for key, e in evals.items():
+        table.add_row(names.get(key, key), str(e.get("iteration", "")), f"{e.get('success', float('nan')):.3f}",
+                      f"{e.get('score', float('nan')):.3f}", *[f"{e['per_task_type'].get(t, float('nan')):.2f}" for t in types])
+    console = Console()
+    console.print(table)
+    if "skills" in summary:
+        s = summary["skills"]
+        console.print(f"skills: {s.get('active', 0)} active, {s.get('candidate', 0)} candidate, "
+                      f"{s.get('retired', 0)} retired  (siri skills {run_dir})")
+    console.print(f"run directory: {run_dir}")
+
+
+def run_training(config: str, overrides: list[str], run_dir: str | None, resume: str | None,
+                 report: bool = True) -> Path:
+    """Shared by ``train`` and ``quickstart``: build or resume the trainer, train with progress, report."""
+    from siri.config import ConfigError, TrainConfig, preset_path
+    from siri.rl.run import RunDirError
+    from siri.rl.trainer import Trainer
+
+    started = time.time()
+    try:
+        if resume:
+            trainer = Trainer.resume(resume, overrides)
+        else:
+            path = preset_path(config)
+            cfg = TrainConfig.load(path, overrides)
+            trainer = Trainer.create(cfg, run_dir, preset=path.stem)
+    except (ConfigError, RunDirError, ValueError) as e:
+        raise _fail(str(e)) from e
+    cfg = trainer.cfg
+    typer.echo(f"run directory: {trainer.run.path}  (resume with: siri train --resume {trainer.run.path})")
+    typer.echo(f"env {cfg.env.name}, model {trainer.policy.name} ({trainer.policy.num_parameters() / 1e6:.2f}M params, "
+               f"{cfg.model.action_mode}), algo {cfg.algo.name}{' + SIRI' if cfg.siri.enabled else ''}, "
+               f"{cfg.train.iterations} iterations of {cfg.rollout.num_groups}x{cfg.rollout.group_size} episodes")
+    with LiveProgress(cfg.train.iterations, trainer.iteration, "train") as live:
+        summary = trainer.train(progress=live)
+    print_summary(summary, trainer.run.path)
+    if report:
+        from siri.report import build_report
+
+        html, _ = build_report([trainer.run.path])
+        typer.echo(f"report: {html}")
+    typer.echo(f"trained policy: {trainer.run.path / 'policy'}  (siri eval --model {trainer.run.path / 'policy'})")
+    typer.echo(f"total time: {time.time() - started:.0f} s")
+    return trainer.run.path
+
+
+def train(
+    config: str = typer.Option("household-tiny-gigpo", "--config", "-c",
+                               help="preset name (see configs/) or path to a YAML config"),
+    overrides: list[str] = typer.Argument(None, help="config overrides key=value, e.g. algo.name=grpo train.iterations=20"),
+    algo: str | None = typer.Option(None, help="shortcut for algo.name=grpo|gigpo|rloo"),
+    run_dir: str | None = typer.Option(None, help="run directory (default runs/<preset>-<timestamp>)"),
+    resume: str | None = typer.Option(None, help="continue RUN_DIR from its latest checkpoint, exactly"),
+    report: bool = typer.Option(True, help="write report.html/report.md at the end"),
+) -> None:
+    """Train a policy with GRPO/GiGPO (and SIRI when siri.enabled=true) from a YAML config.
+
+    Metrics go to RUN_DIR/metrics.jsonl and TensorBoard (tensorboard --logdir RUN_DIR); checkpoints are
+    atomic; --resume continues exactly. Print every config key with `siri config`.
+    """
+    extra = list(overrides or [])
+    if algo:
+        extra.append(f"algo.name={algo}")
+    run_training(config, extra, run_dir, resume, report)
+
+
+def quickstart(
+    env: str = typer.Option("household", help="household or shop"),
+    run_dir: str | None = typer.Option(None, help="run directory (default runs/quickstart-<env>-<timestamp>)"),
+    overrides: list[str] = typer.Argument(None, help="config overrides key=value"),
+) -> None:
+    """The SIRI quickstart: tiny model, warm-up -> mining/validation -> internalization, report (~15 min on 2 cores)."""
+    if env not in ("household", "shop"):
+        raise _fail(f"quickstart runs on household or shop, not {env!r}")
+    from datetime import datetime
+
+    run_dir = run_dir or f"runs/quickstart-{env}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_training(f"{env}-tiny-siri", list(overrides or []), run_dir, None, True)
+
+
+def report(
+    runs: list[str] = typer.Argument(..., help="one run directory, or several to overlay"),
+    out: str | None = typer.Option(None, help="output directory (one run: the run dir itself)"),
+) -> None:
+    """Write a self-contained HTML report (embedded plots) and a Markdown twin for one or more runs."""
+    from siri.report import build_report
+    from siri.rl.run import RunDirError
+
+    try:
+        html, md = build_report(runs, out)
+    except (RunDirError, FileNotFoundError) as e:
+        raise _fail(str(e)) from e
+    typer.echo(f"report: {html}\nmarkdown: {md}")
+
+
+def config_help() -> None:
+    """Print every config key with its default and meaning."""
+    from siri.config import TrainConfig
+
+    typer.echo(TrainConfig.help_text())

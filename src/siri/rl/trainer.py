@@ -1,0 +1,455 @@
+"""The RL loop: collect groups of rollouts -> advantages -> clipped policy-gradient update -> metrics.
+
+One iteration, read top to bottom in ``Trainer.iteration``:
+
+1. ``num_groups`` task seeds are drawn from ``(train.seed, iteration)``; each group is ``group_size``
+   rollouts from the same seed (``EpisodeSpec``). With SIRI on, ``SiriPipeline.plan`` decides which
+   rollouts of a group show skills (paired validation, internalization).
+2. ``collect`` steps every episode with one batched generation per turn.
+3. GRPO / GiGPO / RLOO advantages over all steps of the batch (skill rollouts included, so the plain
+   and skill rollouts of a group share their statistics).
+4. Update: PPO clipped token loss on plain-prompt steps + ``kl_coef`` * KL to the reference policy
+   (- entropy bonus), plus ``lambda(k)`` * internalization loss on weighted skill steps (SIRI), with
+   micro-batches whose gradients add up exactly to the full-batch gradient.
+5. Metrics to metrics.jsonl/TensorBoard; evaluation on fixed eval seeds every ``eval_every``;
+   checkpoint every ``save_every``.
+
+Everything random in an iteration is seeded from ``(train.seed, iteration)``, and a checkpoint holds
+the trainable weights, the optimizer and the pipeline state, so ``resume`` reproduces an
+uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siri.config import TrainConfig
+from siri.rl.advantages import compute_gigpo, compute_grpo, compute_rloo
+from siri.rl.run import RunDir, RunDirError
+from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
+from siri.rollout.types import StepRecord, Trajectory
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def iteration_seed(seed: int, iteration: int, stream: int) -> int:
+    """A deterministic 31-bit seed for one random stream of one iteration (0: tasks, 1: sampling, 2: update)."""
+    return int(np.random.default_rng([seed, iteration, stream]).integers(0, 2**31 - 1))
+
+
+def episode_metrics(trajectories: Sequence[Trajectory], prefix: str) -> dict[str, float]:
+    """Success, score, return, length and invalid rate, overall and success/score per task type."""
+    if not trajectories:
+        return {}
+    out = {
+        f"{prefix}/success": float(np.mean([t.won for t in trajectories])),
+        f"{prefix}/score": float(np.mean([t.score for t in trajectories])),
+        f"{prefix}/return": float(np.mean([t.ret for t in trajectories])),
+        f"{prefix}/episode_len": float(np.mean([len(t.steps) for t in trajectories])),
+        f"{prefix}/invalid_rate": float(
+            sum(not s.valid for t in trajectories for s in t.steps) / max(1, sum(len(t.steps) for t in trajectories))
+        ),
+        f"{prefix}/episodes": float(len(trajectories)),
+    }
+    by_type: dict[str, list[Trajectory]] = defaultdict(list)
+    for t in trajectories:
+        by_type[t.task_type].append(t)
+    for task_type, ts in sorted(by_type.items()):
+        out[f"{prefix}/success/{task_type}"] = float(np.mean([t.won for t in ts]))
+        out[f"{prefix}/score/{task_type}"] = float(np.mean([t.score for t in ts]))
+    return out
+
+
+def eval_summary(metrics: dict[str, float], prefix: str, iteration: int) -> dict[str, Any]:
+    """The compact form of an evaluation stored in summary.json and printed in tables."""
+    per_type = {k.split("/", 2)[2]: v for k, v in metrics.items() if k.startswith(f"{prefix}/success/")}
+    return {
+        "iteration": iteration,
+        "success": metrics.get(f"{prefix}/success", float("nan")),
+        "score": metrics.get(f"{prefix}/score", float("nan")),
+        "invalid_rate": metrics.get(f"{prefix}/invalid_rate", float("nan")),
+        "episode_len": metrics.get(f"{prefix}/episode_len", float("nan")),
+        "episodes": int(metrics.get(f"{prefix}/episodes", 0)),
+        "per_task_type": per_type,
+    }
+
+
+def compute_advantages(records: Sequence[StepRecord], cfg: TrainConfig) -> np.ndarray:
+    """One advantage per step record, by ``cfg.algo`` (see siri.rl.advantages)."""
+    group = np.array([r.group for r in records])
+    traj = np.array([r.traj for r in records])
+    t = np.array([r.t for r in records])
+    reward = np.array([r.reward for r in records], dtype=np.float64)
+    algo = cfg.algo
+    if algo.name == "grpo":
+        return compute_grpo(group, traj, t, reward, norm=algo.norm, episode_stats=algo.episode_stats)
+    if algo.name == "rloo":
+        return compute_rloo(group, traj, t, reward)
+    return compute_gigpo(
+        group, traj, t, reward, [r.anchor for r in records], gamma=algo.gamma, omega=algo.omega,
+        norm=algo.norm, episode_stats=algo.episode_stats, similarity=algo.similarity,
+        texts=[r.observation_text for r in records] if algo.similarity is not None else None,
+    )
+
+
+class Trainer:
+    """GRPO/GiGPO training of one policy on one environment, optionally with the SIRI pipeline.
+
+    Build it with ``Trainer.create`` (new run) or ``Trainer.resume`` (continue a run directory).
+    """
+
+    def __init__(self, cfg: TrainConfig, run: RunDir, policy: Any, start_iteration: int = 0) -> None:
+        import torch
+
+        self.cfg = cfg
+        self.run = run
+        self.policy = policy
+        self.iteration = start_iteration
+        self.params = [p for p in policy.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas)
+        )
+        self.env_options = {"split": cfg.env.split, "max_steps": cfg.env.max_steps, **cfg.env.options}
+        self.eval_options = {**self.env_options, "split": cfg.env.eval_split}
+        self.mode = cfg.model.action_mode
+        self.summary: dict[str, Any] = {"evals": {}}
+        self.siri: Any = None
+        if cfg.siri.enabled:
+            from siri.skills.pipeline import SiriPipeline
+
+            self.siri = SiriPipeline(cfg, run.path)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, cfg: TrainConfig, run_dir: str | Path | None = None, preset: str = "run") -> Trainer:
+        from siri.models.loading import load_policy
+
+        path = Path(run_dir or cfg.train.run_dir or f"runs/{preset}-{datetime.now():%Y%m%d-%H%M%S}")
+        seed_everything(cfg.train.seed)
+        policy = _load_policy(cfg, load_policy)
+        run = RunDir.create(path, cfg.to_yaml(comments=False), {"seeds": {"train": cfg.train.seed}, "preset": preset,
+                                                                 "model": policy.name, "env": cfg.env.name})
+        return cls(cfg, run, policy)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, overrides: Sequence[str] = ()) -> Trainer:
+        """Continue ``run_dir`` from its latest checkpoint (or from scratch if it has none yet)."""
+        import torch
+
+        from siri.models.loading import load_policy
+
+        run = RunDir.open(run_dir)
+        cfg = TrainConfig.load(run.path / "config.yaml", overrides)
+        seed_everything(cfg.train.seed)
+        policy = _load_policy(cfg, load_policy)
+        checkpoint = run.latest_checkpoint()
+        if checkpoint is None:
+            run.truncate_metrics(-1)
+            trainer = cls(cfg, run, policy)
+            return trainer
+        weights = run.load_checkpoint(checkpoint, "model")
+        missing = _load_trainable(policy.model, weights)
+        if missing:
+            raise RunDirError(f"{checkpoint}/model.pt does not match the model of {run.path}: missing {missing[:5]}")
+        start = int(run.load_checkpoint(checkpoint, "iteration")["iteration"])
+        trainer = cls(cfg, run, policy, start_iteration=start)
+        trainer.optimizer.load_state_dict(run.load_checkpoint(checkpoint, "optimizer"))
+        state = run.load_checkpoint(checkpoint, "trainer")
+        trainer.summary = state["summary"]
+        if trainer.siri is not None:
+            trainer.siri.load_state(state["siri"], checkpoint)
+        torch.set_rng_state(state["torch_rng"])
+        run.truncate_metrics(start - 1)
+        return trainer
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Run the remaining iterations, evaluate at the end, write summary.json; return the summary."""
+        cfg = self.cfg
+        if self.iteration == 0 and "bootstrap" not in self.summary["evals"]:
+            bootstrap = self.evaluate()
+            self.run.log({"iteration": 0, "phase": "bootstrap", **bootstrap})
+            self.summary["evals"]["bootstrap"] = eval_summary(bootstrap, "eval", 0)
+            self._save_summary()
+            if progress is not None:
+                progress({"iteration": 0, "phase": "bootstrap", **bootstrap})
+        while self.iteration < cfg.train.iterations:
+            record = self.step()
+            if progress is not None:
+                progress(record)
+            every = cfg.train.save_every
+            if (every and self.iteration % every == 0) or self.iteration == cfg.train.iterations:
+                self.save_checkpoint()
+        self.finish()
+        return self.summary
+
+    def step(self) -> dict[str, Any]:
+        """One training iteration (collect, advantages, update, metrics); returns its metrics record."""
+        cfg, it = self.cfg, self.iteration
+        start = time.time()
+        phase = self.siri.phase if self.siri is not None else cfg.algo.name
+        rng = np.random.default_rng(iteration_seed(cfg.train.seed, it, 0))
+        group_seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=cfg.rollout.num_groups)]
+        if self.siri is not None:
+            specs = self.siri.plan(it, group_seeds, cfg.rollout.group_size)
+        else:
+            specs = [EpisodeSpec(group=g, seed=s) for g, s in enumerate(group_seeds) for _ in range(cfg.rollout.group_size)]
+        rollout = RolloutConfig(
+            mode=self.mode, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+            max_new_tokens=cfg.rollout.max_new_tokens, history_len=cfg.rollout.history,
+            invalid_penalty=cfg.rollout.invalid_penalty, seed=iteration_seed(cfg.train.seed, it, 1),
+        )
+        trajectories = collect(self.policy, cfg.env.name, specs, rollout, env_options=self.env_options)
+        records = [s for t in trajectories for s in t.steps]
+        advantages = compute_advantages(records, cfg)
+
+        plain = [i for i, r in enumerate(records) if not r.uses_skills]
+        internalize: list[tuple[int, float]] = []
+        lam = 0.0
+        if self.siri is not None:
+            self.siri.observe(it, trajectories, self.policy)
+            internalize, lam = self.siri.internalization(it, records, advantages)
+        update_stats = self.update(records, advantages, plain, internalize, lam, iteration_seed(cfg.train.seed, it, 2))
+
+        plain_trajs = [t for t in trajectories if not t.uses_skills]
+        record: dict[str, Any] = {"iteration": it + 1, "phase": phase, **episode_metrics(plain_trajs, "train")}
+        skill_trajs = [t for t in trajectories if t.uses_skills]
+        if skill_trajs:
+            record.update({k: v for k, v in episode_metrics(skill_trajs, "train_skills").items() if k.count("/") == 1})
+        record.update(update_stats)
+        record["adv/mean_abs"] = float(np.mean(np.abs(advantages))) if len(advantages) else 0.0
+        record["lambda"] = lam
+        if self.siri is not None:
+            record.update(self.siri.metrics())
+        self.iteration = it + 1
+        every = cfg.train.eval_every
+        warmup_just_ended = self.siri is not None and self.siri.warmup_ended_at == self.iteration
+        if (every and self.iteration % every == 0) or self.iteration == cfg.train.iterations or warmup_just_ended:
+            record.update(self.evaluate())
+            if warmup_just_ended:
+                self.summary["evals"]["warmup_end"] = eval_summary(record, "eval", self.iteration)
+                self._save_summary()
+        record["time/iteration_s"] = time.time() - start
+        self.run.log(record)
+        return record
+
+    def update(
+        self,
+        records: Sequence[StepRecord],
+        advantages: np.ndarray,
+        plain: Sequence[int],
+        internalize: Sequence[tuple[int, float]],
+        lam: float,
+        seed: int,
+    ) -> dict[str, float]:
+        """PPO epochs over the batch: policy loss on ``plain`` steps, ``lam`` * L_int on ``internalize``.
+
+        ``internalize`` lists (record index, weight w) of skill steps whose action tokens are distilled
+        under the plain prompt. Every loss is normalized over the whole batch, so micro-batching only
+        changes memory, never the gradient.
+        """
+        import torch
+
+        from siri.rl.losses import actor_loss
+        from siri.rollout.scoring import response_logprobs, score_records
+        from siri.skills.internalize import internalization_loss
+
+        cfg = self.cfg
+        model = self.policy.model
+        pad = self.policy.pad_id
+        temperature = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
+        mb_size = cfg.optim.micro_batch_size
+        policy_records = [records[i] for i in plain]
+        policy_adv = [float(advantages[i]) for i in plain]
+        int_records = [records[i] for i, _ in internalize]
+        int_weights = [w for _, w in internalize]
+        if not policy_records and not int_records:
+            return {}
+        # Old and reference log-probs under the model as it is now (before this update).
+        old = score_records(model, policy_records, pad_id=pad, temperature=temperature, micro_batch=mb_size) if policy_records else []
+        ref: list[list[float]] = []
+        if cfg.algo.kl_coef > 0 and policy_records:
+            with self.policy.reference() as reference:
+                ref = score_records(reference, policy_records, pad_id=pad, temperature=temperature, micro_batch=mb_size)
+        # Internalization targets: the response tokens sampled under the skill prompt; the mask picks
+        # the action tokens (default) or the whole response (ablation).
+        int_old = (
+            score_records(model, int_records, pad_id=pad, temperature=temperature, plain=False, micro_batch=mb_size)
+            if int_records else []
+        )
+
+        rng = np.random.default_rng(seed)
+        stats: dict[str, list[float]] = defaultdict(list)
+        model.train()
+        n_policy, n_int = len(policy_records), len(int_records)
+        for _epoch in range(cfg.optim.ppo_epochs):
+            order_p = rng.permutation(n_policy)
+            order_i = rng.permutation(n_int)
+            for mb in range(cfg.optim.mini_batches):
+                pidx = order_p[mb::cfg.optim.mini_batches]
+                iidx = order_i[mb::cfg.optim.mini_batches]
+                self.optimizer.zero_grad(set_to_none=True)
+                p_norm = _normalizer([policy_records[i] for i in pidx], cfg.algo.agg)
+                i_norm = max(1.0, float(sum(_int_mask_len(int_records[i], cfg) for i in iidx if int_weights[i] > 0)))
+                for chunk in _chunks(pidx, mb_size):
+                    batch = [policy_records[i] for i in chunk]
+                    logp, mask, entropy = response_logprobs(model, batch, pad_id=pad, temperature=temperature,
+                                                            with_entropy=cfg.algo.entropy_coef > 0)
+                    old_t = _pad([old[i] for i in chunk], logp.shape[1])
+                    ref_t = _pad([ref[i] for i in chunk], logp.shape[1]) if ref else None
+                    adv_t = torch.tensor([policy_adv[i] for i in chunk], dtype=logp.dtype)
+                    loss, s = actor_loss(logp, old_t, adv_t, mask, ref_logprobs=ref_t, kl_coef=cfg.algo.kl_coef,
+                                         entropy=entropy, entropy_coef=cfg.algo.entropy_coef, clip_low=cfg.algo.clip,
+                                         clip_high=cfg.algo.clip_high, agg=cfg.algo.agg, normalizer=p_norm)
+                    loss.backward()
+                    stats["loss/policy"].append(float(loss.detach()))
+                    for key in ("clip_frac", "kl", "entropy", "approx_kl", "ratio_max"):
+                        if key in s:
+                            stats[key].append(s[key])
+                if lam > 0:
+                    for chunk in _chunks(iidx, mb_size):
+                        batch = [int_records[i] for i in chunk]
+                        logp, rmask, _ = response_logprobs(model, batch, pad_id=pad, temperature=temperature, plain=True)
+                        amask = _pad([[float(x) for x in r.action_mask] for r in batch], logp.shape[1])
+                        mask = rmask if not cfg.siri.action_tokens_only else amask * rmask
+                        weights = torch.tensor([int_weights[i] for i in chunk], dtype=logp.dtype)
+                        old_t = _pad([int_old[i] for i in chunk], logp.shape[1])
+                        loss = internalization_loss(logp, mask, weights, old_logp=old_t, normalizer=i_norm)
+                        (lam * loss).backward()
+                        stats["loss/int"].append(float(loss.detach()))
+                if cfg.optim.grad_clip > 0:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
+                    stats["grad_norm"].append(float(grad_norm))
+                self.optimizer.step()
+        out = {k: float(np.sum(v)) if k.startswith("loss/") else float(np.mean(v)) for k, v in stats.items()}
+        # loss/* were summed over micro-batches (each is its share of the batch loss): report per mini-batch.
+        for k in [k for k in out if k.startswith("loss/")]:
+            out[k] /= cfg.optim.ppo_epochs * cfg.optim.mini_batches
+        out["update/policy_steps"] = float(n_policy)
+        out["update/internalized_steps"] = float(sum(w > 0 for w in int_weights))
+        return out
+
+    # ------------------------------------------------------------------ evaluation and persistence
+    def evaluate(self, with_skills: bool = False) -> dict[str, float]:
+        """Plain-prompt evaluation on the fixed eval seeds 0..eval_episodes-1 (``with_skills``: ablation)."""
+        cfg = self.cfg
+        n = cfg.train.eval_episodes
+        size = _split_size(cfg.env.name, self.eval_options)
+        if size is not None:
+            n = min(n, size)
+        skills_for: Callable[[int], tuple[tuple[str, str], ...]] = lambda seed: ()  # noqa: E731
+        if with_skills and self.siri is not None:
+            skills_for = self.siri.inference_skills(cfg.env.name, self.eval_options)
+        specs = [EpisodeSpec(group=i, seed=i, skills=skills_for(i)) for i in range(n)]
+        rollout = RolloutConfig(
+            mode=self.mode, temperature=cfg.train.eval_temperature, top_p=1.0,
+            max_new_tokens=cfg.rollout.max_new_tokens, history_len=cfg.rollout.history,
+            invalid_penalty=cfg.rollout.invalid_penalty, seed=iteration_seed(cfg.train.seed, 0, 3),
+        )
+        trajectories = collect(self.policy, cfg.env.name, specs, rollout, env_options=self.eval_options)
+        return episode_metrics(trajectories, "eval_skills" if with_skills else "eval")
+
+    def save_checkpoint(self) -> Path:
+        import torch
+
+        state = {"summary": self.summary, "torch_rng": torch.get_rng_state(),
+                 "siri": self.siri.state() if self.siri is not None else None}
+        files = {}
+        if self.siri is not None:
+            self.siri.save()
+            files = self.siri.checkpoint_files()
+        trainable = {n: p.detach().clone() for n, p in self.policy.model.named_parameters() if p.requires_grad}
+        return self.run.save_checkpoint(
+            self.iteration, {"model": trainable, "optimizer": self.optimizer.state_dict(), "trainer": state}, files
+        )
+
+    def finish(self) -> None:
+        """Final evaluations, the trained policy under RUN_DIR/policy, summary.json."""
+        last = self.run.metrics()[-1] if self.run.metrics() else {}
+        final = last if "eval/success" in last else self.evaluate()
+        self.summary["evals"]["final"] = eval_summary(final, "eval", self.iteration)
+        if self.siri is not None:
+            self.summary["evals"]["final_with_skills"] = eval_summary(self.evaluate(with_skills=True), "eval_skills",
+                                                                     self.iteration)
+            self.summary["skills"] = self.siri.counts()
+        self._save_summary()
+        self.policy.save(self.run.path / "policy")
+        self.run.close()
+
+    def _save_summary(self) -> None:
+        self.run.write_json("summary.json", self.summary)
+
+
+# ---------------------------------------------------------------------- helpers
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _load_policy(cfg: TrainConfig, load_policy: Callable[..., Any]) -> Any:
+    device = None if cfg.train.device == "auto" else cfg.train.device
+    policy = load_policy(
+        cfg.model.name_or_path, env=cfg.env.name, lora=cfg.model.lora, lora_r=cfg.model.lora_r,
+        lora_alpha=cfg.model.lora_alpha, dtype=cfg.model.dtype if cfg.model.dtype != "auto" else "float32",
+        device=device, action_mode=cfg.model.action_mode, reference=cfg.algo.kl_coef > 0,
+    )
+    if cfg.model.gradient_checkpointing:
+        policy.model.gradient_checkpointing_enable()
+    return policy
+
+
+def _load_trainable(model: Any, weights: dict[str, Any]) -> list[str]:
+    """Copy saved trainable tensors into ``model``; return the trainable names the file lacks."""
+    import torch
+
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            if name not in params:
+                raise RunDirError(f"checkpoint holds weight {name!r} that the model does not have")
+            params[name].copy_(tensor)
+    return missing
+
+
+def _split_size(env_name: str, options: dict[str, Any]) -> int | None:
+    from siri.envs import make
+
+    return make(env_name, **options).split_size()
+
+
+def _chunks(indices: Sequence[int] | np.ndarray, size: int) -> list[list[int]]:
+    idx = [int(i) for i in indices]
+    return [idx[k : k + size] for k in range(0, len(idx), size)]
+
+
+def _pad(rows: Sequence[Sequence[float]], width: int) -> Any:
+    import torch
+
+    out = torch.zeros(len(rows), width)
+    for b, row in enumerate(rows):
+        out[b, : len(row)] = torch.tensor(row[:width], dtype=out.dtype)
+    return out
+
+
+def _normalizer(batch: Sequence[StepRecord], agg: str) -> float:
+    """The whole mini-batch's token count (token-mean) or sequence count, for exact gradient accumulation."""
+    if agg == "token-mean":
+        return max(1.0, float(sum(len(r.response_ids) for r in batch)))
+    return max(1.0, float(len(batch)))
+
+
+def _int_mask_len(record: StepRecord, cfg: TrainConfig) -> int:
+    return sum(record.action_mask) if cfg.siri.action_tokens_only else len(record.response_ids)
+

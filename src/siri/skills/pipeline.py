@@ -1,0 +1,248 @@
+"""SIRI's three phases on top of the GiGPO trainer: warm-up -> mining + paired validation -> internalization.
+
+The trainer asks this object three things each iteration:
+
+- ``plan``: which rollouts of each group show a skill. During warm-up none do. Afterwards, in each
+  group, ``validation_share`` of the rollouts show one skill of the group's task type (candidates
+  first, least evaluated first, then active skills) and the rest are plain. Every skill rollout is
+  therefore paired with plain rollouts of the same initial state: candidates collect evidence for
+  promotion, active skills keep being checked (and are retired if they stop helping) while their
+  rollouts supply the internalization data.
+- ``observe``: after collection, successful plain trajectories enter the experience buffer, paired
+  utilities are recorded and statuses updated (promote on LCB > threshold, retire on UCB <= 0), the
+  warm-up ends once the buffer holds ``n_req_successes`` (or after ``warmup_max_iters``), and every
+  ``mine_every`` iterations the miner (by default the policy itself, frozen for the call) writes
+  candidate skills from the buffer.
+- ``internalization``: which skill steps to distil under the plain prompt, with weights
+  ``w = 1[skill active] * 1[U > 0] * clip(A, 0, c)`` and ``lambda(k)`` ramping from the first
+  iteration that had an active skill.
+
+Skills are one per rollout, which keeps prompts short (small models have short contexts) and makes
+every skill rollout a clean paired evaluation of exactly one skill.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siri.config import TrainConfig
+from siri.envs import make
+from siri.rollout.collector import EpisodeSpec
+from siri.rollout.types import StepRecord, Trajectory
+from siri.skills.bank import BANK_FILENAME, SkillBank
+from siri.skills.internalize import lambda_schedule, step_weights
+from siri.skills.miners import Miner, make_miner
+from siri.skills.validation import ACTIVE, CANDIDATE, RETIRED, assign_validation
+
+BUFFER_PER_TYPE = 64  # successful plain trajectories kept per task type (newest first out)
+
+
+def _lightweight(traj: Trajectory) -> Trajectory:
+    """A copy without token ids: the buffer only needs actions and observations for mining."""
+    light = copy.copy(traj)
+    light.steps = [
+        dataclasses.replace(s, prompt_ids=[], response_ids=[], old_logprobs=[], action_mask=[],
+                            plain_prompt_ids=None, choices=None)
+        for s in traj.steps
+    ]
+    return light
+
+
+def policy_text_generator(policy: Any, max_new_tokens: int = 96) -> Callable[[list[list[dict[str, str]]]], list[str]]:
+    """``generate_text`` for the self miner: greedy chat completions from the policy as it is now.
+
+    The weights are not touched (no gradient, eval mode), so the call sees a frozen snapshot of the
+    current policy; with LoRA the current adapters are on.
+    """
+    from siri.rollout.engine import HFEngine
+
+    def generate_text(batch: list[list[dict[str, str]]]) -> list[str]:
+        tok = policy.tokenizer
+        prompts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True) for m in batch]
+        prompts = [list(p["input_ids"]) if isinstance(p, dict) or hasattr(p, "keys") else list(p) for p in prompts]
+        model = policy.model
+        was_training = model.training
+        model.eval()
+        try:
+            gens = HFEngine(model, tok).generate(prompts, temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
+        finally:
+            model.train(was_training)
+        return [tok.decode(g.response_ids, skip_special_tokens=True) for g in gens]
+
+    return generate_text
+
+
+class SiriPipeline:
+    """The SIRI state machine of one run (phase, experience buffer, skill bank, schedules)."""
+
+    def __init__(self, cfg: TrainConfig, run_path: str | Path) -> None:
+        self.cfg = cfg
+        self.s = cfg.siri
+        self.run_path = Path(run_path)
+        self.bank = SkillBank.open(self.run_path, max_active=self.s.max_active_per_type)
+        self.phase = "warmup" if self.s.warmup else "skills"
+        self.warmup_ended_at: int | None = None if self.s.warmup else 0
+        self.internalization_from: int | None = None
+        self.last_mined: int | None = None
+        self.buffer: dict[str, list[Trajectory]] = defaultdict(list)
+        self.successes = 0
+        self.mined_total = 0
+        self._task_types: dict[int, str] = {}
+        self._probe = make(cfg.env.name, split=cfg.env.split, max_steps=cfg.env.max_steps, **cfg.env.options)
+        self._miner: Miner | None = None
+
+    # ------------------------------------------------------------------ planning
+    def task_type_of(self, seed: int) -> str:
+        if seed not in self._task_types:
+            self._task_types[seed] = self._probe.reset(seed).task_type
+        return self._task_types[seed]
+
+    def plan(self, iteration: int, group_seeds: Sequence[int], group_size: int) -> list[EpisodeSpec]:
+        """Episode specs for this iteration: plain during warm-up, paired skill/plain afterwards."""
+        if self.phase == "warmup" or not len(self.bank):
+            return [EpisodeSpec(group=g, seed=s) for g, s in enumerate(group_seeds) for _ in range(group_size)]
+        types = [self.task_type_of(s) for s in group_seeds]
+        queue = self.bank.validation_queue() + [s.id for s in self.bank.skills(ACTIVE)]
+        plan = assign_validation(
+            [group_size] * len(group_seeds), queue, share=self.s.validation_share,
+            seed=int(np.random.default_rng([self.cfg.train.seed, iteration, 7]).integers(2**31)),
+            per_group=1, group_types=types, candidate_types=self.bank.task_types(),
+        )
+        specs = []
+        for g, (seed, row) in enumerate(zip(group_seeds, plan, strict=True)):
+            for skill_id in row:
+                skills = () if skill_id is None else ((skill_id, self.bank.get(skill_id).text),)
+                specs.append(EpisodeSpec(group=g, seed=seed, skills=skills))
+        return specs
+
+    # ------------------------------------------------------------------ after collection
+    def observe(self, iteration: int, trajectories: Sequence[Trajectory], policy: Any) -> list[tuple[str, str, str, str]]:
+        """Buffer successes, record paired utilities, update statuses, end warm-up, mine. Returns status changes."""
+        for t in trajectories:
+            if t.won and not t.uses_skills:
+                bucket = self.buffer[t.task_type]
+                bucket.append(_lightweight(t))
+                del bucket[:-BUFFER_PER_TYPE]
+                self.successes += 1
+        self.bank.record_rollouts(trajectories, iteration)
+        changes = self.bank.update_status(
+            iteration, promote_lcb=self.s.promote_lcb, retire_ucb=self.s.retire_ucb, min_evals=self.s.min_evals,
+            max_evals=self.s.max_evals, z=self.s.confidence_z, gate=self.s.validation_gate,
+        )
+        done = iteration + 1
+        if self.phase == "warmup" and (self.successes >= self.s.n_req_successes or done >= self.s.warmup_max_iters):
+            self.phase = "skills"
+            self.warmup_ended_at = done
+        if self.phase == "skills" and any(self.buffer.values()) and (
+            self.last_mined is None or done - self.last_mined >= self.s.mine_every
+        ):
+            self.mine(done, policy)
+            changes += self.bank.update_status(done, gate=self.s.validation_gate, min_evals=self.s.min_evals,
+                                               max_evals=self.s.max_evals, promote_lcb=self.s.promote_lcb,
+                                               retire_ucb=self.s.retire_ucb, z=self.s.confidence_z)
+        if self.internalization_from is None and self.bank.skills(ACTIVE):
+            self.internalization_from = done
+        self.save()
+        return changes
+
+    def miner(self, policy: Any) -> Miner:
+        if self._miner is None:
+            name = self.s.miner
+            if name == "self":
+                self._miner = make_miner("self", generate_text=policy_text_generator(policy))
+            elif name == "external":
+                if not self.s.miner_url or not self.s.miner_model:
+                    raise ValueError("miner=external needs siri.miner_url (OpenAI-compatible base URL, e.g. the "
+                                     "one `siri serve` prints) and siri.miner_model")
+                self._miner = make_miner("external", base_url=self.s.miner_url, model=self.s.miner_model,
+                                         api_key_env=self.s.miner_api_key_env)
+            else:
+                self._miner = make_miner(name)
+        return self._miner
+
+    def mine(self, iteration: int, policy: Any) -> int:
+        """Every task type with successes: the newest M of them -> up to K candidates. Returns how many were added."""
+        miner = self.miner(policy)
+        added = 0
+        for task_type in sorted(self.buffer):
+            recent = self.buffer[task_type][-self.s.mine_trajectories :]
+            if not recent:
+                continue
+            texts = miner.mine(task_type, recent, self.s.max_skills_per_mine)
+            new = self.bank.add_candidates(texts, task_type, iteration, miner.name, sources=[t.traj for t in recent])
+            added += len(new)
+        self.mined_total += added
+        self.last_mined = iteration
+        return added
+
+    # ------------------------------------------------------------------ internalization
+    def internalization(self, iteration: int, records: Sequence[StepRecord], advantages: np.ndarray
+                        ) -> tuple[list[tuple[int, float]], float]:
+        """(record index, weight) of the skill steps to distil, and lambda(k) for this iteration."""
+        if self.internalization_from is None:
+            return [], 0.0
+        lam = lambda_schedule(iteration, self.internalization_from, self.s.lambda_ramp_iters, self.s.lambda_max)
+        idx = [i for i, r in enumerate(records)
+               if r.skill_ids and all(self.bank.get(s).status == ACTIVE for s in r.skill_ids)]
+        if not idx or lam <= 0:
+            return [], lam
+        utilities = {s: self.bank.utility(s) for i in idx for s in records[i].skill_ids}
+        weights = step_weights([records[i] for i in idx], [float(advantages[i]) for i in idx], utilities,
+                               clip_c=self.s.adv_clip, mode=self.s.weighting)
+        return [(i, float(w)) for i, w in zip(idx, weights.tolist(), strict=True) if w > 0], lam
+
+    def inference_skills(self, env_name: str, env_options: dict[str, Any]) -> Callable[[int], tuple[tuple[str, str], ...]]:
+        """For the with-skills evaluation (SkillRL-style ablation): the best active skill of each task's type."""
+        probe = make(env_name, **env_options)
+
+        def skills_for(seed: int) -> tuple[tuple[str, str], ...]:
+            best = self.bank.select(probe.reset(seed).task_type, top_k=1)
+            return tuple((s.id, s.text) for s in best)
+
+        return skills_for
+
+    # ------------------------------------------------------------------ reporting and persistence
+    def counts(self) -> dict[str, int]:
+        return {status: len(self.bank.skills(status)) for status in (ACTIVE, CANDIDATE, RETIRED)}
+
+    def metrics(self) -> dict[str, float]:
+        counts = self.counts()
+        active = self.bank.skills(ACTIVE)
+        return {
+            "skills/active": counts[ACTIVE], "skills/candidate": counts[CANDIDATE], "skills/retired": counts[RETIRED],
+            "skills/mined_total": self.mined_total, "siri/buffer_successes": self.successes,
+            "skills/active_utility_mean": float(np.mean([s.utility.mean for s in active])) if active else 0.0,
+        }
+
+    def save(self) -> None:
+        self.bank.save()
+
+    def checkpoint_files(self) -> dict[str, str]:
+        import json
+
+        return {BANK_FILENAME: json.dumps(self.bank.to_json(), indent=2, sort_keys=True) + "\n"}
+
+    def state(self) -> dict[str, Any]:
+        return {"phase": self.phase, "warmup_ended_at": self.warmup_ended_at, "last_mined": self.last_mined,
+                "internalization_from": self.internalization_from, "buffer": dict(self.buffer),
+                "successes": self.successes, "mined_total": self.mined_total}
+
+    def load_state(self, state: dict[str, Any], checkpoint: Path) -> None:
+        """Restore from a checkpoint: the bank comes from the checkpoint's copy (the run dir's may be newer)."""
+        self.phase = state["phase"]
+        self.warmup_ended_at = state["warmup_ended_at"]
+        self.last_mined = state["last_mined"]
+        self.internalization_from = state["internalization_from"]
+        self.buffer = defaultdict(list, state["buffer"])
+        self.successes = state["successes"]
+        self.mined_total = state["mined_total"]
+        self.bank = SkillBank.load(checkpoint / BANK_FILENAME, max_active=self.s.max_active_per_type)
+        self.bank.path = self.run_path / BANK_FILENAME
+        self.bank.save()
