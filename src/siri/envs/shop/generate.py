@@ -13,11 +13,12 @@ Goals follow WebShop's: one per product, naming 1-3 of its attributes (always on
 type in the category has, so a different kind of product cannot satisfy them), a value for most of
 its option types, and a budget drawn WebShop's way: two of the first four multiples of 10 above the
 price, keep the larger. Split: products whose index is a multiple of 10 hold the eval goals (at most
-500), the rest are train goals.
+500), the rest are train goals; each split is shuffled with WebShop's goal seed (233).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -284,10 +285,14 @@ def price_text(bound: float | None) -> str:
     return "" if bound is None else f", and price lower than {bound:.2f} dollars"
 
 
+@functools.lru_cache(maxsize=65536)
 def _has_attribute(product: Product, attribute: str) -> bool:
+    if attribute in product.attributes:
+        return True
     return attribute_present(attribute, product.attributes, product_text(product))
 
 
+@functools.lru_cache(maxsize=65536)
 def _offers(product: Product, kind: str, value: str) -> bool:
     return any(options_match(kind, v, value) for v in product.options.get(kind, ()))
 
@@ -365,6 +370,9 @@ def generate_catalog(num_products: int, seed: int) -> Catalog:
             evals.append(goal)
         else:
             train.append(goal)
+    # Seeds index the goals: shuffle (with WebShop's goal seed) so that consecutive seeds mix categories.
+    random.Random(233).shuffle(train)
+    random.Random(233).shuffle(evals)
     return Catalog(
         key=f"generated:seed={seed}:n={num_products}",
         products=products,

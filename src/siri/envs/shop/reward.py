@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -133,6 +134,7 @@ def fuzzy_match(a: str, b: str) -> bool:
     return fuzzy_ratio(a, b) > FUZZY_THRESHOLD
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize_color(value: str) -> str:
     """Map a colour phrase to its base colour ("Navy Blue" -> "blue"); other values are only lowercased.
 
