@@ -5,8 +5,11 @@ from __future__ import annotations
 import typer
 
 from siri.cli import env as env_cli
+from siri.cli import evaluate as evaluate_cli
+from siri.cli import model as model_cli
 from siri.cli import serve as serve_cli
 from siri.cli import skills as skills_cli
+from siri.cli import train as train_cli
 
 app = typer.Typer(
     name="siri",
@@ -18,7 +21,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("quickstart")(train_cli.quickstart)
+app.command("train")(train_cli.train)
+app.command("report")(train_cli.report)
+app.command("config")(train_cli.config_help)
 app.add_typer(env_cli.app, name="env")
+app.add_typer(model_cli.app, name="model")
+app.command("eval")(evaluate_cli.eval_command)
 app.command("serve")(serve_cli.serve)
 app.command("skills")(skills_cli.skills)
 

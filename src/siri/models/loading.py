@@ -209,7 +209,9 @@ def load_policy(
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # keep CLI output (and --json) clean
     if action_mode is not None and action_mode not in ACTION_MODES:
         raise ModelError(f"unknown action mode {action_mode!r}; use one of: {', '.join(ACTION_MODES)}")
     resolved, tiny_env = resolve(name_or_path, env=env, build=build)

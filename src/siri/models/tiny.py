@@ -330,7 +330,7 @@ def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], co
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % 50 == 0 or step == config.train_steps - 1:
             log(f"step {step:4d}/{config.train_steps}  loss {loss.item():.3f}  {time.time() - start:.0f}s")
     model.eval()

@@ -13,6 +13,7 @@ with and without the leading ``▁`` so no word seen in the corpus is ever unkno
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable
 
 from transformers import PreTrainedTokenizerFast
@@ -49,7 +50,8 @@ def build_word_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()) 
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
-    pieces: set[str] = {"system", "user", "assistant"}  # chat template roles
+    # Chat roles, every ASCII punctuation mark, whitespace characters and digits are always covered.
+    pieces: set[str] = {"system", "user", "assistant", "\n", "\t", "\r", *string.punctuation, *string.digits}
     for text in texts:
         pieces |= corpus_pieces(text)
     for word in extra_words:

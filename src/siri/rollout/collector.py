@@ -183,3 +183,23 @@ def action_token_mask(tokenizer: Any, response_ids: Sequence[int]) -> list[int]:
         if a < hi and b > lo and text[max(a, lo) : min(b, hi)].strip():
             mask[k] = 1
     return mask
+
+
+def summarize(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
+    """Evaluation metrics: success overall and per task type, mean score, mean steps, invalid-action rate."""
+    n = len(trajectories)
+    steps = [s for t in trajectories for s in t.steps]
+    per_type: dict[str, list[Trajectory]] = {}
+    for t in trajectories:
+        per_type.setdefault(t.task_type, []).append(t)
+    return {
+        "episodes": n,
+        "success": sum(t.won for t in trajectories) / max(1, n),
+        "score": sum(t.score for t in trajectories) / max(1, n),
+        "mean_steps": len(steps) / max(1, n),
+        "invalid_rate": sum(not s.valid for s in steps) / max(1, len(steps)),
+        "per_task_type": {
+            k: {"episodes": len(v), "success": sum(t.won for t in v) / len(v), "score": sum(t.score for t in v) / len(v)}
+            for k, v in sorted(per_type.items())
+        },
+    }

