@@ -16,6 +16,7 @@ The state is a handful of small lists mutated in place; ``anchor`` packs it into
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Hashable
 
@@ -23,6 +24,8 @@ from siri.envs.base import EnvError, EpisodeTracker, Observation, Step
 from siri.envs.household import world
 from siri.envs.household.scene import SPLIT_SIZES, Scene, check_task_types, generate_scene
 
+# Scenes are immutable and GiGPO resets every seed once per group member: keep recent ones.
+cached_scene = functools.lru_cache(maxsize=4096)(generate_scene)
 MAX_ACTION_CHARS = 200  # longer strings are invalid without being looked at
 NOTHING = "Nothing happens."
 
@@ -59,23 +62,22 @@ class State:
             self.contents[r].append(t)  # things are sorted by id, so each list is sorted too
 
     def anchor(self) -> Hashable:
-        def mask(flags: list[bool]) -> int:
-            return sum(1 << i for i, f in enumerate(flags) if f)
-
+        """Everything that can differ between two states of one scene; no step counter, no text."""
         return (
             self.loc,
             self.held,
             tuple(self.where),
-            mask(self.opened),
-            mask(self.hot),
-            mask(self.cool),
-            mask(self.clean),
-            mask(self.toggled),
+            tuple(self.opened),
+            tuple(self.hot),
+            tuple(self.cool),
+            tuple(self.clean),
+            tuple(self.toggled),
         )
 
 
 def is_won(scene: Scene, st: State) -> bool:
-    """ALFWorld's goal of the scene's task type, evaluated on the state."""
+    """ALFWorld's goal of the scene's task type, evaluated on the whole state (the slow reference;
+    ``HouseholdEnv`` checks only what the last action could have changed)."""
     kind, things, recs = scene.object_kind, scene.things, scene.receptacles
     tt = scene.task_type
     if tt == "look_at_obj_in_light":
@@ -134,7 +136,7 @@ class HouseholdEnv:
         return SPLIT_SIZES[self.split]
 
     def reset(self, seed: int) -> Observation:
-        return self.reset_to(generate_scene(self.split, seed, self.task_types))
+        return self.reset_to(cached_scene(self.split, seed, self.task_types))
 
     def reset_to(self, scene: Scene) -> Observation:
         """Start an episode on a given scene (hand-built scenes in tests, scenes loaded from elsewhere)."""
@@ -164,7 +166,7 @@ class HouseholdEnv:
             text = NOTHING
         else:
             text = self._apply(*op)
-            self._won = is_won(self._scene, self._st)
+            self._won = self._goal_reached(*op)
         done, truncated = self._tracker.finish(self._won)
         self._obs = self._observe(text)
         won = self._won
@@ -220,6 +222,15 @@ class HouseholdEnv:
         self._app_op = [_APPLIANCE_OP.get(r.kind, -1) for r in sc.receptacles]
         gotos = [(f"go to {n}", (GOTO, r, -1)) for r, n in enumerate(rn)]
         self._goto = [[g for g in gotos if g[1][1] != loc] for loc in range(-1, len(rn))]
+
+    def _goal_reached(self, op: int, a: int, b: int) -> bool:
+        """The goal after action (op, a, b): only moving a thing into a goal receptacle can complete a
+        placing task (heat/cool/clean act on the held thing), and only going somewhere, taking, or
+        using a lamp can complete look_at_obj_in_light."""
+        sc = self.scene
+        if sc.task_type == "look_at_obj_in_light":
+            return op in (GOTO, TAKE, USE) and is_won(sc, self.state)
+        return op == MOVE and sc.receptacles[b].kind == sc.receptacle_kind and is_won(sc, self.state)
 
     def _observe(self, text: str) -> Observation:
         self._actions = self._admissible()
