@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from siri.envs import EnvError
-from siri.envs.shop import ShopEnv, catalog_texts, load_catalog
+from siri.envs.shop import SPLITS, ShopEnv, catalog_texts, load_catalog, vocabulary_texts
 from siri.envs.shop.generate import generate_catalog
 from siri.envs.shop.reward import attribute_present, options_match, product_text, shop_reward, winning_options
 from siri.envs.shop.search import suggested_queries, tokenize
@@ -108,6 +108,7 @@ def test_goals_read_like_webshop_instructions():
 def test_catalog_texts_cover_every_observation_word():
     env = ShopEnv(num_products=400)
     vocab = {w for text in catalog_texts(env.catalog) for w in tokenize(text)}
+    assert set(vocabulary_texts(None, 400)) == set(catalog_texts(env.catalog)) and SPLITS == ("train", "eval")
     rng = random.Random(0)
     for seed in range(30):
         obs = env.reset(seed)
@@ -214,6 +215,13 @@ def write_webshop_files(directory: Path, human: bool = True) -> None:
                             "instruction_options": ["black"],
                         }
                     ],
+                    "B000CCCCCC": [  # no product is spiral bound: no purchase can earn 1
+                        {
+                            "instruction": "i need a spiral bound notebook",
+                            "instruction_attributes": ["spiral bound"],
+                            "instruction_options": [],
+                        }
+                    ],
                 }
             )
         )
@@ -230,7 +238,7 @@ def test_webshop_loader_reads_the_original_format(tmp_path):
     assert boots.features == ("Rubber sole",) and notebook.attributes == ("DUMMY_ATTR",)
     assert parfum.reviews[0].score == 5 and parfum.rating == 5.0 and notebook.rating is None
     goals = catalog.splits["train"] + catalog.splits["eval"]
-    assert len(goals) == 2 and len(catalog.splits["eval"]) == 1  # the attribute-less instruction is skipped
+    assert len(goals) == 3 and len(catalog.splits["eval"]) == 1  # the attribute-less instruction is skipped
     by_asin = {g.asin: g for g in goals}
     g = by_asin["B000AAAAAA"]
     assert g.instruction.startswith("i need a long lasting 3.4 fl oz eau de parfum, and price lower than ")
@@ -247,7 +255,10 @@ def test_webshop_catalog_runs_in_the_env_and_expert_wins(tmp_path):
                 step = env.step(env.expert_action())
                 if step.done:
                     break
-            assert step.won and step.reward == 1.0
+            if env.goal.asin == "B000CCCCCC":  # unsatisfiable: the expert buys the target as best it can
+                assert step.info["asin"] == "B000CCCCCC" and step.reward == 0.5  # (0 + 0 + 1) / (1 + 0 + 1)
+            else:
+                assert step.won and step.reward == 1.0
 
 
 def test_webshop_synthetic_goals_without_human_file(tmp_path):

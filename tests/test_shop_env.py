@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
@@ -223,3 +224,19 @@ def test_random_policy_scores_low_but_not_zero():
         wins += step.won
     mean = sum(scores) / len(scores)
     assert 0.05 < mean < 0.5 and wins / len(scores) < 0.1
+
+
+def test_env_pickles_mid_episode():
+    e = ShopEnv(num_products=400)
+    e.reset(2)
+    e.step(e.expert_action())
+    copy = pickle.loads(pickle.dumps(e))
+    assert copy.page == e.page and copy.goal == e.goal
+    while True:
+        action = e.expert_action()
+        assert copy.expert_action() == action
+        step = e.step(action)
+        assert copy.step(action) == step
+        if step.done:
+            break
+    assert step.won

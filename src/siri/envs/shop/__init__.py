@@ -1,17 +1,25 @@
 """The shop environment: WebShop's site as text over a generated (or WebShop's own) product catalog.
 
-``ShopEnv`` is the env; ``load_catalog`` / ``catalog_texts`` give the catalog and all its words;
-``shop_reward`` is WebShop's purchase reward.
+``ShopEnv`` is the env; ``load_catalog`` / ``catalog_texts`` / ``vocabulary_texts`` give the catalog and
+all its words; ``shop_reward`` is WebShop's purchase reward. ``SPLITS`` and ``vocabulary_texts()`` are
+what the tiny model's vocabulary builder looks for on an env module.
 """
 
 from __future__ import annotations
 
 from siri.envs.shop.catalog import Catalog, Goal, Product, Review, catalog_texts, load_catalog
-from siri.envs.shop.env import SEARCH_PLACEHOLDER, ShopEnv
+from siri.envs.shop.env import SEARCH_PLACEHOLDER, SPLITS, ShopEnv
 from siri.envs.shop.reward import RewardBreakdown, shop_reward
+
+
+def vocabulary_texts(catalog: str | None = None, num_products: int | None = None) -> list[str]:
+    """Every text of the (default) catalog's shop: page chrome, products, instructions (see ``catalog_texts``)."""
+    return list(catalog_texts(load_catalog(catalog, num_products)))
+
 
 __all__ = [
     "SEARCH_PLACEHOLDER",
+    "SPLITS",
     "Catalog",
     "Goal",
     "Product",
@@ -21,4 +29,5 @@ __all__ = [
     "catalog_texts",
     "load_catalog",
     "shop_reward",
+    "vocabulary_texts",
 ]

@@ -115,6 +115,18 @@ class Catalog:
                 if goal.asin not in self.by_asin:
                     raise EnvError(f"catalog {self.key}: {split} goal names unknown product {goal.asin}")
 
+    def __getstate__(
+        self,
+    ) -> dict[str, Any]:  # picklable (e.g. to ship an env to a worker): no lock, no index
+        state = dict(self.__dict__)
+        state["_index"] = None
+        del state["_index_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._index_lock = threading.Lock()
+
     @property
     def index(self) -> Any:
         """The BM25 search index over this catalog, built on first use and shared by every env."""

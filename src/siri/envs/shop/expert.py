@@ -1,5 +1,6 @@
 """The shop's expert: search with the instruction's key words, page to a product that earns reward 1,
-pick its options, buy.
+pick its options, buy. (If no product can earn 1 — WebShop's own goals do not promise one — it buys
+the goal's target with the best options it has.)
 
 It may read the goal (that is what makes it an expert), but it only ever uses the site's own moves:
 a suggested query, result pages, clicks. The plan — which query, which product at which rank, which
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from siri.envs.base import EnvError
 from siri.envs.shop.catalog import Catalog, Goal, Product
-from siri.envs.shop.reward import winning_options
+from siri.envs.shop.reward import best_options, winning_options
 from siri.envs.shop.search import suggested_queries, tokenize
 from siri.envs.shop.site import (
     BACK_TO_SEARCH,
@@ -63,10 +64,20 @@ class ShopExpert:
                 options = self.winning(product)
                 if options is not None:
                     return Plan(query=query, rank=rank, asin=product.asin, options=options)
-        raise EnvError(
-            f"shop expert: no reachable product earns reward 1 for goal on {self.goal.asin} "
-            f"({self.goal.instruction!r}); the goal or catalog is inconsistent"
-        )
+        # No product earns 1 (possible with WebShop's own goals): buy the target as well as it can be bought.
+        hits = self.catalog.index.search(queries[-1])
+        rank = next((r for r, i in enumerate(hits) if self.catalog.products[i].asin == target.asin), None)
+        if rank is None:
+            raise EnvError(
+                f"shop expert: the target {target.asin} cannot be found by searching its own title"
+            )
+        return Plan(query=queries[-1], rank=rank, asin=target.asin, options=best_options(target, self.goal))
+
+    def _buy_options(self, product: Product) -> dict[str, str] | None:
+        """The options to buy ``product`` with, or ``None`` if the expert would not buy it."""
+        if product.asin == self.plan.asin:
+            return self.plan.options
+        return self.winning(product)
 
     def next_action(self, page: Page) -> str:
         if page.kind == "done":
@@ -76,8 +87,7 @@ class ShopExpert:
         if page.kind in SUB_PAGES:
             return f"click[{PREV_PAGE}]"
         if page.kind == "item":
-            product = self.catalog.by_asin[page.asin]
-            options = self.winning(product)
+            options = self._buy_options(self.catalog.by_asin[page.asin])
             if options is None:
                 return f"click[{PREV_PAGE if page.query == self.plan.query else BACK_TO_SEARCH}]"
             chosen = dict(page.options)

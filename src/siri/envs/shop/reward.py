@@ -245,11 +245,11 @@ def shop_reward(
     )
 
 
-def winning_options(product: Product, goal: Goal) -> dict[str, str] | None:
-    """Options that make buying ``product`` worth reward 1 for ``goal``, or ``None`` if none do.
+def best_options(product: Product, goal: Goal) -> dict[str, str]:
+    """Options of ``product`` covering as many goal options as a greedy pass can.
 
-    Picks, per goal option, the first offered value of the first option type that matches it; the
-    expert and the catalog checks use this.
+    Per goal option (in order), the first offered value of the first still-free option type that
+    matches it; option types no goal option needs stay unchosen.
     """
     chosen: dict[str, str] = {}
     for g in goal.options:
@@ -262,4 +262,10 @@ def winning_options(product: Product, goal: Goal) -> dict[str, str] | None:
             if hit is not None:
                 chosen[kind] = hit
                 break
+    return chosen
+
+
+def winning_options(product: Product, goal: Goal) -> dict[str, str] | None:
+    """``best_options`` if they make buying ``product`` worth reward 1 for ``goal``, else ``None``."""
+    chosen = best_options(product, goal)
     return chosen if shop_reward(product, goal, chosen).reward == 1.0 else None
