@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from siri.envs import Env, Observation, make
+from siri.envs import BatchEnv, Env, Observation, make
 from siri.rollout.choose import choice_ids
 from siri.rollout.engine import GenerationEngine, HFEngine
 from siri.rollout.parsing import Projection, project
@@ -77,19 +77,30 @@ def collect(
     env_options: dict[str, Any] | None = None,
     engine: GenerationEngine | None = None,
     on_episode_end: Callable[[Trajectory], None] | None = None,
+    batch_env: Any | None = None,
 ) -> list[Trajectory]:
     """Run ``specs`` to the end with ``policy`` (a ``Policy``) and return their trajectories in order.
 
     ``env`` is a registered name (built with ``env_options``) or a factory returning a fresh env.
     Trajectory ids are the spec positions. ``engine`` defaults to an ``HFEngine`` on the policy.
+    ``batch_env`` (optional) steps the episodes instead: anything with ``BatchEnv``'s ``reset``/``step``
+    and one environment per spec, e.g. ``siri.envs.ray_workers.RayBatchEnv``; the caller owns (closes)
+    it. A step it reports with ``info["worker_failed"]`` ends that episode with ``Trajectory.failed``.
     """
+    if not specs:
+        return []
     config = config or RolloutConfig()
     tokenizer = policy.tokenizer
     engine = engine or HFEngine(policy.model, tokenizer)
-    factory = _env_factory(env, env_options)
-    envs = [factory() for _ in specs]
-    env_name = env if isinstance(env, str) else (getattr(envs[0], "name", "") if envs else "")
-    observations: list[Observation] = [e.reset(int(s.seed)) for e, s in zip(envs, specs, strict=True)]
+    own_batch = batch_env is None
+    if batch_env is None:
+        factory = _env_factory(env, env_options)
+        batch_env = BatchEnv([factory() for _ in specs])
+    elif len(batch_env) != len(specs):
+        raise ValueError(f"batch_env holds {len(batch_env)} environments for {len(specs)} episode specs")
+    first = getattr(batch_env, "envs", [None])[0]
+    env_name = env if isinstance(env, str) else getattr(first, "name", "")
+    observations: list[Observation] = batch_env.reset([int(s.seed) for s in specs])
     histories: list[list[tuple[str, str]]] = [[] for _ in specs]
     trajectories = [
         Trajectory(group=s.group, traj=i, seed=s.seed, task=o.task, task_type=o.task_type,
@@ -119,9 +130,10 @@ def collect(
             max_new_tokens=max_new,
             seed=config.seed * 1_000_003 + turn,
         )
-        still_active: list[int] = []
+        projections: list[Projection] = []
+        actions: list[str | None] = [None] * len(specs)
         for k, i in enumerate(active):
-            obs, gen, traj = observations[i], generations[k], trajectories[i]
+            obs, gen = observations[i], generations[k]
             if config.mode == "choose":
                 try:
                     index = choices[k].index(gen.response_ids)
@@ -131,8 +143,21 @@ def collect(
             else:
                 text = tokenizer.decode(gen.response_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
                 projection = project(text, obs.admissible_actions)
+            projections.append(projection)
             # An invalid projection must never execute: send its (inadmissible) text or nothing.
-            result = envs[i].step(projection.action if projection.valid else projection.action or "")
+            actions[i] = projection.action if projection.valid else projection.action or ""
+        results = batch_env.step(actions)
+        still_active: list[int] = []
+        for k, i in enumerate(active):
+            obs, gen, traj, projection = observations[i], generations[k], trajectories[i], projections[k]
+            result = results[i]
+            if result.info.get("worker_failed"):
+                # The environment's state is gone with its worker: no record for this step, and the
+                # whole episode is flagged so that training and metrics leave it out.
+                traj.failed, traj.failure = True, str(result.info.get("error", "environment worker failed"))
+                if on_episode_end is not None:
+                    on_episode_end(traj)
+                continue
             valid = projection.valid and result.valid
             traj.steps.append(
                 StepRecord(
@@ -156,10 +181,8 @@ def collect(
                 still_active.append(i)
         active = still_active
         turn += 1
-    for e in envs:
-        close = getattr(e, "close", None)
-        if close is not None:
-            close()
+    if own_batch:
+        batch_env.close()
     return trajectories
 
 

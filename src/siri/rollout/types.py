@@ -72,6 +72,8 @@ class Trajectory:
 
     ``ret`` is the undiscounted sum of step rewards (penalties included); ``score`` is the
     environment's episode score (household: 1.0 if won; shop: the purchase reward), without penalties.
+    ``failed`` marks an episode cut short by infrastructure (an environment worker died, see
+    ``siri.envs.ray_workers``): its steps are kept for inspection, but training and metrics skip it.
     """
 
     group: int
@@ -83,6 +85,8 @@ class Trajectory:
     won: bool = False
     score: float = 0.0
     skill_ids: tuple[str, ...] = ()
+    failed: bool = False
+    failure: str = ""
 
     @property
     def ret(self) -> float:
