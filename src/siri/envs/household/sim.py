@@ -151,8 +151,7 @@ class HouseholdEnv:
 
     def step(self, action: str) -> Step:
         self._tracker.before_step(self.name)
-        assert self._st is not None and self._scene is not None
-        reason = ""
+        reason, op = "", None
         if not isinstance(action, str):
             reason = f"action must be a string, got {type(action).__name__}"
         elif len(action) > MAX_ACTION_CHARS:
@@ -162,7 +161,7 @@ class HouseholdEnv:
             op = self._actions.get(key)
             if op is None:
                 reason = "empty action" if not key else f"not an admissible action: {key[:80]!r}"
-        if reason:
+        if op is None:
             text = NOTHING
         else:
             text = self._apply(*op)
