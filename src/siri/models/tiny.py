@@ -58,6 +58,8 @@ class TinyConfig:
         vocab_episodes: noisy rollouts per train split used for the vocabulary (eval splits: all seeds).
         sft_episodes: noisy-expert warm-start episodes.
         random_action_share: probability that a warm-start step takes a random admissible action.
+        imitate: "behaviour" trains on the actions taken (random ones included: a noisy policy);
+            "expert" trains on the expert's action at every visited state (DAgger-style labels).
         skill_prompt_share: share of warm-start prompts that show a block of trace skills.
         mining_examples: mining-prompt examples (prompt -> trace skills) in the warm start.
         mining_episodes: successful episodes shown per mining example.
@@ -77,6 +79,7 @@ class TinyConfig:
     vocab_episodes: int = 400
     sft_episodes: int = 500
     random_action_share: float = 0.3
+    imitate: str = "behaviour"
     skill_prompt_share: float = 0.2
     mining_examples: int = 120
     mining_episodes: int = 2
@@ -155,6 +158,7 @@ class Episode:
     actions: list[str]
     next_texts: list[str]
     won: bool
+    expert_actions: list[str] = dataclasses.field(default_factory=list)
 
 
 def _env_module(env: str) -> Any:
@@ -170,11 +174,13 @@ def noisy_episode(env: Env, seed: int, rng: random.Random, random_share: float) 
     obs = env.reset(seed)
     episode = Episode(seed, [], [], [], False)
     while True:
-        if rng.random() < random_share or not obs.admissible_actions:
-            action = rng.choice(obs.admissible_actions) if obs.admissible_actions else "look"
+        expert = env.expert_action()
+        if rng.random() < random_share and obs.admissible_actions:
+            action = rng.choice(obs.admissible_actions)
         else:
-            action = env.expert_action()
+            action = expert
         step = env.step(action)
+        episode.expert_actions.append(expert)
         episode.observations.append(obs)
         episode.actions.append(action)
         episode.next_texts.append(step.observation.text)
@@ -253,13 +259,14 @@ def warm_start_examples(config: TinyConfig, tokenizer: Any, log: Callable[[str],
     examples: list[tuple[list[int], list[int]]] = []
     for episode in episodes:
         history: list[tuple[str, str]] = []
-        for obs, action in zip(episode.observations, episode.actions, strict=True):
+        labels = episode.expert_actions if config.imitate == "expert" else episode.actions
+        for obs, action, label in zip(episode.observations, episode.actions, labels, strict=True):
             skills = skill_pool.get(obs.task_type, [])
             show = skills[: rng.randint(1, len(skills))] if skills and rng.random() < config.skill_prompt_share else []
             prompt = build_prompt(config.env, obs.task, obs.text, obs.admissible_actions, obs.step, history,
                                   skills=show, history_len=config.history_len)
             messages = [{"role": "user", "content": prompt}]
-            target = list(tokenizer(OPEN + action + CLOSE, add_special_tokens=False)["input_ids"])
+            target = list(tokenizer(OPEN + label + CLOSE, add_special_tokens=False)["input_ids"])
             examples.append((_chat(tokenizer, messages), target))
             history.append((obs.text, action))
     n_actions = len(examples)

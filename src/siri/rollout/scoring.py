@@ -17,16 +17,6 @@ from siri.rollout.engine import left_pad
 from siri.rollout.types import StepRecord
 
 
-def _token_logprobs(logits: Any, labels: Any) -> Any:
-    try:
-        from siri.rl.losses import token_logprobs
-    except ImportError:  # TODO(h4): drop once siri.rl.losses lands
-        import torch
-
-        return torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    return token_logprobs(logits, labels)
-
-
 def _entropy(logits: Any) -> Any:
     import torch
 
@@ -51,6 +41,8 @@ def response_logprobs(
     ``temperature`` must be the sampling temperature (1.0 for greedy collection).
     """
     import torch
+
+    from siri.rl.losses import token_logprobs
 
     if not records:
         raise ValueError("no records to score")
@@ -83,7 +75,7 @@ def response_logprobs(
                 entropies.append(_entropy(masked.nan_to_num(neginf=-1e30)))
         else:
             scaled = row_logits.float() / temperature
-            row = _token_logprobs(scaled, labels)
+            row = token_logprobs(scaled.unsqueeze(0), labels.unsqueeze(0)).squeeze(0)
             if with_entropy:
                 entropies.append(_entropy(scaled))
         rows.append(row)
