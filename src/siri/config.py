@@ -337,6 +337,15 @@ class EnvSection(Config):
     max_steps: int = opt(50, "episode step limit (the paper: ALFWorld 50, WebShop 15)", min=1)
     options: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "extra keyword options for siri.envs.make (checked by the environment)"})
+    workers: Literal["inprocess", "ray"] = opt(
+        "inprocess", "where environments run: in the trainer process, or in Ray actors (siri-rl[ray]; see "
+        "docs/scale-out.md)")
+    ray_address: str | None = opt(None, "workers=ray: cluster address ('auto' = the running cluster); None "
+                                  "starts a local Ray")
+    envs_per_worker: int = opt(8, "workers=ray: environments per Ray actor", min=1)
+    worker_cpus: float = opt(1.0, "workers=ray: CPUs Ray reserves per actor (fractions allowed)", min=0.0)
+    worker_restarts: int = opt(10, "workers=ray: dead actors replaced per run before giving up (their "
+                               "running episodes are reported failed and left out of training)", min=0)
 
 
 @dataclass
@@ -368,6 +377,11 @@ class RolloutSection(Config):
     max_new_tokens: int = opt(48, "response token budget per step in generate mode", min=1)
     invalid_penalty: float = opt(0.1, "subtracted from the reward of a step with an invalid action (the paper: 0.1)",
                                  min=0.0)
+    engine: Literal["hf", "vllm"] = opt(
+        "hf", "generation backend: Hugging Face (CPU/GPU, both action modes) or vLLM (GPU, generate mode, "
+        "siri-rl[vllm]; weights pushed after every update)")
+    vllm_options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "engine=vllm: extra keyword arguments for vllm.LLM, e.g. {gpu_memory_utilization: 0.4}"})
 
 
 @dataclass

@@ -14,6 +14,11 @@ One iteration, read top to bottom in ``Trainer.iteration``:
 5. Metrics to metrics.jsonl/TensorBoard; evaluation on fixed eval seeds every ``eval_every``;
    checkpoint every ``save_every``.
 
+Scale-out (docs/scale-out.md): ``env.workers=ray`` steps the environments in Ray actors
+(``siri.envs.ray_workers``); under ``torchrun`` each rank collects its own groups and back-propagates
+their steps, with one gradient all-reduce per optimizer step (``siri.rl.distributed``); and
+``rollout.engine=vllm`` generates with vLLM, whose weights are pushed after every update.
+
 Everything random in an iteration is seeded from ``(train.seed, iteration)``, and a checkpoint holds
 the trainable weights, the optimizer and the pipeline state, so ``resume`` reproduces an
 uninterrupted run exactly.
@@ -21,7 +26,9 @@ uninterrupted run exactly.
 
 from __future__ import annotations
 
+import json
 import random
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -33,6 +40,8 @@ import numpy as np
 
 from siri.config import TrainConfig
 from siri.rl.advantages import compute_gigpo, compute_grpo, compute_rloo
+from siri.rl.distributed import Dist, rank_device
+from siri.rl.distributed import setup as setup_distributed
 from siri.rl.run import RunDir, RunDirError
 from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
 from siri.rollout.types import StepRecord, Trajectory
@@ -106,14 +115,17 @@ class Trainer:
     Build it with ``Trainer.create`` (new run) or ``Trainer.resume`` (continue a run directory).
     """
 
-    def __init__(self, cfg: TrainConfig, run: RunDir, policy: Any, start_iteration: int = 0) -> None:
+    def __init__(self, cfg: TrainConfig, run: RunDir, policy: Any, start_iteration: int = 0,
+                 dist: Dist | None = None) -> None:
         import torch
 
         self.cfg = cfg
         self.run = run
         self.policy = policy
         self.iteration = start_iteration
+        self.dist = dist or Dist()
         self.params = [p for p in policy.model.parameters() if p.requires_grad]
+        self.dist.sync_params(self.params)  # every rank starts from rank 0's weights (e.g. LoRA's random init)
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas)
         )
@@ -125,19 +137,33 @@ class Trainer:
         if cfg.siri.enabled:
             from siri.skills.pipeline import SiriPipeline
 
-            self.siri = SiriPipeline(cfg, run.path)
+            # Only rank 0 writes the run directory; other ranks keep their identical skill bank in scratch.
+            siri_dir = run.path if self.dist.is_main else Path(tempfile.mkdtemp(prefix=f"siri-rank{self.dist.rank}-"))
+            self.siri = SiriPipeline(cfg, siri_dir)
+        self.engine = make_engine(cfg, policy, self.dist)
+        self._env_batches: dict[tuple[str, int], Any] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(cls, cfg: TrainConfig, run_dir: str | Path | None = None, preset: str = "run") -> Trainer:
         from siri.models.loading import load_policy
 
-        path = Path(run_dir or cfg.train.run_dir or f"runs/{preset}-{datetime.now():%Y%m%d-%H%M%S}")
+        dist = setup_distributed(cfg.train.device)
+        path = Path(dist.broadcast(str(run_dir or cfg.train.run_dir or f"runs/{preset}-{datetime.now():%Y%m%d-%H%M%S}")))
         seed_everything(cfg.train.seed)
-        policy = _load_policy(cfg, load_policy)
-        run = RunDir.create(path, cfg.to_yaml(comments=False), {"seeds": {"train": cfg.train.seed}, "preset": preset,
-                                                                 "model": policy.name, "env": cfg.env.name})
-        return cls(cfg, run, policy)
+        policy = _load_policy(cfg, load_policy, dist)
+        run, error = RunDir(path), None
+        if dist.is_main:
+            try:
+                run = RunDir.create(path, cfg.to_yaml(comments=False), {
+                    "seeds": {"train": cfg.train.seed}, "preset": preset, "model": policy.name, "env": cfg.env.name,
+                    "world_size": dist.world})
+            except RunDirError as e:
+                error = str(e)
+        error = dist.broadcast(error)  # every rank stops, not only rank 0
+        if error is not None:
+            raise RunDirError(error)
+        return cls(cfg, run, policy, dist=dist)
 
     @classmethod
     def resume(cls, run_dir: str | Path, overrides: Sequence[str] = ()) -> Trainer:
@@ -148,26 +174,29 @@ class Trainer:
 
         run = RunDir.open(run_dir)
         cfg = TrainConfig.load(run.path / "config.yaml", overrides)
+        dist = setup_distributed(cfg.train.device)
         seed_everything(cfg.train.seed)
-        policy = _load_policy(cfg, load_policy)
+        policy = _load_policy(cfg, load_policy, dist)
         checkpoint = run.latest_checkpoint()
         if checkpoint is None:
-            run.truncate_metrics(-1)
-            trainer = cls(cfg, run, policy)
+            if dist.is_main:
+                run.truncate_metrics(-1)
+            trainer = cls(cfg, run, policy, dist=dist)
             return trainer
         weights = run.load_checkpoint(checkpoint, "model")
         missing = _load_trainable(policy.model, weights)
         if missing:
             raise RunDirError(f"{checkpoint}/model.pt does not match the model of {run.path}: missing {missing[:5]}")
         start = int(run.load_checkpoint(checkpoint, "iteration")["iteration"])
-        trainer = cls(cfg, run, policy, start_iteration=start)
+        trainer = cls(cfg, run, policy, start_iteration=start, dist=dist)
         trainer.optimizer.load_state_dict(run.load_checkpoint(checkpoint, "optimizer"))
         state = run.load_checkpoint(checkpoint, "trainer")
         trainer.summary = state["summary"]
         if trainer.siri is not None:
             trainer.siri.load_state(state["siri"], checkpoint)
         torch.set_rng_state(state["torch_rng"])
-        run.truncate_metrics(start - 1)
+        if dist.is_main:
+            run.truncate_metrics(start - 1)
         return trainer
 
     # ------------------------------------------------------------------ the loop
@@ -176,7 +205,8 @@ class Trainer:
         cfg = self.cfg
         if self.iteration == 0 and "bootstrap" not in self.summary["evals"]:
             bootstrap = self.evaluate()
-            self.run.log({"iteration": 0, "phase": "bootstrap", **bootstrap})
+            if self.dist.is_main:
+                self.run.log({"iteration": 0, "phase": "bootstrap", **bootstrap})
             self.summary["evals"]["bootstrap"] = eval_summary(bootstrap, "eval", 0)
             self._save_summary()
             if progress is not None:
@@ -207,7 +237,9 @@ class Trainer:
             max_new_tokens=cfg.rollout.max_new_tokens, history_len=cfg.rollout.history,
             invalid_penalty=cfg.rollout.invalid_penalty, seed=iteration_seed(cfg.train.seed, it, 1),
         )
-        trajectories = collect(self.policy, cfg.env.name, specs, rollout, env_options=self.env_options)
+        trajectories = self._collect(specs, rollout, self.env_options)
+        failed = [t for t in trajectories if t.failed]
+        trajectories = [t for t in trajectories if not t.failed]  # lost with a worker: not trained on
         records = [s for t in trajectories for s in t.steps]
         advantages = compute_advantages(records, cfg)
 
@@ -218,6 +250,9 @@ class Trainer:
             self.siri.observe(it, trajectories, self.policy)
             internalize, lam = self.siri.internalization(it, records, advantages)
         update_stats = self.update(records, advantages, plain, internalize, lam, iteration_seed(cfg.train.seed, it, 2))
+        sync = getattr(self.engine, "sync", None)
+        if sync is not None:
+            sync(self.policy)  # e.g. push the new weights into vLLM
 
         plain_trajs = [t for t in trajectories if not t.uses_skills]
         record: dict[str, Any] = {"iteration": it + 1, "phase": phase, **episode_metrics(plain_trajs, "train")}
@@ -227,6 +262,9 @@ class Trainer:
         record.update(update_stats)
         record["adv/mean_abs"] = float(np.mean(np.abs(advantages))) if len(advantages) else 0.0
         record["lambda"] = lam
+        if cfg.env.workers == "ray" or failed:
+            record["env/failed_episodes"] = float(len(failed))
+            record["env/worker_restarts"] = float(sum(b.restarts for b in self._env_batches.values()))
         if self.siri is not None:
             record.update(self.siri.metrics())
         self.iteration = it + 1
@@ -238,7 +276,8 @@ class Trainer:
                 self.summary["evals"]["warmup_end"] = eval_summary(record, "eval", self.iteration)
                 self._save_summary()
         record["time/iteration_s"] = time.time() - start
-        self.run.log(record)
+        if self.dist.is_main:
+            self.run.log(record)
         return record
 
     def update(
@@ -259,7 +298,7 @@ class Trainer:
         import torch
 
         from siri.rl.losses import actor_loss
-        from siri.rollout.scoring import response_logprobs, score_records
+        from siri.rollout.scoring import response_logprobs
         from siri.skills.internalize import internalization_loss
 
         cfg = self.cfg
@@ -273,18 +312,21 @@ class Trainer:
         int_weights = [w for _, w in internalize]
         if not policy_records and not int_records:
             return {}
+        # Under torchrun each rank scores and back-propagates only its own groups' steps; normalizers
+        # and mini-batches are those of the whole batch, so the summed gradient is the single-process one.
+        own_p = [self.dist.owns(r.group) for r in policy_records]
+        own_i = [self.dist.owns(r.group) for r in int_records]
         # Old and reference log-probs under the model as it is now (before this update).
-        old = score_records(model, policy_records, pad_id=pad, temperature=temperature, micro_batch=mb_size) if policy_records else []
+        old = _score_owned(model, policy_records, own_p, pad_id=pad, temperature=temperature, micro_batch=mb_size)
         ref: list[list[float]] = []
         if cfg.algo.kl_coef > 0 and policy_records:
             with self.policy.reference() as reference:
-                ref = score_records(reference, policy_records, pad_id=pad, temperature=temperature, micro_batch=mb_size)
+                ref = _score_owned(reference, policy_records, own_p, pad_id=pad, temperature=temperature,
+                                   micro_batch=mb_size)
         # Internalization targets: the response tokens sampled under the skill prompt; the mask picks
         # the action tokens (default) or the whole response (ablation).
-        int_old = (
-            score_records(model, int_records, pad_id=pad, temperature=temperature, plain=False, micro_batch=mb_size)
-            if int_records else []
-        )
+        int_old = _score_owned(model, int_records, own_i, pad_id=pad, temperature=temperature, plain=False,
+                               micro_batch=mb_size)
 
         rng = np.random.default_rng(seed)
         stats: dict[str, list[float]] = defaultdict(list)
@@ -299,7 +341,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 p_norm = _normalizer([policy_records[i] for i in pidx], cfg.algo.agg)
                 i_norm = max(1.0, float(sum(_int_mask_len(int_records[i], cfg) for i in iidx if int_weights[i] > 0)))
-                for chunk in _chunks(pidx, mb_size):
+                for chunk in _chunks([i for i in pidx if own_p[i]], mb_size):
                     batch = [policy_records[i] for i in chunk]
                     logp, mask, entropy = response_logprobs(model, batch, pad_id=pad, temperature=temperature,
                                                             with_entropy=cfg.algo.entropy_coef > 0)
@@ -315,7 +357,7 @@ class Trainer:
                         if key in s:
                             stats[key].append(s[key])
                 if lam > 0:
-                    for chunk in _chunks(iidx, mb_size):
+                    for chunk in _chunks([i for i in iidx if own_i[i]], mb_size):
                         batch = [int_records[i] for i in chunk]
                         logp, rmask, _ = response_logprobs(model, batch, pad_id=pad, temperature=temperature, plain=True)
                         amask = _pad([[float(x) for x in r.action_mask] for r in batch], logp.shape[1])
@@ -325,10 +367,17 @@ class Trainer:
                         loss = internalization_loss(logp, mask, weights, old_logp=old_t, normalizer=i_norm)
                         (lam * loss).backward()
                         stats["loss/int"].append(float(loss.detach()))
+                self.dist.all_reduce_grads(self.params)
                 if cfg.optim.grad_clip > 0:
                     grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
                     stats["grad_norm"].append(float(grad_norm))
                 self.optimizer.step()
+        if self.dist.enabled:  # every rank's micro-batch stats, as if one process had run them all
+            merged: dict[str, list[float]] = defaultdict(list)
+            for part in self.dist.all_gather([dict(stats)]):
+                for k, v in part.items():
+                    merged[k].extend(v)
+            stats = merged
         out = {k: float(np.sum(v)) if k.startswith("loss/") else float(np.mean(v)) for k, v in stats.items()}
         # loss/* were summed over micro-batches (each is its share of the batch loss): report per mini-batch.
         for k in [k for k in out if k.startswith("loss/")]:
@@ -354,12 +403,50 @@ class Trainer:
             max_new_tokens=cfg.rollout.max_new_tokens, history_len=cfg.rollout.history,
             invalid_penalty=cfg.rollout.invalid_penalty, seed=iteration_seed(cfg.train.seed, 0, 3),
         )
-        trajectories = collect(self.policy, cfg.env.name, specs, rollout, env_options=self.eval_options)
+        trajectories = [t for t in self._collect(specs, rollout, self.eval_options) if not t.failed]
         return episode_metrics(trajectories, "eval_skills" if with_skills else "eval")
 
-    def save_checkpoint(self) -> Path:
+    def _collect(self, specs: Sequence[EpisodeSpec], rollout: RolloutConfig, options: dict[str, Any]) -> list[Trajectory]:
+        """Collect ``specs``; under torchrun this rank runs its own groups, then every rank gets them all.
+
+        Trajectory ids are the spec positions, and the result is in spec order, on every rank.
+        """
+        mine = [i for i, s in enumerate(specs) if self.dist.owns(s.group)]
+        local = collect(self.policy, self.cfg.env.name, [specs[i] for i in mine], rollout, env_options=options,
+                        engine=self.engine, batch_env=self._env_batch(options, len(mine)))
+        for position, traj in zip(mine, local, strict=True):
+            traj.traj = position
+            for s in traj.steps:
+                s.traj = position
+        return sorted(self.dist.all_gather(local), key=lambda t: t.traj)
+
+    def _env_batch(self, options: dict[str, Any], n: int) -> Any:
+        """``env.workers=ray``: the Ray actors for ``n`` environments with ``options`` (kept across iterations)."""
+        if self.cfg.env.workers != "ray" or n == 0:
+            return None
+        key = (json.dumps(options, sort_keys=True, default=str), n)
+        if key not in self._env_batches:
+            from siri.envs.ray_workers import RayBatchEnv
+
+            e = self.cfg.env
+            self._env_batches[key] = RayBatchEnv(e.name, n, options, envs_per_worker=e.envs_per_worker,
+                                                 num_cpus=e.worker_cpus, max_restarts=e.worker_restarts,
+                                                 address=e.ray_address)
+        return self._env_batches[key]
+
+    def close(self) -> None:
+        """Release environment workers (and the process group); the trainer is unusable afterwards."""
+        for batch in self._env_batches.values():
+            batch.close()
+        self._env_batches.clear()
+        self.dist.close()
+
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint (rank 0 only: other ranks hold identical state and return None)."""
         import torch
 
+        if not self.dist.is_main:
+            return None
         state = {"summary": self.summary, "torch_rng": torch.get_rng_state(),
                  "siri": self.siri.state() if self.siri is not None else None}
         files = {}
@@ -373,7 +460,8 @@ class Trainer:
 
     def finish(self) -> None:
         """Final evaluations, the trained policy under RUN_DIR/policy, summary.json."""
-        last = self.run.metrics()[-1] if self.run.metrics() else {}
+        metrics = self.run.metrics() if self.dist.is_main else []
+        last = self.dist.broadcast(metrics[-1] if metrics else {})  # all ranks must agree to evaluate
         final = last if "eval/success" in last else self.evaluate()
         self.summary["evals"]["final"] = eval_summary(final, "eval", self.iteration)
         if self.siri is not None:
@@ -381,11 +469,14 @@ class Trainer:
                                                                      self.iteration)
             self.summary["skills"] = self.siri.counts()
         self._save_summary()
-        self.policy.save(self.run.path / "policy")
-        self.run.close()
+        if self.dist.is_main:
+            self.policy.save(self.run.path / "policy")
+            self.run.close()
+        self.close()
 
     def _save_summary(self) -> None:
-        self.run.write_json("summary.json", self.summary)
+        if self.dist.is_main:
+            self.run.write_json("summary.json", self.summary)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -397,8 +488,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_policy(cfg: TrainConfig, load_policy: Callable[..., Any]) -> Any:
-    device = None if cfg.train.device == "auto" else cfg.train.device
+def make_engine(cfg: TrainConfig, policy: Any, dist: Dist) -> Any:
+    """The generation engine of ``rollout.engine``: None (the collector's ``HFEngine``) or a ``VLLMEngine``."""
+    if cfg.rollout.engine == "hf":
+        return None
+    if cfg.model.action_mode == "choose":
+        raise ValueError("rollout.engine=vllm supports model.action_mode=generate only; choose mode "
+                         "(trie-constrained decoding) runs with rollout.engine=hf")
+    from siri.rollout.vllm_engine import VLLMEngine
+
+    return VLLMEngine.from_policy(policy, world=dist.world, seed=cfg.train.seed, **cfg.rollout.vllm_options)
+
+
+def _load_policy(cfg: TrainConfig, load_policy: Callable[..., Any], dist: Dist | None = None) -> Any:
+    device = rank_device(dist or Dist(), cfg.train.device)
     policy = load_policy(
         cfg.model.name_or_path, env=cfg.env.name, lora=cfg.model.lora, lora_r=cfg.model.lora_r,
         lora_alpha=cfg.model.lora_alpha, dtype=cfg.model.dtype if cfg.model.dtype != "auto" else "float32",
@@ -427,6 +530,18 @@ def _split_size(env_name: str, options: dict[str, Any]) -> int | None:
     from siri.envs import make
 
     return make(env_name, **options).split_size()
+
+
+def _score_owned(model: Any, records: Sequence[StepRecord], owned: Sequence[bool], **kwargs: Any) -> list[list[float]]:
+    """``score_records`` on the records this rank owns; ``[]`` stands in for the others."""
+    from siri.rollout.scoring import score_records
+
+    idx = [i for i, own in enumerate(owned) if own]
+    scored = score_records(model, [records[i] for i in idx], **kwargs) if idx else []
+    out: list[list[float]] = [[] for _ in records]
+    for i, row in zip(idx, scored, strict=True):
+        out[i] = row
+    return out
 
 
 def _chunks(indices: Sequence[int] | np.ndarray, size: int) -> list[list[int]]:

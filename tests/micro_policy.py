@@ -1,0 +1,51 @@
+"""A real but micro policy for the scale-out tests: word-level tokenizer over household text + a random
+1-layer Llama. Built in about a second (no warm start), deterministic from its seed."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+from siri.envs import make
+from siri.models.loading import Policy
+from siri.models.tokenizer import build_word_tokenizer
+from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
+
+
+def household_texts(seeds: range = range(40), steps: int = 12) -> list[str]:
+    """Texts of random household episodes (observations, tasks, admissible actions) for the vocabulary."""
+    rng = random.Random(0)
+    texts = [TEMPLATE_VOCAB_TEXT]
+    for split in ("train", "eval_id"):
+        env = make("household", split=split, max_steps=steps)
+        for seed in seeds:
+            obs = env.reset(seed)
+            for _ in range(steps):
+                texts += [obs.text, obs.task, *obs.admissible_actions]
+                step = env.step(rng.choice(obs.admissible_actions))
+                obs = step.observation
+                if step.done:
+                    break
+    return texts
+
+
+def micro_policy(seed: int = 0, reference: bool = True) -> Policy:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_word_tokenizer(household_texts())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    frozen = copy.deepcopy(model).eval().requires_grad_(False) if reference else None
+    return Policy(model=model, tokenizer=tokenizer, name="micro", path="", action_mode="choose", env="household",
+                  _frozen_reference=frozen)
+
+
+def clone(policy: Policy) -> Policy:
+    """An independent copy (weights, reference) of ``policy``."""
+    return copy.deepcopy(policy)
