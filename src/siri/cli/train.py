@@ -95,6 +95,9 @@ def run_training(config: str, overrides: list[str], run_dir: str | None, resume:
             trainer = Trainer.create(cfg, run_dir, preset=path.stem)
     except (ConfigError, RunDirError, ValueError) as e:
         raise _fail(str(e)) from e
+    if not trainer.dist.is_main:  # under torchrun, rank 0 prints and reports; the other ranks only train
+        trainer.train()
+        return trainer.run.path
     cfg = trainer.cfg
     typer.echo(f"run directory: {trainer.run.path}  (resume with: siri train --resume {trainer.run.path})")
     typer.echo(f"env {cfg.env.name}, model {trainer.policy.name} ({trainer.policy.num_parameters() / 1e6:.2f}M params, "
@@ -121,15 +124,22 @@ def train(
     run_dir: str | None = typer.Option(None, help="run directory (default runs/<preset>-<timestamp>)"),
     resume: str | None = typer.Option(None, help="continue RUN_DIR from its latest checkpoint, exactly"),
     report: bool = typer.Option(True, help="write report.html/report.md at the end"),
+    workers: str | None = typer.Option(None, help="shortcut for env.workers=inprocess|ray (docs/scale-out.md)"),
+    ray_address: str | None = typer.Option(None, help="shortcut for env.ray_address (e.g. auto)"),
 ) -> None:
     """Train a policy with GRPO/GiGPO (and SIRI when siri.enabled=true) from a YAML config.
 
     Metrics go to RUN_DIR/metrics.jsonl and TensorBoard (tensorboard --logdir RUN_DIR); checkpoints are
     atomic; --resume continues exactly. Print every config key with `siri config`.
+    Multi-process: `torchrun --nproc_per_node N -m siri train ...` (docs/scale-out.md).
     """
     extra = list(overrides or [])
     if algo:
         extra.append(f"algo.name={algo}")
+    if workers:
+        extra.append(f"env.workers={workers}")
+    if ray_address:
+        extra.append(f"env.ray_address={ray_address}")
     run_training(config, extra, run_dir, resume, report)
 
 

@@ -1,0 +1,157 @@
+"""Data-parallel update with torch.distributed (gloo, 2 CPU processes) equals the single-process update."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from micro_policy import clone, micro_policy
+from siri.config import TrainConfig
+from siri.rl.distributed import Dist, setup
+from siri.rl.run import RunDir
+from siri.rl.trainer import Trainer, compute_advantages
+from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
+
+SKILL = (("s1", "WHEN you need an object THEN go to the countertop first"),)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(overrides: list[str]) -> TrainConfig:
+    return TrainConfig.load(None, ["model.action_mode=choose", "optim.micro_batch_size=3", "algo.kl_coef=0.05",
+                                   *overrides])
+
+
+# Two update scenarios, run by one 2-process launch (process start-up dominates the test's time).
+SCENARIOS: dict[str, tuple[list[str], float]] = {
+    # SGD at lr 1 without clipping: the weight change *is* minus the summed gradient.
+    "gradient": (["optim.grad_clip=0"], 1.0),
+    # 2 mini-batches x 2 epochs, clipping, KL and internalization. SGD rather than AdamW: Adam divides by
+    # the gradient's running RMS, so on coordinates whose gradient is ~0 a rounding-level difference
+    # (a sum taken in another order) becomes a step of size ~lr; with SGD weights differ only as gradients do.
+    "ppo": (["optim.mini_batches=2", "optim.ppo_epochs=2", "optim.grad_clip=0.5"], 0.05),
+}
+
+
+def _update(batch: dict[str, Any], scenario: str, dist: Dist, out: Path) -> None:
+    """One ``Trainer.update`` on the batch; saves the weights after it and the update stats."""
+    overrides, lr = SCENARIOS[scenario]
+    trainer = Trainer(_config(overrides), RunDir(out / "run"), clone(batch["policy"]), dist=dist)
+    trainer.optimizer = torch.optim.SGD(trainer.params, lr=lr)
+    stats = trainer.update(batch["records"], batch["advantages"], batch["plain"], batch["internalize"],
+                           batch["lam"], seed=123)
+    weights = {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}
+    torch.save({"weights": weights, "stats": stats}, out / f"{scenario}-rank{dist.rank}-of-{dist.world}.pt")
+
+
+def _rank_main(rank: int, world: int, port: int, batch: dict[str, Any], out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist = setup("cpu")
+    try:
+        for scenario in SCENARIOS:
+            _update(batch, scenario, dist, Path(out))
+    finally:
+        dist.close()
+
+
+@pytest.fixture(scope="module")
+def batch() -> dict[str, Any]:
+    """3 groups (rank 0 gets two, rank 1 one: uneven shares), skill rollouts for the internalization loss."""
+    policy = micro_policy(seed=0)
+    specs = [EpisodeSpec(g, 70 + g, SKILL if k == 2 else ()) for g in range(3) for k in range(3)]
+    trajs = collect(policy, "household", specs, RolloutConfig(mode="choose", seed=4), env_options={"max_steps": 4})
+    records = [s for t in trajs for s in t.steps]
+    for r in records:  # a random micro policy never wins: relabel rewards so advantages are not all zero
+        r.reward = float((3 * r.traj + r.t) % 4 == 0)
+    advantages = compute_advantages(records, _config([]))
+    plain = [i for i, r in enumerate(records) if not r.uses_skills]
+    internalize = [(i, 0.5 + 0.1 * (i % 3)) for i, r in enumerate(records) if r.uses_skills]
+    assert plain and internalize and abs(advantages).sum() > 0
+    return {"policy": policy, "records": records, "advantages": advantages, "plain": plain,
+            "internalize": internalize, "lam": 0.3}
+
+
+@pytest.fixture(scope="module")
+def results(batch: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Per scenario: the single-process result and both ranks' results of a 2-process gloo job."""
+    out = tmp_path_factory.mktemp("ddp")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 cores shared with the two ranks: avoid oversubscribed OpenMP spinning
+    try:
+        for scenario in SCENARIOS:
+            _update(batch, scenario, Dist(), out)
+        # fork: the ranks inherit the imported modules and the batch (spawn would re-import torch and
+        # transformers in each rank, most of this test's time); each rank sets up gloo after the fork.
+        torch.multiprocessing.start_processes(_rank_main, args=(2, _free_port(), batch, str(out)), nprocs=2,
+                                              start_method="fork")
+    finally:
+        torch.set_num_threads(threads)
+    return {s: {name: torch.load(out / f"{s}-{name}.pt") for name in ("rank0-of-1", "rank0-of-2", "rank1-of-2")}
+            for s in SCENARIOS}
+
+
+def test_two_process_gradient_equals_single_process(batch: dict[str, Any], results: dict[str, Any]) -> None:
+    single, r0, r1 = (results["gradient"][k] for k in ("rank0-of-1", "rank0-of-2", "rank1-of-2"))
+    start = dict(batch["policy"].model.named_parameters())
+    for name, before in start.items():
+        g_single = before.detach() - single["weights"][name]
+        g_dist = before.detach() - r0["weights"][name]
+        assert torch.allclose(g_dist, g_single, atol=1e-6, rtol=1e-5), name
+        assert torch.equal(r0["weights"][name], r1["weights"][name]), name  # ranks stay identical
+    total = sum(float((before.detach() - single["weights"][n]).abs().sum()) for n, before in start.items())
+    assert total > 1e-3  # a real gradient, not a vacuous comparison
+    for key in ("loss/policy", "loss/int"):
+        assert r0["stats"][key] == pytest.approx(single["stats"][key], rel=1e-5, abs=1e-7)
+
+
+def test_two_process_ppo_update_equals_single_process(batch: dict[str, Any], results: dict[str, Any]) -> None:
+    single, r0, r1 = (results["ppo"][k] for k in ("rank0-of-1", "rank0-of-2", "rank1-of-2"))
+    for name, w in single["weights"].items():
+        assert torch.allclose(r0["weights"][name], w, atol=1e-6), name
+        assert torch.equal(r0["weights"][name], r1["weights"][name]), name
+    assert r0["stats"]["grad_norm"] == pytest.approx(single["stats"]["grad_norm"], rel=1e-5)
+    assert r0["stats"]["update/policy_steps"] == single["stats"]["update/policy_steps"]
+    moved = max(float((single["weights"][n] - p.detach()).abs().max()) for n, p in batch["policy"].model.named_parameters())
+    assert moved > 1e-4
+
+
+@pytest.mark.slow
+def test_torchrun_siri_train_two_processes(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m siri train`: both ranks collect, only rank 0 writes the run."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not on the venv's PATH")
+    model_dir = tmp_path / "micro"
+    micro_policy(seed=0).save(model_dir)
+    run_dir = tmp_path / "run"
+    overrides = [f"model.name_or_path={model_dir}", "model.action_mode=choose", "env.max_steps=4",
+                 "rollout.num_groups=3", "rollout.group_size=2", "train.iterations=1", "train.eval_episodes=3",
+                 "train.device=cpu", "optim.micro_batch_size=8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SIRI_CACHE": str(tmp_path / "cache")}
+    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "siri", "train",
+           "-c", "household-tiny-gigpo", "--run-dir", str(run_dir), "--no-report", *overrides]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [0, 1]  # written once, by rank 0
+    assert metrics[1]["train/episodes"] == 6  # both ranks' groups, gathered
+    assert metrics[1]["eval/episodes"] == 3 and metrics[0]["eval/episodes"] == 3
+    assert json.loads((run_dir / "meta.json").read_text())["world_size"] == 2
+    assert (run_dir / "policy" / "siri_policy.json").exists() and (run_dir / "checkpoints" / "LATEST").exists()
+    assert proc.stdout.count("run directory:") == 2  # rank 0 prints; the other rank is quiet
