@@ -28,9 +28,12 @@ OPTIONS = {"split": "train", "max_steps": 6}
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_session() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the actors need the cores too: oversubscribed OpenMP threads only spin
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
