@@ -91,12 +91,13 @@ class Dist:
 
     def all_reduce_grads(self, params: Sequence[Any]) -> None:
         """Sum ``.grad`` over ranks, in buckets. A parameter no rank touched keeps ``grad=None``."""
-        if not self.enabled:
+        if not self.enabled or not params:
             return
         import torch
         import torch.distributed as dist
 
-        touched = torch.tensor([float(p.grad is not None) for p in params])
+        # On the parameters' device: NCCL reduces CUDA tensors only.
+        touched = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
         dist.all_reduce(touched, op=dist.ReduceOp.MAX)
         active = [p for p, t in zip(params, touched.tolist(), strict=True) if t > 0]
         for p in active:
