@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -53,6 +54,25 @@ def _kill(batch: RayBatchEnv, shard: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the killed worker still answers")
+
+
+class KillOnSecondStep:
+    """The real RayBatchEnv; its worker 0 is really killed before the second batched step."""
+
+    def __init__(self, inner: RayBatchEnv) -> None:
+        self.inner, self.calls = inner, 0
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getattr__(self, name: str) -> Any:  # reset, restarts, close, ... of the real batch
+        return getattr(self.inner, name)
+
+    def step(self, actions: list[str | None]) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            _kill(self.inner, 0)
+        return self.inner.step(actions)
 
 
 def _random_actions(observations: list[Any], rng: random.Random) -> list[str | None]:
@@ -119,24 +139,6 @@ def test_killed_worker_is_restarted_and_its_episodes_reported_failed() -> None:
 
 
 def test_collector_turns_a_lost_worker_into_failed_trajectories(policy: Policy) -> None:
-    class KillOnSecondStep:
-        """The real RayBatchEnv; its worker 0 is really killed before the second turn."""
-
-        def __init__(self, inner: RayBatchEnv) -> None:
-            self.inner, self.calls = inner, 0
-
-        def __len__(self) -> int:
-            return len(self.inner)
-
-        def reset(self, seeds: list[int]) -> Any:
-            return self.inner.reset(seeds)
-
-        def step(self, actions: list[str | None]) -> Any:
-            self.calls += 1
-            if self.calls == 2:
-                _kill(self.inner, 0)
-            return self.inner.step(actions)
-
     specs = [EpisodeSpec(g, 40 + g) for g in range(2) for _ in range(2)]
     config = RolloutConfig(mode="choose", seed=5)
     inner = RayBatchEnv("household", 4, OPTIONS, envs_per_worker=2, num_cpus=0.25)
@@ -195,3 +197,17 @@ def test_bad_capacity_and_options_are_clear_errors() -> None:
         RayBatchEnv("household", 64, OPTIONS, envs_per_worker=1, num_cpus=1.0)
     with pytest.raises(EnvError, match="unknown option"):
         RayBatchEnv("household", 2, {"colour": "red"})
+
+
+def test_training_step_leaves_out_episodes_lost_with_a_worker(policy: Policy, tmp_path: Path) -> None:
+    trainer = _trainer(clone(policy), tmp_path, "ray")
+    e = trainer.cfg.env
+    batch = RayBatchEnv(e.name, 6, trainer.env_options, envs_per_worker=3, num_cpus=0.25)
+    trainer._env_batches[(json.dumps(trainer.env_options, sort_keys=True, default=str), 6)] = KillOnSecondStep(batch)
+    try:
+        record = trainer.step()
+    finally:
+        trainer.close()
+    assert record["env/failed_episodes"] == 3 and record["env/worker_restarts"] == 1
+    assert record["train/episodes"] == 3  # the 3 episodes of the surviving worker, and only them
+    assert record["update/policy_steps"] == 3 * 5 and np.isfinite(record["loss/policy"])
