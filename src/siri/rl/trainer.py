@@ -316,17 +316,16 @@ class Trainer:
         # and mini-batches are those of the whole batch, so the summed gradient is the single-process one.
         own_p = [self.dist.owns(r.group) for r in policy_records]
         own_i = [self.dist.owns(r.group) for r in int_records]
-        # Old and reference log-probs under the model as it is now (before this update).
-        old = _score_owned(model, policy_records, own_p, pad_id=pad, temperature=temperature, micro_batch=mb_size)
+        # Old log-probs: with one optimizer step per batch the update starts at the sampling policy, so
+        # old = logp.detach() is exact and saves a forward pass; otherwise score before the first step.
+        on_policy = cfg.optim.ppo_epochs * cfg.optim.mini_batches == 1
+        old = [] if on_policy else _score_owned(model, policy_records, own_p, pad_id=pad, temperature=temperature,
+                                                micro_batch=mb_size)
         ref: list[list[float]] = []
         if cfg.algo.kl_coef > 0 and policy_records:
             with self.policy.reference() as reference:
                 ref = _score_owned(reference, policy_records, own_p, pad_id=pad, temperature=temperature,
                                    micro_batch=mb_size)
-        # Internalization targets: the response tokens sampled under the skill prompt; the mask picks
-        # the action tokens (default) or the whole response (ablation).
-        int_old = _score_owned(model, int_records, own_i, pad_id=pad, temperature=temperature, plain=False,
-                               micro_batch=mb_size)
 
         rng = np.random.default_rng(seed)
         stats: dict[str, list[float]] = defaultdict(list)
@@ -341,11 +340,11 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 p_norm = _normalizer([policy_records[i] for i in pidx], cfg.algo.agg)
                 i_norm = max(1.0, float(sum(_int_mask_len(int_records[i], cfg) for i in iidx if int_weights[i] > 0)))
-                for chunk in _chunks([i for i in pidx if own_p[i]], mb_size):
+                for chunk in _chunks(_by_length([i for i in pidx if own_p[i]], policy_records), mb_size):
                     batch = [policy_records[i] for i in chunk]
                     logp, mask, entropy = response_logprobs(model, batch, pad_id=pad, temperature=temperature,
                                                             with_entropy=cfg.algo.entropy_coef > 0)
-                    old_t = _pad([old[i] for i in chunk], logp.shape[1])
+                    old_t = logp.detach() if on_policy else _pad([old[i] for i in chunk], logp.shape[1])
                     ref_t = _pad([ref[i] for i in chunk], logp.shape[1]) if ref else None
                     adv_t = torch.tensor([policy_adv[i] for i in chunk], dtype=logp.dtype)
                     loss, s = actor_loss(logp, old_t, adv_t, mask, ref_logprobs=ref_t, kl_coef=cfg.algo.kl_coef,
@@ -357,14 +356,15 @@ class Trainer:
                         if key in s:
                             stats[key].append(s[key])
                 if lam > 0:
-                    for chunk in _chunks([i for i in iidx if own_i[i]], mb_size):
+                    # Internalization: the action tokens (default) or whole response (ablation) sampled
+                    # under the skill prompt, scored under the plain prompt.
+                    for chunk in _chunks(_by_length([i for i in iidx if own_i[i]], int_records), mb_size):
                         batch = [int_records[i] for i in chunk]
                         logp, rmask, _ = response_logprobs(model, batch, pad_id=pad, temperature=temperature, plain=True)
                         amask = _pad([[float(x) for x in r.action_mask] for r in batch], logp.shape[1])
                         mask = rmask if not cfg.siri.action_tokens_only else amask * rmask
                         weights = torch.tensor([int_weights[i] for i in chunk], dtype=logp.dtype)
-                        old_t = _pad([int_old[i] for i in chunk], logp.shape[1])
-                        loss = internalization_loss(logp, mask, weights, old_logp=old_t, normalizer=i_norm)
+                        loss = internalization_loss(logp, mask, weights, normalizer=i_norm)
                         (lam * loss).backward()
                         stats["loss/int"].append(float(loss.detach()))
                 self.dist.all_reduce_grads(self.params)
@@ -532,11 +532,16 @@ def _split_size(env_name: str, options: dict[str, Any]) -> int | None:
     return make(env_name, **options).split_size()
 
 
+def _by_length(indices: Sequence[int], records: Sequence[StepRecord]) -> list[int]:
+    """Indices ordered by sequence length, so that micro-batches pad little (the sum is order-free)."""
+    return sorted(indices, key=lambda i: len(records[i].prompt_ids) + len(records[i].response_ids))
+
+
 def _score_owned(model: Any, records: Sequence[StepRecord], owned: Sequence[bool], **kwargs: Any) -> list[list[float]]:
     """``score_records`` on the records this rank owns; ``[]`` stands in for the others."""
     from siri.rollout.scoring import score_records
 
-    idx = [i for i, own in enumerate(owned) if own]
+    idx = _by_length([i for i, own in enumerate(owned) if own], records)
     scored = score_records(model, [records[i] for i in idx], **kwargs) if idx else []
     out: list[list[float]] = [[] for _ in records]
     for i, row in zip(idx, scored, strict=True):
