@@ -77,8 +77,13 @@ def episode_metrics(trajectories: Sequence[Trajectory], prefix: str) -> dict[str
     return out
 
 
-def eval_summary(metrics: dict[str, float], prefix: str, iteration: int) -> dict[str, Any]:
-    """The compact form of an evaluation stored in summary.json and printed in tables."""
+def eval_summary(metrics: dict[str, float], prefix: str, iteration: int,
+                 outcomes: list[tuple[str, bool, float]] | None = None) -> dict[str, Any]:
+    """The compact form of an evaluation stored in summary.json and printed in tables.
+
+    ``outcomes`` (task type, won, score) per episode let the benchmarks bootstrap confidence
+    intervals over episodes.
+    """
     per_type = {k.split("/", 2)[2]: v for k, v in metrics.items() if k.startswith(f"{prefix}/success/")}
     return {
         "iteration": iteration,
@@ -88,6 +93,7 @@ def eval_summary(metrics: dict[str, float], prefix: str, iteration: int) -> dict
         "episode_len": metrics.get(f"{prefix}/episode_len", float("nan")),
         "episodes": int(metrics.get(f"{prefix}/episodes", 0)),
         "per_task_type": per_type,
+        **({"outcomes": outcomes} if outcomes is not None else {}),
     }
 
 
@@ -133,6 +139,7 @@ class Trainer:
         self.eval_options = {**self.env_options, "split": cfg.env.eval_split}
         self.mode = cfg.model.action_mode
         self.summary: dict[str, Any] = {"evals": {}}
+        self.last_outcomes: list[tuple[str, bool, float]] | None = None
         self.siri: Any = None
         if cfg.siri.enabled:
             from siri.skills.pipeline import SiriPipeline
@@ -207,7 +214,7 @@ class Trainer:
             bootstrap = self.evaluate()
             if self.dist.is_main:
                 self.run.log({"iteration": 0, "phase": "bootstrap", **bootstrap})
-            self.summary["evals"]["bootstrap"] = eval_summary(bootstrap, "eval", 0)
+            self.summary["evals"]["bootstrap"] = eval_summary(bootstrap, "eval", 0, self.last_outcomes)
             self._save_summary()
             if progress is not None:
                 progress({"iteration": 0, "phase": "bootstrap", **bootstrap})
@@ -273,7 +280,7 @@ class Trainer:
         if (every and self.iteration % every == 0) or self.iteration == cfg.train.iterations or warmup_just_ended:
             record.update(self.evaluate())
             if warmup_just_ended:
-                self.summary["evals"]["warmup_end"] = eval_summary(record, "eval", self.iteration)
+                self.summary["evals"]["warmup_end"] = eval_summary(record, "eval", self.iteration, self.last_outcomes)
                 self._save_summary()
         record["time/iteration_s"] = time.time() - start
         if self.dist.is_main:
@@ -404,6 +411,8 @@ class Trainer:
             invalid_penalty=cfg.rollout.invalid_penalty, seed=iteration_seed(cfg.train.seed, 0, 3),
         )
         trajectories = [t for t in self._collect(specs, rollout, self.eval_options) if not t.failed]
+        # (task type, won, score) of each episode, for the summary's confidence intervals
+        self.last_outcomes = [(t.task_type, bool(t.won), float(t.score)) for t in trajectories]
         return episode_metrics(trajectories, "eval_skills" if with_skills else "eval")
 
     def _collect(self, specs: Sequence[EpisodeSpec], rollout: RolloutConfig, options: dict[str, Any]) -> list[Trajectory]:
@@ -462,11 +471,13 @@ class Trainer:
         """Final evaluations, the trained policy under RUN_DIR/policy, summary.json."""
         metrics = self.run.metrics() if self.dist.is_main else []
         last = self.dist.broadcast(metrics[-1] if metrics else {})  # all ranks must agree to evaluate
-        final = last if "eval/success" in last else self.evaluate()
-        self.summary["evals"]["final"] = eval_summary(final, "eval", self.iteration)
+        # Reuse the last iteration's evaluation unless it was lost with a kill (then evaluate again).
+        final = last if "eval/success" in last and self.last_outcomes is not None else self.evaluate()
+        self.summary["evals"]["final"] = eval_summary(final, "eval", self.iteration, self.last_outcomes)
         if self.siri is not None:
-            self.summary["evals"]["final_with_skills"] = eval_summary(self.evaluate(with_skills=True), "eval_skills",
-                                                                     self.iteration)
+            with_skills = self.evaluate(with_skills=True)
+            self.summary["evals"]["final_with_skills"] = eval_summary(with_skills, "eval_skills", self.iteration,
+                                                                     self.last_outcomes)
             self.summary["skills"] = self.siri.counts()
         self._save_summary()
         if self.dist.is_main:

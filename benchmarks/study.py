@@ -1,0 +1,209 @@
+"""Learning-curve study: GRPO vs GiGPO vs SIRI (and SIRI's ablations) on the same budget, several seeds.
+
+Every variant is a preset plus overrides; every run is a real ``siri train`` in its own process and run
+directory, so a study can be interrupted and re-run (finished runs are reused). Final plain-prompt
+success and score get 95% confidence intervals from a two-level bootstrap (resample seeds, then
+episodes within each seed). Output: ``OUT/study.json``, ``OUT/curves.png``, ``OUT/final.png`` and
+``OUT/report.html`` (every run overlaid).
+
+    python benchmarks/study.py --env household --variants grpo,gigpo,siri --seeds 0,1,2
+    python benchmarks/study.py --small          # a minutes-long smoke version of the whole pipeline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (preset suffix, overrides). "{env}" is filled in; the metric is the plain-prompt final eval
+# unless the variant deploys with skills (SkillRL-style ablation).
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "grpo": ("tiny-gigpo", ["algo.name=grpo"]),
+    "gigpo": ("tiny-gigpo", []),
+    "siri": ("tiny-siri", []),
+    "siri-no-warmup": ("tiny-siri", ["siri.warmup=false"]),
+    "siri-no-gate": ("tiny-siri", ["siri.validation_gate=false"]),
+    "siri-no-adv-weight": ("tiny-siri", ["siri.weighting=uniform"]),
+    "siri-whole-response": ("tiny-siri", ["siri.action_tokens_only=false"]),
+    "siri-trace-miner": ("tiny-siri", ["siri.miner=trace"]),
+    "siri-external-miner": ("tiny-siri", ["siri.miner=external"]),
+    "siri-skills-at-inference": ("tiny-siri", ["siri.keep_skills_at_inference=true"]),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_miner_server(env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`siri serve` of the tiny bootstrap model on loopback: the 'external' miner of the ablation."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "siri", "serve", "--model", f"tiny-{env}" if env != "household" else "tiny",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    for _ in range(600):
+        try:
+            import urllib.request
+
+            urllib.request.urlopen(f"{url}/models", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("siri serve did not come up within 5 minutes")
+
+
+def run_one(env: str, variant: str, seed: int, out: Path, extra: list[str], miner_url: str | None) -> Path:
+    suffix, overrides = VARIANTS[variant]
+    run_dir = out / "runs" / f"{variant}-seed{seed}"
+    if (run_dir / "summary.json").exists() and "final" in json.loads((run_dir / "summary.json").read_text())["evals"]:
+        print(f"  reuse {run_dir}", flush=True)
+        return run_dir
+    args = [sys.executable, "-m", "siri", "train", "--config", f"{env}-{suffix}", "--no-report"]
+    if (run_dir / "config.yaml").exists():
+        args = [sys.executable, "-m", "siri", "train", "--resume", str(run_dir), "--no-report"]
+    else:
+        args += ["--run-dir", str(run_dir), *overrides, f"train.seed={seed}", *extra]
+        if variant == "siri-external-miner":
+            args += [f"siri.miner_url={miner_url}", "siri.miner_model=tiny"]
+    print(f"  {variant} seed {seed}: {' '.join(args[3:])}", flush=True)
+    start = time.time()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONHASHSEED": "0"})
+    print(f"    done in {time.time() - start:.0f} s", flush=True)
+    return run_dir
+
+
+def bootstrap_ci(per_seed: list[np.ndarray], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95% CI: resample seeds, then episodes within each resampled seed."""
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(n_boot):
+        picks = rng.integers(0, len(per_seed), len(per_seed))
+        means.append(np.mean([rng.choice(per_seed[p], len(per_seed[p])).mean() for p in picks]))
+    point = float(np.mean([x.mean() for x in per_seed]))
+    return point, float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarize(out: Path, env: str, variants: list[str], seeds: list[int]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for variant in variants:
+        key = "final_with_skills" if variant == "siri-skills-at-inference" else "final"
+        runs = [out / "runs" / f"{variant}-seed{s}" for s in seeds]
+        evals = [json.loads((r / "summary.json").read_text())["evals"] for r in runs]
+        success = [np.array([float(o[1]) for o in e[key]["outcomes"]]) for e in evals]
+        score = [np.array([float(o[2]) for o in e[key]["outcomes"]]) for e in evals]
+        boot = [np.array([float(o[1]) for o in e["bootstrap"]["outcomes"]]) for e in evals]
+        types = sorted({o[0] for e in evals for o in e[key]["outcomes"]})
+        per_type = {}
+        for t in types:
+            rows = [np.array([float(o[1]) for o in e[key]["outcomes"] if o[0] == t]) for e in evals]
+            per_type[t] = bootstrap_ci([r for r in rows if len(r)]) if any(len(r) for r in rows) else None
+        results[variant] = {
+            "success": bootstrap_ci(success), "score": bootstrap_ci(score), "bootstrap_success": bootstrap_ci(boot),
+            "per_task_type": per_type, "seeds": seeds, "metric": key,
+            "per_seed_success": [float(x.mean()) for x in success],
+        }
+    return results
+
+
+def plot(out: Path, results: dict[str, Any], variants: list[str], seeds: list[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    for variant in variants:
+        curves = []
+        for s in seeds:
+            rows = [json.loads(line) for line in (out / "runs" / f"{variant}-seed{s}" / "metrics.jsonl").read_text().splitlines()]
+            curves.append({r["iteration"]: r["eval/success"] for r in rows if "eval/success" in r})
+        its = sorted(set.intersection(*(set(c) for c in curves)))
+        ys = np.array([[c[i] for i in its] for c in curves])
+        ax.plot(its, ys.mean(0), marker="o", ms=3, label=variant)
+        if len(seeds) > 1:
+            ax.fill_between(its, ys.min(0), ys.max(0), alpha=0.15)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("eval success (plain prompt)")
+    ax.set_title("learning curves (mean over seeds; band: min-max)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.savefig(out / "curves.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
+    names = list(results)
+    means = [results[n]["success"][0] for n in names]
+    err = np.array([[m - results[n]["success"][1] for n, m in zip(names, means, strict=True)],
+                    [results[n]["success"][2] - m for n, m in zip(names, means, strict=True)]])
+    ax.bar(range(len(names)), means, yerr=err, capsize=3)
+    ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel("final success, 95% CI")
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(out / "final.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="household", choices=["household", "shop"])
+    parser.add_argument("--variants", default="grpo,gigpo,siri", help=f"comma list of: {', '.join(VARIANTS)}")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--out", default=None, help="output folder (default benchmarks/out/study-<env>)")
+    parser.add_argument("--small", action="store_true", help="smoke version: 2 seeds, few iterations, small batches")
+    parser.add_argument("overrides", nargs="*", help="extra config overrides for every run (key=value)")
+    args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    extra = list(args.overrides)
+    if args.small:
+        seeds = seeds[:2]
+        extra += ["train.iterations=4", "train.eval_every=2", "train.eval_episodes=12", "rollout.num_groups=2",
+                  "rollout.group_size=4", "siri.warmup_max_iters=1", "siri.mine_every=1", "siri.min_evals=2",
+                  "siri.lambda_ramp_iters=1"]
+    out = Path(args.out or ROOT / "benchmarks" / "out" / (f"study-{args.env}" + ("-small" if args.small else "")))
+    out.mkdir(parents=True, exist_ok=True)
+    server, miner_url = (None, None)
+    if "siri-external-miner" in variants:
+        server, miner_url = start_miner_server(args.env)
+    started = time.time()
+    try:
+        for seed in seeds:
+            for variant in variants:
+                run_one(args.env, variant, seed, out, extra, miner_url)
+    finally:
+        if server is not None:
+            server.kill()
+    results = summarize(out, args.env, variants, seeds)
+    plot(out, results, variants, seeds)
+    from siri.report import build_report
+
+    build_report([out / "runs" / f"{v}-seed{seeds[0]}" for v in variants], out)
+    payload = {"env": args.env, "variants": variants, "seeds": seeds, "overrides": extra, "results": results,
+               "wall_seconds": time.time() - started, "machine": {"cores": os.cpu_count()}}
+    (out / "study.json").write_text(json.dumps(payload, indent=2))
+    print(f"\n{'variant':<26}{'final success [95% CI]':<30}{'score':<10}bootstrap policy")
+    for v, r in results.items():
+        s, lo, hi = r["success"]
+        print(f"{v:<26}{s:.3f} [{lo:.3f}, {hi:.3f}]{'':<8}{r['score'][0]:<10.3f}{r['bootstrap_success'][0]:.3f}")
+    print(f"\nwrote {out / 'study.json'}, curves.png, final.png, report.html")
+
+
+if __name__ == "__main__":
+    main()
