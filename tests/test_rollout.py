@@ -61,6 +61,42 @@ def test_tiny_tokenizer_covers_unseen_household_episodes(policy: Policy) -> None
                 assert unknown_words(policy.tokenizer, text) == [], (split, seed, text)
 
 
+def test_searching_demonstrator_labels_are_admissible_and_searches_visit_new_places() -> None:
+    env = make("household")
+    rng = random.Random(0)
+    detours = invalid = 0
+    for seed in range(20):
+        episode = noisy_episode(env, seed, rng, random_share=0.1, search_share=1.0, invalid_share=0.1)
+        visited: set[str] = set()
+        for obs, action, label in zip(episode.observations, episode.actions, episode.expert_actions, strict=True):
+            assert label in obs.admissible_actions  # never teach an invalid action
+            if action not in obs.admissible_actions:
+                invalid += 1
+            elif action.startswith("go to ") and action == label and action[6:] in visited:
+                pass  # the expert itself may go back to a known place
+            elif action.startswith("go to ") and action == label:
+                detours += action[6:] not in visited
+            if action.startswith("go to "):
+                visited.add(action[6:])
+        assert episode.won or len(episode.actions) == env.max_steps
+    assert detours > 0 and invalid > 0
+
+
+def test_shop_vocabulary_covers_unseen_shop_episodes() -> None:
+    """The shop tokenizer (catalog words + rollouts) has every word of unseen shop episodes."""
+    from siri.models.tiny import vocabulary_corpus
+
+    tok = build_word_tokenizer(vocabulary_corpus(TinyConfig(env="shop", vocab_episodes=10)))
+    rng = random.Random(7)
+    for split, seeds in (("train", range(3000, 3008)), ("eval", range(0, 500, 50))):
+        env = make("shop", split=split)
+        for seed in seeds:
+            episode = noisy_episode(env, seed, rng, 0.5)
+            for obs in episode.observations:
+                for text in (obs.text, obs.task, *obs.admissible_actions):
+                    assert unknown_words(tok, text) == [], (split, seed, text)
+
+
 def test_tiny_build_is_deterministic(tiny_dir: Path, tmp_path: Path) -> None:
     build_tiny(MICRO, tmp_path / "again")
     a = load_policy(str(tiny_dir), reference=False).model.state_dict()

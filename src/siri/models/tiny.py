@@ -7,12 +7,18 @@ under ``<cache>/models/tiny-<env>-<hash of the config>``; ``load_policy("tiny")`
 1. Vocabulary: noisy-expert rollouts over every split of the environment (all seeds of the fixed eval
    splits), the environment module's own ``vocabulary_texts()`` when it has one (catalogs), the prompt
    templates and the mining prompt, and the numbers 0-999.
-2. Warm-start data: noisy-expert episodes — each step takes the expert's action, or with probability
-   ``random_action_share`` a random admissible one — and the policy imitates *those* actions, so it
-   starts as a stochastic, imperfect agent and RL has headroom. A share of the prompts carry a block
-   of ``trace`` skills of their task type (so skill-augmented prompts are familiar), and mining
-   examples teach the skill-writing prompt: the mining messages over successful episodes of a task
-   type, answered with the deterministic ``trace`` skills of those episodes.
+2. Warm-start data: episodes of a *searching, noisy* demonstrator. The environments' experts know
+   where everything is (privileged); a policy that only reads the prompt cannot, so imitating them
+   alone teaches "take the object" where there is none and endless loops. The demonstrator follows the
+   expert, except: when the expert heads (``go to X``) to a place not visited yet, with probability
+   ``search_share`` it goes to another unvisited place first (a search, visible in the prompt);
+   with probability ``random_action_share`` it takes a random admissible action; with probability
+   ``invalid_action_share`` an inadmissible one (so "Nothing happens." states are seen, with the
+   expert's recovery as label). The policy imitates the searches, the random actions too when
+   ``imitate="behaviour"`` (a noisy policy: RL headroom), never the invalid ones. A share of the
+   prompts carry a block of ``trace`` skills of their task type (so skill-augmented prompts are
+   familiar), and mining examples teach the skill-writing prompt: the mining messages over successful
+   episodes of a task type, answered with the deterministic ``trace`` skills of those episodes.
 3. A short supervised run (AdamW, cosine schedule) on the response tokens only.
 
 One model per environment: household and shop have different vocabularies and tasks.
@@ -58,12 +64,17 @@ class TinyConfig:
         vocab_episodes: noisy rollouts per train split used for the vocabulary (eval splits: all seeds).
         sft_episodes: noisy-expert warm-start episodes.
         random_action_share: probability that a warm-start step takes a random admissible action.
-        imitate: "behaviour" trains on the actions taken (random ones included: a noisy policy);
-            "expert" trains on the expert's action at every visited state (DAgger-style labels).
+        search_share: probability of a search detour when the expert heads to an unvisited place.
+        invalid_action_share: probability that a warm-start step takes an inadmissible action.
+        imitate: "behaviour" also imitates the random actions (a noisy policy); "expert" labels
+            those states with the expert's action (DAgger-style). Searches are always imitated.
         skill_prompt_share: share of warm-start prompts that show a block of trace skills.
         mining_examples: mining-prompt examples (prompt -> trace skills) in the warm start.
         mining_episodes: successful episodes shown per mining example.
         mining_max_skills: skills asked for in a mining example.
+        prompt_lm_weight: weight of an auxiliary next-token loss on the prompt tokens. It gives the
+            tiny model ~50x more signal per example (reading observations and admissible lists) and
+            makes copying from the prompt — what acting needs — emerge in a few hundred steps.
         train_steps, batch_size, lr, warmup_steps, weight_decay: the supervised run.
         history_len: prompt history (must match the rollout's; the paper's 2).
         max_steps: episode step limit for warm-start rollouts (None: the env's default).
@@ -71,21 +82,24 @@ class TinyConfig:
 
     env: str = "household"
     seed: int = 0
-    hidden_size: int = 192
+    hidden_size: int = 128
     num_layers: int = 4
-    num_heads: int = 6
-    intermediate_size: int = 512
+    num_heads: int = 4
+    intermediate_size: int = 384
     max_positions: int = 2048
     vocab_episodes: int = 400
     sft_episodes: int = 500
-    random_action_share: float = 0.3
+    random_action_share: float = 0.1
+    search_share: float = 0.5
+    invalid_action_share: float = 0.05
     imitate: str = "behaviour"
     skill_prompt_share: float = 0.2
     mining_examples: int = 120
     mining_episodes: int = 2
     mining_max_skills: int = 3
-    train_steps: int = 500
-    batch_size: int = 16
+    prompt_lm_weight: float = 0.5
+    train_steps: int = 900
+    batch_size: int = 8
     lr: float = 2e-3
     warmup_steps: int = 30
     weight_decay: float = 0.01
@@ -93,7 +107,11 @@ class TinyConfig:
     max_steps: int | None = None
 
     def key(self) -> str:
-        blob = json.dumps({"format": TINY_FORMAT, **dataclasses.asdict(self)}, sort_keys=True)
+        # The prompt and mining templates are part of the recipe: changing their wording rebuilds.
+        from siri.skills.mining import MINING_VOCAB_TEXT
+
+        blob = json.dumps({"format": TINY_FORMAT, "templates": TEMPLATE_VOCAB_TEXT + MINING_VOCAB_TEXT,
+                           **dataclasses.asdict(self)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -169,18 +187,36 @@ def env_splits(env: str) -> tuple[str, ...]:
     return tuple(getattr(_env_module(env), "SPLITS", ("train",)))
 
 
-def noisy_episode(env: Env, seed: int, rng: random.Random, random_share: float) -> Episode:
-    """Play one episode: the expert's action, or a random admissible one with probability ``random_share``."""
+def noisy_episode(
+    env: Env, seed: int, rng: random.Random, random_share: float, search_share: float = 0.0, invalid_share: float = 0.0
+) -> Episode:
+    """Play one episode with the searching, noisy demonstrator of the module docstring.
+
+    ``Episode.expert_actions`` holds the label of every step: the action taken, except the expert's
+    action where the step was invalid (and, for the caller to choose, where it was random).
+    """
     obs = env.reset(seed)
     episode = Episode(seed, [], [], [], False)
+    visited: set[str] = set()
     while True:
         expert = env.expert_action()
-        if rng.random() < random_share and obs.admissible_actions:
-            action = rng.choice(obs.admissible_actions)
+        admissible = obs.admissible_actions
+        label = expert
+        draw = rng.random()
+        if draw < invalid_share and admissible:
+            action = _inadmissible_variant(rng.choice(admissible), admissible)
+        elif draw < invalid_share + random_share and admissible:
+            action = rng.choice(admissible)
         else:
             action = expert
+            if expert.startswith("go to ") and expert[6:] not in visited and rng.random() < search_share:
+                unvisited = [a for a in admissible if a.startswith("go to ") and a[6:] not in visited and a != expert]
+                if unvisited:
+                    action = label = rng.choice(unvisited)
+        if action.startswith("go to "):
+            visited.add(action[6:])
         step = env.step(action)
-        episode.expert_actions.append(expert)
+        episode.expert_actions.append(label)
         episode.observations.append(obs)
         episode.actions.append(action)
         episode.next_texts.append(step.observation.text)
@@ -188,6 +224,18 @@ def noisy_episode(env: Env, seed: int, rng: random.Random, random_share: float) 
         if step.done:
             episode.won = bool(step.won)
             return episode
+
+
+def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:
+    """A plausible but inadmissible action: an admissible one with its last number changed."""
+    words = action.split()
+    for i in range(len(words) - 1, -1, -1):
+        if words[i].isdigit():
+            for bump in (7, 8, 9):
+                candidate = " ".join([*words[:i], str(int(words[i]) + bump), *words[i + 1 :]])
+                if candidate not in admissible:
+                    return candidate
+    return action + " now" if action + " now" not in admissible else "look around"
 
 
 def to_trajectory(episode: Episode, traj: int = 0) -> Trajectory:
@@ -222,7 +270,8 @@ def vocabulary_corpus(config: TinyConfig) -> list[str]:
     for split in env_splits(config.env):
         env = _make_env(config, split)
         size = env.split_size()
-        seeds = range(size) if size is not None else range(config.vocab_episodes)
+        # Every episode of the (fixed, small) eval splits; a sample of the train split.
+        seeds = range(size) if size is not None and split != "train" else range(min(size or 10**9, config.vocab_episodes))
         for seed in seeds:
             for share in (0.0, 0.7):
                 episode = noisy_episode(env, seed, rng, share)
@@ -247,7 +296,11 @@ def warm_start_examples(config: TinyConfig, tokenizer: Any, log: Callable[[str],
     rng = random.Random(f"tiny-sft/{config.seed}")
     env = _make_env(config, "train")
     # Seeds far from 0 so the warm start does not see the first train seeds that quick evals use.
-    episodes = [noisy_episode(env, 1_000_000 + s, rng, config.random_action_share) for s in range(config.sft_episodes)]
+    episodes = [
+        noisy_episode(env, 1_000_000 + s, rng, config.random_action_share, config.search_share,
+                      config.invalid_action_share)
+        for s in range(config.sft_episodes)
+    ]
     won = [e for e in episodes if e.won]
     log(f"warm start: {len(episodes)} noisy-expert episodes, {len(won)} won")
     by_type: dict[str, list[Episode]] = {}
@@ -259,8 +312,9 @@ def warm_start_examples(config: TinyConfig, tokenizer: Any, log: Callable[[str],
     examples: list[tuple[list[int], list[int]]] = []
     for episode in episodes:
         history: list[tuple[str, str]] = []
-        labels = episode.expert_actions if config.imitate == "expert" else episode.actions
-        for obs, action, label in zip(episode.observations, episode.actions, labels, strict=True):
+        for obs, action, label in zip(episode.observations, episode.actions, episode.expert_actions, strict=True):
+            if config.imitate == "behaviour" and action in obs.admissible_actions:
+                label = action  # imitate random actions too (invalid ones never)
             skills = skill_pool.get(obs.task_type, [])
             show = skills[: rng.randint(1, len(skills))] if skills and rng.random() < config.skill_prompt_share else []
             prompt = build_prompt(config.env, obs.task, obs.text, obs.admissible_actions, obs.step, history,
@@ -325,21 +379,32 @@ def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], co
         batch = [examples[i] for i in next(batches)]
         seqs = [p + t for p, t in batch]
         ids, mask, positions = left_pad(seqs, pad_id, "cpu")
-        keep = max(len(t) for _, t in batch) + 1
-        labels = torch.full((len(batch), keep), -100, dtype=torch.long)
+        width = ids.shape[1]
+        target_mask = torch.zeros((len(batch), width), dtype=torch.bool)
         for b, (_, target) in enumerate(batch):
-            labels[b, keep - len(target) :] = torch.tensor(target)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                                 labels[:, 1:].reshape(-1), ignore_index=-100)
+            target_mask[b, width - len(target) :] = True
+        if config.prompt_lm_weight > 0:
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1]
+            labels, is_target, real = ids[:, 1:], target_mask[:, 1:], (mask[:, 1:] * mask[:, :-1]).bool()
+        else:  # only the last positions are needed: project just those onto the vocabulary
+            keep = max(len(t) for _, t in batch) + 1
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits[:, :-1]
+            labels, is_target, real = ids[:, -keep + 1 :], target_mask[:, -keep + 1 :], mask[:, -keep + 1 :].bool()
+        token_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                                       labels.reshape(-1), reduction="none").view(labels.shape)
+        loss = action_loss = token_loss[is_target].mean()
+        prompt_tokens = real & ~is_target
+        if config.prompt_lm_weight > 0 and prompt_tokens.any():
+            loss = loss + config.prompt_lm_weight * token_loss[prompt_tokens].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-        losses.append(loss.item())
+        losses.append(action_loss.item())
         if step % 50 == 0 or step == config.train_steps - 1:
-            log(f"step {step:4d}/{config.train_steps}  loss {loss.item():.3f}  {time.time() - start:.0f}s")
+            log(f"step {step:4d}/{config.train_steps}  response loss {action_loss.item():.3f}  "
+                f"total {loss.item():.3f}  {time.time() - start:.0f}s")
     model.eval()
     return losses
 

@@ -52,7 +52,7 @@ def build_word_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()) 
 
     # Chat roles, every ASCII punctuation mark, whitespace characters and digits are always covered.
     pieces: set[str] = {"system", "user", "assistant", "\n", "\t", "\r", *string.punctuation, *string.digits}
-    for text in texts:
+    for text in set(texts):
         pieces |= corpus_pieces(text)
     for word in extra_words:
         pieces |= corpus_pieces(word)

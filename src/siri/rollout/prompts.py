@@ -1,7 +1,8 @@
 """Prompt templates in the paper's shape, plain and skill-augmented, and the exact way back.
 
 A prompt is: who the agent is and its task; (optionally) a skills block; the step count and the last
-``k`` observation/action pairs; the current observation; the admissible actions; the instruction to
+``k`` observation/action pairs; the current observation (with a one-line reminder of the task: a small model attends to nearby text
+far more easily than to the first line); the admissible actions; the instruction to
 reason in ``<think>...</think>`` and answer in ``<action>...</action>``. The skill-augmented prompt is
 the plain prompt with one block inserted right after the task line, so ``strip_skills`` recovers the
 plain prompt exactly (text and token ids) — what internalization re-scores actions under.
@@ -28,7 +29,7 @@ SKILLS_HEADER = "Skills learned from earlier successes:\n"
 SKILL_LINE = "- {skill}\n"
 HISTORY_HEAD = "Before this step you took {steps} step(s). Your last {n} observation(s) and action(s):\n"
 HISTORY_ITEM = "Observation {i}: {observation}\nAction {i}: {action}\n"
-CURRENT = "You are now at step {step}. Current observation: {observation}\n"
+CURRENT = "You are now at step {step} of your task ({task}). Current observation: {observation}\n"
 ADMISSIBLE = "Admissible actions:\n{actions}\n"
 INSTRUCTION = (
     "Think step by step inside <think> </think>, then answer with exactly one admissible action "
@@ -75,7 +76,7 @@ def build_prompt(
         first = step - len(recent) + 1
         for i, (obs, action) in enumerate(recent):
             parts.append(HISTORY_ITEM.format(i=first + i, observation=_one_line(obs), action=_one_line(action)))
-    parts.append(CURRENT.format(step=step + 1, observation=_one_line(observation)))
+    parts.append(CURRENT.format(step=step + 1, task=_one_line(task), observation=_one_line(observation)))
     parts.append(ADMISSIBLE.format(actions="\n".join(_one_line(a) for a in admissible)))
     parts.append(INSTRUCTION)
     return "".join(parts)
