@@ -5,6 +5,11 @@ same episodes twice — all envs stepped together with one batched generation pe
 at a time — and report generated tokens/s, env steps/s, the speed-up, and peak RSS memory.
 Writes benchmarks/out/rollout.json.
 
+What bounds the speed-up: an agent step reads a ~300-token prompt (tiny; ~1000 for SmolLM2's BPE) and
+writes ~6-10 tokens, so rollouts are prefill-bound. Batching amortizes the per-token decode steps and
+the per-call overhead, but prefill FLOPs grow with the number of prompts either way; expect ~2x here,
+far more with long free-text reasoning (decode-bound), as on GPUs with the paper's prompts.
+
     .venv/bin/python benchmarks/bench_rollout.py [--episodes 16] [--max-steps 10] [--smollm2-episodes 8]
 """
 

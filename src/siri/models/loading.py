@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,7 +174,7 @@ def resolve(name_or_path: str, env: str = "household", build: bool = True) -> tu
         from siri.models.tiny import ensure_tiny
 
         tiny_env = env if key == "tiny" else key.removeprefix("tiny-")
-        return ensure_tiny(tiny_env, build=build), tiny_env
+        return ensure_tiny(tiny_env, build=build, log=lambda m: print(m, file=sys.stderr, flush=True)), tiny_env
     if key.lower() in SMOLLM2_NAMES:
         return ensure_smollm2(), ""
     path = Path(key).expanduser()
