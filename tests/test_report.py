@@ -54,7 +54,8 @@ def test_report_files_and_content(tmp_path):
     assert "active" in html and "retired" in html and "WHEN the task is to heat" in html
     assert "first" in html and "algo:" in html and "&quot;torch&quot;" in html
     md = md_path.read_text()
-    assert "| bootstrap | 0 | 0.200 |" in md and "\\|" in md  # the | inside a skill text is escaped
+    assert "|  | bootstrap | final |" in md and "| success | 0.200 | 0.600 |" in md
+    assert "\\|" in md  # the | inside a skill text is escaped
     for link in re.findall(r"\]\((report_files/[^)]+)\)", md):
         assert (path / link).is_file()
 

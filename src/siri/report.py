@@ -192,15 +192,22 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def ordered_evals(summary: dict[str, Any]) -> dict[str, Any]:
+    """summary.json's evaluations in run order (the file itself is written with sorted keys)."""
+    order = ["bootstrap", "warmup_end", "final", "final_with_skills"]
+    evals = summary.get("evals", {})
+    return {k: evals[k] for k in sorted(evals, key=lambda k: order.index(k) if k in order else len(order))}
+
+
 def _summary_rows(run: RunData) -> tuple[list[str], list[list[str]]]:
-    evals = run.summary.get("evals", {})
+    """One column per evaluation, one row per metric and task type (narrow and easy to compare)."""
+    evals = ordered_evals(run.summary)
     types = sorted({t for e in evals.values() for t in e.get("per_task_type", {})})
-    header = ["evaluation", "iteration", "success", "score", *types]
-    rows = []
-    for name, e in evals.items():
-        per = e.get("per_task_type", {})
-        rows.append([name, _fmt(e.get("iteration", "")), _fmt(e.get("success")), _fmt(e.get("score"))]
-                    + [_fmt(per.get(t, "")) for t in types])
+    header = ["", *evals]
+    rows = [["iteration", *[_fmt(e.get("iteration", "")) for e in evals.values()]],
+            ["success", *[_fmt(e.get("success")) for e in evals.values()]],
+            ["score", *[_fmt(e.get("score")) for e in evals.values()]]]
+    rows += [[f"success: {t}", *[_fmt(e.get("per_task_type", {}).get(t, "")) for e in evals.values()]] for t in types]
     return header, rows
 
 

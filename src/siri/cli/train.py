@@ -55,20 +55,26 @@ class LiveProgress:
 
 
 def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
-    """The end-of-run table: bootstrap vs end of warm-up vs final, overall and per task type."""
+    """The end-of-run table: one column per evaluation (bootstrap, end of warm-up, final), one row per
+    metric and task type, so it stays readable in a narrow terminal."""
     from rich.console import Console
     from rich.table import Table
 
-    evals = summary.get("evals", {})
+    from siri.report import ordered_evals
+
+    names = {"bootstrap": "bootstrap", "warmup_end": "end of warm-up", "final": "final (plain)",
+             "final_with_skills": "final + skills"}
+    evals = ordered_evals(summary)
     types = sorted({t for e in evals.values() for t in e.get("per_task_type", {})})
-    table = Table(title="plain-prompt evaluation (success)" if types else "evaluation")
-    for col in ("evaluation", "iter", "success", "score", *types):
-        table.add_column(col, justify="right" if col != "evaluation" else "left")
-    names = {"bootstrap": "bootstrap policy", "warmup_end": "end of warm-up", "final": "final (plain prompt)",
-             "final_with_skills": "final, skills in prompt"}
-    for key, e in evals.items():
-        table.add_row(names.get(key, key), str(e.get("iteration", "")), f"{e.get('success', float('nan')):.3f}",
-                      f"{e.get('score', float('nan')):.3f}", *[f"{e['per_task_type'].get(t, float('nan')):.2f}" for t in types])
+    table = Table(title="evaluation (plain prompt unless '+ skills')")
+    table.add_column("")
+    for key in evals:
+        table.add_column(names.get(key, key), justify="right")
+    table.add_row("iteration", *[str(e.get("iteration", "")) for e in evals.values()])
+    table.add_row("success", *[f"{e.get('success', float('nan')):.3f}" for e in evals.values()], style="bold")
+    table.add_row("score", *[f"{e.get('score', float('nan')):.3f}" for e in evals.values()])
+    for t in types:
+        table.add_row(f"  {t}", *[f"{e.get('per_task_type', {}).get(t, float('nan')):.2f}" for e in evals.values()])
     console = Console()
     console.print(table)
     if "skills" in summary:
