@@ -43,7 +43,7 @@ from siri.rl.advantages import compute_gigpo, compute_grpo, compute_rloo
 from siri.rl.distributed import Dist, rank_device
 from siri.rl.distributed import setup as setup_distributed
 from siri.rl.run import RunDir, RunDirError
-from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
+from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect, summarize
 from siri.rollout.types import StepRecord, Trajectory
 
 Progress = Callable[[dict[str, Any]], None]
@@ -55,25 +55,16 @@ def iteration_seed(seed: int, iteration: int, stream: int) -> int:
 
 
 def episode_metrics(trajectories: Sequence[Trajectory], prefix: str) -> dict[str, float]:
-    """Success, score, return, length and invalid rate, overall and success/score per task type."""
+    """``summarize`` as flat ``prefix/...`` keys for metrics.jsonl and TensorBoard."""
     if not trajectories:
         return {}
-    out = {
-        f"{prefix}/success": float(np.mean([t.won for t in trajectories])),
-        f"{prefix}/score": float(np.mean([t.score for t in trajectories])),
-        f"{prefix}/return": float(np.mean([t.ret for t in trajectories])),
-        f"{prefix}/episode_len": float(np.mean([len(t.steps) for t in trajectories])),
-        f"{prefix}/invalid_rate": float(
-            sum(not s.valid for t in trajectories for s in t.steps) / max(1, sum(len(t.steps) for t in trajectories))
-        ),
-        f"{prefix}/episodes": float(len(trajectories)),
-    }
-    by_type: dict[str, list[Trajectory]] = defaultdict(list)
-    for t in trajectories:
-        by_type[t.task_type].append(t)
-    for task_type, ts in sorted(by_type.items()):
-        out[f"{prefix}/success/{task_type}"] = float(np.mean([t.won for t in ts]))
-        out[f"{prefix}/score/{task_type}"] = float(np.mean([t.score for t in ts]))
+    s = summarize(trajectories)
+    out = {f"{prefix}/success": s["success"], f"{prefix}/score": s["score"], f"{prefix}/return": s["return"],
+           f"{prefix}/episode_len": s["mean_steps"], f"{prefix}/invalid_rate": s["invalid_rate"],
+           f"{prefix}/episodes": float(s["episodes"])}
+    for task_type, per in s["per_task_type"].items():
+        out[f"{prefix}/success/{task_type}"] = per["success"]
+        out[f"{prefix}/score/{task_type}"] = per["score"]
     return out
 
 

@@ -209,7 +209,7 @@ def action_token_mask(tokenizer: Any, response_ids: Sequence[int]) -> list[int]:
 
 
 def summarize(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
-    """Evaluation metrics: success overall and per task type, mean score, mean steps, invalid-action rate."""
+    """Evaluation metrics: success overall and per task type, mean score and return, mean steps, invalid-action rate."""
     n = len(trajectories)
     steps = [s for t in trajectories for s in t.steps]
     per_type: dict[str, list[Trajectory]] = {}
@@ -219,6 +219,7 @@ def summarize(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
         "episodes": n,
         "success": sum(t.won for t in trajectories) / max(1, n),
         "score": sum(t.score for t in trajectories) / max(1, n),
+        "return": sum(t.ret for t in trajectories) / max(1, n),
         "mean_steps": len(steps) / max(1, n),
         "invalid_rate": sum(not s.valid for s in steps) / max(1, len(steps)),
         "per_task_type": {
