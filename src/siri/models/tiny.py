@@ -45,7 +45,7 @@ from typing import Any
 from siri.envs import ENVIRONMENTS, Env, Observation, make
 from siri.models.loading import ModelError, models_cache
 from siri.rollout.parsing import CLOSE, OPEN
-from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT, build_prompt
+from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT, build_prompt, chat_ids
 from siri.rollout.types import StepRecord, Trajectory
 from siri.utils.io import atomic_write_json
 
@@ -292,11 +292,6 @@ def vocabulary_corpus(config: TinyConfig) -> list[str]:
 # --- warm-start data ---------------------------------------------------------------------------------------
 
 
-def _chat(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
 def warm_start_examples(config: TinyConfig, tokenizer: Any, log: Callable[[str], None]) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, target ids) pairs: noisy-expert actions, with and without skills, and mining examples."""
     from siri.skills.mining import mining_messages, render_trajectory, trace_skills
@@ -329,7 +324,7 @@ def warm_start_examples(config: TinyConfig, tokenizer: Any, log: Callable[[str],
                                   skills=show, history_len=config.history_len)
             messages = [{"role": "user", "content": prompt}]
             target = list(tokenizer(OPEN + label + CLOSE, add_special_tokens=False)["input_ids"])
-            examples.append((_chat(tokenizer, messages), target))
+            examples.append((chat_ids(tokenizer, messages), target))
             history.append((obs.text, action))
     n_actions = len(examples)
     types = sorted(by_type)
@@ -343,7 +338,7 @@ def warm_start_examples(config: TinyConfig, tokenizer: Any, log: Callable[[str],
         if not skills:
             continue
         target = [*list(tokenizer("\n".join(skills), add_special_tokens=False)["input_ids"]), tokenizer.eos_token_id]
-        examples.append((_chat(tokenizer, messages), target))
+        examples.append((chat_ids(tokenizer, messages), target))
     log(f"warm start: {n_actions} action examples, {len(examples) - n_actions} mining examples")
     return examples
 

@@ -115,6 +115,11 @@ def encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a whole conversation with the chat template applied, ready for the assistant's turn."""
+    return encode(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids of a user prompt with the chat template applied."""
     return encode(tokenizer, chat_text(tokenizer, prompt))

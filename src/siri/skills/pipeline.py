@@ -62,11 +62,11 @@ def policy_text_generator(policy: Any, max_new_tokens: int = 96) -> Callable[[li
     current policy; with LoRA the current adapters are on.
     """
     from siri.rollout.engine import HFEngine
+    from siri.rollout.prompts import chat_ids
 
     def generate_text(batch: list[list[dict[str, str]]]) -> list[str]:
         tok = policy.tokenizer
-        prompts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True) for m in batch]
-        prompts = [list(p["input_ids"]) if isinstance(p, dict) or hasattr(p, "keys") else list(p) for p in prompts]
+        prompts = [chat_ids(tok, m) for m in batch]  # tokenized exactly as the tiny model's mining lessons
         model = policy.model
         was_training = model.training
         model.eval()
