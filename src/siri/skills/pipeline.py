@@ -132,10 +132,7 @@ class SiriPipeline:
                 del bucket[:-BUFFER_PER_TYPE]
                 self.successes += 1
         self.bank.record_rollouts(trajectories, iteration)
-        changes = self.bank.update_status(
-            iteration, promote_lcb=self.s.promote_lcb, retire_ucb=self.s.retire_ucb, min_evals=self.s.min_evals,
-            max_evals=self.s.max_evals, z=self.s.confidence_z, gate=self.s.validation_gate,
-        )
+        changes = self.update_status(iteration)
         done = iteration + 1
         if self.phase == "warmup" and (self.successes >= self.s.n_req_successes or done >= self.s.warmup_max_iters):
             self.phase = "skills"
@@ -144,13 +141,18 @@ class SiriPipeline:
             self.last_mined is None or done - self.last_mined >= self.s.mine_every
         ):
             self.mine(done, policy)
-            changes += self.bank.update_status(done, gate=self.s.validation_gate, min_evals=self.s.min_evals,
-                                               max_evals=self.s.max_evals, promote_lcb=self.s.promote_lcb,
-                                               retire_ucb=self.s.retire_ucb, z=self.s.confidence_z)
+            changes += self.update_status(done)
         if self.internalization_from is None and self.bank.skills(ACTIVE):
             self.internalization_from = done
         self.save()
         return changes
+
+    def update_status(self, iteration: int) -> list[tuple[str, str, str, str]]:
+        """Promote/retire skills by their paired utility with this run's validation settings."""
+        return self.bank.update_status(
+            iteration, promote_lcb=self.s.promote_lcb, retire_ucb=self.s.retire_ucb, min_evals=self.s.min_evals,
+            max_evals=self.s.max_evals, z=self.s.confidence_z, gate=self.s.validation_gate,
+        )
 
     def miner(self, policy: Any) -> Miner:
         if self._miner is None:
