@@ -1,4 +1,5 @@
-"""Data-parallel update with torch.distributed (gloo, 2 CPU processes) equals the single-process update."""
+"""Data-parallel training with torch.distributed (gloo, 2 CPU processes) equals single-process training:
+the same update on one batch, and the same rollouts and metrics over whole iterations."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ import torch
 
 from micro_policy import clone, micro_policy
 from siri.config import TrainConfig
+from siri.models.loading import load_policy
+from siri.models.tiny import TinyConfig, build_tiny
 from siri.rl.distributed import Dist, setup
 from siri.rl.run import RunDir
 from siri.rl.trainer import Trainer, compute_advantages
 from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
+from siri.rollout.types import Trajectory
 
 SKILL = (("s1", "WHEN you need an object THEN go to the countertop first"),)
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +62,47 @@ def _update(batch: dict[str, Any], scenario: str, dist: Dist, out: Path) -> None
     torch.save({"weights": weights, "stats": stats}, out / f"{scenario}-rank{dist.rank}-of-{dist.world}.pt")
 
 
-def _rank_main(rank: int, world: int, port: int, batch: dict[str, Any], out: str) -> None:
+# Whole iterations of the tiny preset with a micro tiny model: 3 groups x 2 rollouts of <= 4 steps, then
+# an evaluation. The micro model never wins, so an entropy bonus (with the KL term) makes the update
+# real; the learning rate visibly moves the weights, so iteration 2 samples from an updated model.
+TINY = TinyConfig(env="household", seed=3, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                  vocab_episodes=30, sft_episodes=6, mining_examples=4, train_steps=4, batch_size=4, warmup_steps=1)
+TRAIN = ["model.action_mode=choose", "env.max_steps=4", "rollout.num_groups=3", "rollout.group_size=2",
+         "train.iterations=2", "train.eval_every=0", "train.eval_episodes=3", "algo.entropy_coef=0.01",
+         "optim.lr=0.01", "optim.micro_batch_size=3"]
+PER_MICRO_BATCH = ("clip_frac", "kl", "entropy", "approx_kl", "ratio_max")
+
+
+class _RecordingTrainer(Trainer):
+    """A ``Trainer`` that also keeps every collection's trajectories (training and evaluation)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.collected: list[list[Trajectory]] = []
+
+    def _collect(self, specs: Any, rollout: Any, options: dict[str, Any]) -> list[Trajectory]:
+        trajectories = super()._collect(specs, rollout, options)
+        self.collected.append(trajectories)
+        return trajectories
+
+
+def _train(policy: Any, dist: Dist, out: Path) -> None:
+    """Two ``Trainer.step`` iterations; saves their metrics, every collection's actions, and the weights."""
+    run = out / f"train-run-rank{dist.rank}-of-{dist.world}"
+    run.mkdir()
+    cfg = TrainConfig.load(ROOT / "configs" / "household-tiny-gigpo.yaml", TRAIN)
+    trainer = _RecordingTrainer(cfg, RunDir(run), clone(policy), dist=dist)
+    start = {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}
+    metrics = [trainer.step() for _ in range(2)]
+    actions = [[[s.action for s in t.steps] for t in trajs] for trajs in trainer.collected]
+    responses = [[[s.response_ids for s in t.steps] for t in trajs] for trajs in trainer.collected]
+    weights = {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}
+    moved = max(float((weights[n] - w).abs().max()) for n, w in start.items())
+    torch.save({"metrics": metrics, "actions": actions, "responses": responses, "weights": weights, "moved": moved},
+               out / f"train-rank{dist.rank}-of-{dist.world}.pt")
+
+
+def _rank_main(rank: int, world: int, port: int, batch: dict[str, Any], tiny: Any, out: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -66,6 +110,7 @@ def _rank_main(rank: int, world: int, port: int, batch: dict[str, Any], out: str
     try:
         for scenario in SCENARIOS:
             _update(batch, scenario, dist, Path(out))
+        _train(tiny, dist, Path(out))
     finally:
         dist.close()
 
@@ -89,21 +134,24 @@ def batch() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def results(batch: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Per scenario: the single-process result and both ranks' results of a 2-process gloo job."""
+    """Per scenario (and "train"): the single-process result and both ranks' results of a 2-process gloo job."""
     out = tmp_path_factory.mktemp("ddp")
+    build_tiny(TINY, out / "tiny")
+    tiny = load_policy(str(out / "tiny"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 cores shared with the two ranks: avoid oversubscribed OpenMP spinning
     try:
         for scenario in SCENARIOS:
             _update(batch, scenario, Dist(), out)
+        _train(tiny, Dist(), out)
         # fork: the ranks inherit the imported modules and the batch (spawn would re-import torch and
         # transformers in each rank, most of this test's time); each rank sets up gloo after the fork.
-        torch.multiprocessing.start_processes(_rank_main, args=(2, _free_port(), batch, str(out)), nprocs=2,
+        torch.multiprocessing.start_processes(_rank_main, args=(2, _free_port(), batch, tiny, str(out)), nprocs=2,
                                               start_method="fork")
     finally:
         torch.set_num_threads(threads)
     return {s: {name: torch.load(out / f"{s}-{name}.pt") for name in ("rank0-of-1", "rank0-of-2", "rank1-of-2")}
-            for s in SCENARIOS}
+            for s in [*SCENARIOS, "train"]}
 
 
 def test_two_process_gradient_equals_single_process(batch: dict[str, Any], results: dict[str, Any]) -> None:
@@ -129,6 +177,32 @@ def test_two_process_ppo_update_equals_single_process(batch: dict[str, Any], res
     assert r0["stats"]["update/policy_steps"] == single["stats"]["update/policy_steps"]
     moved = max(float((single["weights"][n] - p.detach()).abs().max()) for n, p in batch["policy"].model.named_parameters())
     assert moved > 1e-4
+
+
+def test_two_process_training_iterations_equal_single_process(results: dict[str, Any]) -> None:
+    """Rollouts (per-episode sampling seeds), metrics and weights over 2 iterations + evaluation match."""
+    single, r0, r1 = (results["train"][k] for k in ("rank0-of-1", "rank0-of-2", "rank1-of-2"))
+    assert len(single["actions"]) == 3  # iteration 1, iteration 2, final evaluation
+    for ours in (r0, r1):
+        assert ours["actions"] == single["actions"]  # every episode's every action, gathered from both ranks
+        assert ours["responses"] == single["responses"]
+    assert len({tuple(map(tuple, a)) for a in single["actions"][0]}) > 1  # rollouts do differ between episodes
+    for it, (ours, ref) in enumerate(zip(r0["metrics"], single["metrics"], strict=True)):
+        keys = {k for k in ref if not k.startswith("time/") and k not in PER_MICRO_BATCH}
+        assert keys <= set(ours), it
+        assert {"train/success", "train/return", "loss/policy", "grad_norm", "adv/mean_abs"} <= keys
+        for key in sorted(keys):
+            if isinstance(ref[key], float):
+                assert ours[key] == pytest.approx(ref[key], rel=1e-5, abs=1e-6), (it, key)
+            else:
+                assert ours[key] == ref[key], (it, key)
+    assert "eval/success" in single["metrics"][1] and single["metrics"][1]["loss/policy"] != 0
+    # AdamW divides by the gradient's running RMS, which turns rounding-level gradient differences (sums
+    # taken in another order) into weight differences of ~1e-5 here, against steps of ~lr = 1e-2.
+    assert single["moved"] > 1e-2
+    for name, w in single["weights"].items():
+        assert torch.allclose(r0["weights"][name], w, atol=1e-4), name
+        assert torch.equal(r0["weights"][name], r1["weights"][name]), name
 
 
 @pytest.mark.slow

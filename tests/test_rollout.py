@@ -186,6 +186,76 @@ def test_greedy_generation_is_deterministic_and_batch_independent(policy: Policy
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) < 1e-5
 
 
+def _first_prompts(policy: Policy, seeds: tuple[int, ...] = (1, 2, 3)) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """Prompt ids (of different lengths) and admissible-action choices of the first turn of household seeds."""
+    from siri.rollout.choose import choice_ids
+
+    env = make("household")
+    prompts, choices = [], []
+    for seed in seeds:
+        o = env.reset(seed)
+        prompts.append(prompt_ids(policy.tokenizer, build_prompt("household", o.task, o.text, o.admissible_actions, 0)))
+        choices.append(choice_ids(policy.tokenizer, o.admissible_actions))
+    return prompts, choices
+
+
+@pytest.mark.parametrize("mode", ["generate", "choose"])
+def test_sampling_depends_on_the_row_seed_not_the_batch(policy: Policy, mode: str) -> None:
+    """A row's tokens and log-probs are the same alone, in a batch, or at another batch position."""
+    engine = HFEngine(policy.model, policy.tokenizer)
+    prompts, choices = _first_prompts(policy)
+    assert len({len(p) for p in prompts}) > 1  # batching pads: the rows really share a padded batch
+    seeds = [101, 202, 303]
+
+    def run(rows: list[int], max_batch: int = 64) -> list:
+        engine.max_batch = max_batch
+        return engine.generate([prompts[i] for i in rows], choices=[choices[i] for i in rows] if mode == "choose" else None,
+                               temperature=1.5, max_new_tokens=10, seeds=[seeds[i] for i in rows])
+
+    together = run([0, 1, 2])
+    variants = {"b alone": ([1], run([1])), "c, a": ([2, 0], run([2, 0])), "chunks of 2": ([2, 1, 0], run([2, 1, 0], 2))}
+    for rows, gens in variants.values():
+        for i, gen in zip(rows, gens, strict=True):
+            assert gen.response_ids == together[i].response_ids and gen.stop == together[i].stop
+            assert max(abs(x - y) for x, y in zip(gen.logprobs, together[i].logprobs, strict=True)) < 1e-5
+    # Not vacuous: the seed does choose the sample (temperature 1.5 on a small model).
+    engine.max_batch = 64
+    others = {tuple(engine.generate([prompts[1]], choices=[choices[1]] if mode == "choose" else None,
+                                    temperature=1.5, max_new_tokens=10, seeds=[s])[0].response_ids) for s in range(6)}
+    assert len(others) > 1
+    # One int seed still gives per-row streams: row i of a batch equals its own call with row_seed(seed, i).
+    from siri.rollout.engine import row_seed
+
+    batch = engine.generate(prompts, temperature=1.5, max_new_tokens=10, seed=9)
+    alone = engine.generate([prompts[2]], temperature=1.5, max_new_tokens=10, seeds=[row_seed(9, 2)])[0]
+    assert batch[2].response_ids == alone.response_ids
+
+
+def test_collection_is_independent_of_how_episodes_are_split(policy: Policy) -> None:
+    """Collecting specs 0..7 at once equals collecting the even and the odd ones apart, with their indices."""
+    from dataclasses import replace
+
+    specs = [EpisodeSpec(g, 20 + g, SKILLS[:1] if k == 1 else ()) for g in range(4) for k in range(2)]
+    config = RolloutConfig(mode="generate", temperature=1.0, max_new_tokens=12, seed=5)
+    options = {"max_steps": 4}
+    whole = collect(policy, "household", specs, config, env_options=options)
+    parts = [collect(policy, "household", [replace(specs[i], index=i) for i in range(r, 8, 2)], config,
+                     env_options=options) for r in (0, 1)]
+    split = sorted([t for part in parts for t in part], key=lambda t: t.traj)
+    assert [t.traj for t in split] == list(range(8)) == [t.traj for t in whole]
+    for a, b in zip(whole, split, strict=True):
+        assert [s.action for s in a.steps] == [s.action for s in b.steps]
+        assert [s.response_ids for s in a.steps] == [s.response_ids for s in b.steps]
+        assert all(s.traj == a.traj for s in b.steps) and (a.won, a.ret) == (b.won, b.ret)
+        for x, y in zip(a.steps, b.steps, strict=True):
+            assert max(abs(u - v) for u, v in zip(x.old_logprobs, y.old_logprobs, strict=True)) < 1e-5
+    # Not vacuous: the two rollouts of a group start alike but sample differently somewhere.
+    assert any([s.response_ids for s in whole[2 * g].steps] != [s.response_ids for s in whole[2 * g + 1].steps]
+               for g in range(4))
+    with pytest.raises(ValueError, match="distinct"):
+        collect(policy, "household", [replace(specs[0], index=1), specs[1]], config, env_options=options)
+
+
 def test_lora_reference_is_the_base_with_adapters_disabled(tiny_dir: Path, tmp_path: Path) -> None:
     base = load_policy(str(tiny_dir), reference=False)
     lora = load_policy(str(tiny_dir), lora=True, lora_r=4)

@@ -64,6 +64,9 @@ def test_sampling_kwargs_per_row() -> None:
     seeds = [r["seed"] for r in rows]
     assert len(set(seeds)) == 3 and seeds[1] == row_seed(7, 1)  # one seed per row: batch-independent
     assert sampling_kwargs(temperature=1.0, top_p=1, max_new_tokens=4, seed=7, row=1, stop_ids=())["seed"] == seeds[1]
+    # A row's own seed (the collector's per-episode seed) wins over (seed, row), whatever the row.
+    assert sampling_kwargs(temperature=1.0, top_p=1, max_new_tokens=4, seed=7, row=1, own_seed=123)["seed"] == 123
+    assert sampling_kwargs(temperature=1.0, top_p=1, max_new_tokens=4, seed=None, row=0, own_seed=5)["seed"] == 5
     greedy = sampling_kwargs(temperature=0.0, top_p=0.5, max_new_tokens=4, seed=None, row=0)
     assert greedy["temperature"] == 0.0 and greedy["top_p"] == 1.0 and "seed" not in greedy
     with pytest.raises(ValueError, match="max_new_tokens"):

@@ -2,10 +2,13 @@
 
     torchrun --nproc_per_node 2 -m siri train -c household-tiny-gigpo      # CPU (gloo) or GPUs (nccl)
 
-The design keeps a multi-process run equal to the single-process one on the same rollouts:
+The design keeps a multi-process run equal to the single-process one, rollouts included:
 
 - **Collection is sharded by group.** Rank ``r`` collects the groups ``g`` with ``g % world == r``; a
-  group never crosses ranks, so the rollouts of a group still share their initial state.
+  group never crosses ranks, so the rollouts of a group still share their initial state. Each episode
+  keeps its global position as ``EpisodeSpec.index`` and samples with its own per-episode, per-turn
+  seed (``siri.rollout.collector.episode_seed``; each engine row has its own random stream), so a
+  rank samples exactly the tokens the single process samples for those episodes.
 - **Everything after collection sees the whole batch.** The trajectories are all-gathered (they are
   small: token ids and rewards), put back in spec order, and every rank computes the same advantages,
   SIRI bookkeeping and metrics over the full batch. Only the *update* is sharded again.

@@ -409,15 +409,15 @@ class Trainer:
     def _collect(self, specs: Sequence[EpisodeSpec], rollout: RolloutConfig, options: dict[str, Any]) -> list[Trajectory]:
         """Collect ``specs``; under torchrun this rank runs its own groups, then every rank gets them all.
 
-        Trajectory ids are the spec positions, and the result is in spec order, on every rank.
+        Each spec goes out with its global position as ``index``: that is its trajectory id and picks its
+        sampling seeds, so a rank samples exactly what a single process would. The result is in spec
+        order, on every rank.
         """
+        from dataclasses import replace
+
         mine = [i for i, s in enumerate(specs) if self.dist.owns(s.group)]
-        local = collect(self.policy, self.cfg.env.name, [specs[i] for i in mine], rollout, env_options=options,
-                        engine=self.engine, batch_env=self._env_batch(options, len(mine)))
-        for position, traj in zip(mine, local, strict=True):
-            traj.traj = position
-            for s in traj.steps:
-                s.traj = position
+        local = collect(self.policy, self.cfg.env.name, [replace(specs[i], index=i) for i in mine], rollout,
+                        env_options=options, engine=self.engine, batch_env=self._env_batch(options, len(mine)))
         return sorted(self.dist.all_gather(local), key=lambda t: t.traj)
 
     def _env_batch(self, options: dict[str, Any], n: int) -> Any:

@@ -5,6 +5,13 @@ same state) and the skills its prompts show. Each turn, the prompts of all unfin
 the engine in one batch; each response is projected to an action (``generate``) or is an admissible
 action by construction (``choose``), the environment steps, and one ``StepRecord`` is written with the
 invalid-action penalty already in its reward.
+
+Sampling is seeded per episode: at turn ``t`` the response of episode ``i`` (``EpisodeSpec.index``,
+by default its position in ``specs``) is sampled with ``episode_seed(config.seed, i, t)``, and the
+engine gives every row its own random stream. An episode's rollout therefore depends on its spec,
+its index and the policy only, not on which other episodes are collected with it: a process that
+collects a share of the specs (with their global indices) samples what one process collecting all
+of them would.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 
 from siri.envs import BatchEnv, Env, Observation, make
 from siri.rollout.choose import choice_ids
-from siri.rollout.engine import GenerationEngine, HFEngine
+from siri.rollout.engine import GenerationEngine, HFEngine, row_seed
 from siri.rollout.parsing import Projection, project
 from siri.rollout.prompts import build_prompt, prompt_ids
 from siri.rollout.types import StepRecord, Trajectory
@@ -23,11 +30,25 @@ from siri.rollout.types import StepRecord, Trajectory
 
 @dataclass(frozen=True)
 class EpisodeSpec:
-    """One episode to collect: its group, environment seed, and the (skill_id, text) pairs to show."""
+    """One episode to collect: its group, environment seed, and the (skill_id, text) pairs to show.
+
+    ``index`` names the episode in the whole batch (its trajectory id and sampling stream); None means
+    its position in the list given to ``collect``. Set it when collecting a share of a larger batch.
+    """
 
     group: int
     seed: int
     skills: tuple[tuple[str, str], ...] = ()
+    index: int | None = None
+
+
+def episode_seed(seed: int, index: int, turn: int) -> int:
+    """The sampling seed of episode ``index`` at turn ``turn`` of a collection with ``RolloutConfig.seed``.
+
+    ``row_seed(row_seed(seed, turn), index)``, i.e. with ``f(a, b) = (a * 1_000_003 + b * 7_919 + 1)
+    mod (2**31 - 1)``: ``f(f(seed, turn), index)``. Within one turn distinct episodes get distinct seeds.
+    """
+    return row_seed(row_seed(seed, turn), index)
 
 
 @dataclass
@@ -41,7 +62,7 @@ class RolloutConfig:
         max_new_tokens: response budget in generate mode (choose mode uses the longest action).
         history_len: observation/action pairs shown in the prompt (the paper: 2).
         invalid_penalty: subtracted from the reward of a step whose action is invalid (the paper: 0.1).
-        seed: sampling seed; the same specs and seed give the same rollouts.
+        seed: sampling seed; the same specs and seed give the same rollouts (see ``episode_seed``).
     """
 
     mode: str = "generate"
@@ -82,7 +103,8 @@ def collect(
     """Run ``specs`` to the end with ``policy`` (a ``Policy``) and return their trajectories in order.
 
     ``env`` is a registered name (built with ``env_options``) or a factory returning a fresh env.
-    Trajectory ids are the spec positions. ``engine`` defaults to an ``HFEngine`` on the policy.
+    Trajectory ids are the episode indices (``EpisodeSpec.index``, by default the spec positions).
+    ``engine`` defaults to an ``HFEngine`` on the policy.
     ``batch_env`` (optional) steps the episodes instead: anything with ``BatchEnv``'s ``reset``/``step``
     and one environment per spec, e.g. ``siri.envs.ray_workers.RayBatchEnv``; the caller owns (closes)
     it. A step it reports with ``info["worker_failed"]`` ends that episode with ``Trajectory.failed``.
@@ -90,6 +112,9 @@ def collect(
     if not specs:
         return []
     config = config or RolloutConfig()
+    indices = [i if s.index is None else int(s.index) for i, s in enumerate(specs)]
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"episode indices must be distinct, got {indices}")
     tokenizer = policy.tokenizer
     engine = engine or HFEngine(policy.model, tokenizer)
     own_batch = batch_env is None
@@ -103,7 +128,7 @@ def collect(
     observations: list[Observation] = batch_env.reset([int(s.seed) for s in specs])
     histories: list[list[tuple[str, str]]] = [[] for _ in specs]
     trajectories = [
-        Trajectory(group=s.group, traj=i, seed=s.seed, task=o.task, task_type=o.task_type,
+        Trajectory(group=s.group, traj=indices[i], seed=s.seed, task=o.task, task_type=o.task_type,
                    skill_ids=tuple(sid for sid, _ in s.skills))
         for i, (s, o) in enumerate(zip(specs, observations, strict=True))
     ]
@@ -128,7 +153,7 @@ def collect(
             temperature=config.temperature,
             top_p=config.top_p,
             max_new_tokens=max_new,
-            seed=config.seed * 1_000_003 + turn,
+            seeds=[episode_seed(config.seed, indices[i], turn) for i in active],
         )
         projections: list[Projection] = []
         actions: list[str | None] = [None] * len(specs)

@@ -5,6 +5,12 @@ one. ``HFEngine`` runs any transformers causal LM: prompts left-padded into one 
 temperature / top-p sampling (greedy at temperature 0), stop at ``</action>`` or the end-of-turn token,
 and ``choose`` mode (a token trie per row, see ``choose.py``).
 
+Sampling is per row: row ``i`` draws from its own random stream, seeded by ``seeds[i]`` (or, given one
+``seed``, by ``row_seed(seed, i)``) and advanced only by that row's draws. A row's tokens therefore
+depend only on its prompt, its seed and the model, not on the rest of the batch or its place in it,
+which is what lets a rank that collects a share of the episodes sample exactly what a single process
+would (up to float rounding from padding).
+
 Log-probs are those of the tempered distribution (``logits / T``, renormalized over the allowed set in
 ``choose`` mode), *before* top-p truncation — the same quantity ``scoring.py`` recomputes at training
 time, so old and new log-probs are comparable. At temperature 0 they are reported at ``T = 1``.
@@ -41,7 +47,27 @@ class GenerationEngine(Protocol):
         top_p: float = 1.0,
         max_new_tokens: int = 64,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]: ...
+
+
+def row_seed(seed: int, row: int) -> int:
+    """The sampling seed of one row: fixed by (seed, row), independent of the rest of the batch.
+
+    ``(seed * 1_000_003 + row * 7_919 + 1) mod (2**31 - 1)``: for a fixed ``seed`` distinct rows get
+    distinct seeds (7_919 is invertible modulo the prime), and every seed fits the 32 bits that
+    torch's CPU generator (and vLLM's per-request seed) use.
+    """
+    return (int(seed) * 1_000_003 + int(row) * 7_919 + 1) % (2**31 - 1)
+
+
+def row_seeds(n: int, seed: int | None, seeds: Sequence[int] | None) -> list[int] | None:
+    """Per-row seeds of an ``n``-row call: ``seeds`` as given, else derived from ``seed`` (None: unseeded)."""
+    if seeds is not None:
+        if len(seeds) != n:
+            raise ValueError(f"{len(seeds)} seeds for {n} prompts")
+        return [int(s) for s in seeds]
+    return None if seed is None else [row_seed(seed, i) for i in range(n)]
 
 
 def stop_token_ids(tokenizer: Any, model: Any = None) -> set[int]:
@@ -111,16 +137,24 @@ class HFEngine:
         top_p: float = 1.0,
         max_new_tokens: int = 64,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
-        """Sample one response per prompt; ``choices[i]`` constrains row ``i`` (choose mode)."""
+        """Sample one response per prompt; ``choices[i]`` constrains row ``i`` (choose mode).
+
+        Row ``i`` samples with ``seeds[i]`` if given, else with ``row_seed(seed, i)`` (``seed`` None: 0).
+        """
         import torch
 
         if choices is not None and len(choices) != len(prompts):
             raise ValueError(f"{len(choices)} choice lists for {len(prompts)} prompts")
         if temperature < 0 or not 0 < top_p <= 1:
             raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
-        generator = torch.Generator(device="cpu")
-        generator.manual_seed(0 if seed is None else int(seed))
+        per_row = row_seeds(len(prompts), 0 if seed is None else seed, seeds) or []
+        generators = []
+        for s in per_row:
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(s)
+            generators.append(generator)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
         for start in range(0, len(order), self.max_batch):
@@ -131,7 +165,7 @@ class HFEngine:
                 temperature,
                 top_p,
                 max_new_tokens,
-                generator,
+                [generators[i] for i in chunk],
             )
             for i, out in zip(chunk, outs, strict=True):
                 results[i] = out
@@ -150,7 +184,7 @@ class HFEngine:
         temperature: float,
         top_p: float,
         max_new_tokens: int,
-        generator: Any,
+        generators: list[Any],
     ) -> list[Generation]:
         import torch
 
@@ -183,8 +217,11 @@ class HFEngine:
                         scaled = scaled.masked_fill(~allowed_mask, float("-inf"))
                     logp = torch.log_softmax(scaled, dim=-1)
                     if temperature > 0:
-                        probs = _top_p_filter(logp.exp(), top_p)
-                        tokens = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
+                        probs = _top_p_filter(logp.exp(), top_p).cpu()
+                        tokens = torch.full((n,), self.pad_id, dtype=torch.long)
+                        for i in range(n):  # one draw from each active row's own stream
+                            if active[i]:
+                                tokens[i] = torch.multinomial(probs[i], 1, generator=generators[i])[0]
                     else:
                         tokens = logp.argmax(dim=-1).cpu()
                     token_logp = logp.gather(1, tokens.to(logp.device).view(-1, 1)).squeeze(1).cpu()

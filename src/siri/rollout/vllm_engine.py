@@ -4,9 +4,10 @@ Selected with ``rollout.engine=vllm``. Importing this module never imports vLLM;
 ``VLLMEngine`` without it raises ``EngineError`` naming ``pip install 'siri-rl[vllm]'``.
 
 - **Requests.** Prompts go in as token ids (``{"prompt_token_ids": [...]}``) so vLLM sees exactly the
-  tokens the trainer scores. Every row gets its own ``SamplingParams`` with its own seed derived from
-  ``(seed, row)``, so a rollout does not depend on what else is in the batch. Generation stops at
-  ``</action>`` (kept in the output) or the end-of-turn token, like ``HFEngine``.
+  tokens the trainer scores. Every row gets its own ``SamplingParams`` with its own seed (``seeds[i]``,
+  or ``row_seed(seed, i)`` given one ``seed``, as in ``HFEngine``), so a rollout does not depend on what
+  else is in the batch. Generation stops at ``</action>`` (kept in the output) or the end-of-turn
+  token, like ``HFEngine``.
 - **Log-probs.** ``SamplingParams(logprobs=0)`` returns the sampled token's log-prob; the engine is
   built with ``logprobs_mode="processed_logprobs"`` (after temperature), the quantity the trainer uses.
   The trainer recomputes the old log-probs with the training model anyway (``Trainer.update``), so a
@@ -32,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from siri.rollout.engine import Generation, stop_token_ids
+from siri.rollout.engine import Generation, row_seed, row_seeds, stop_token_ids
 from siri.rollout.parsing import CLOSE
 
 VLLM_INSTALL = "pip install 'siri-rl[vllm]'"
@@ -66,11 +67,6 @@ def require_vllm() -> Any:
 
 
 # ---------------------------------------------------------------------- requests (plain data)
-def row_seed(seed: int, row: int) -> int:
-    """The sampling seed of one row: fixed by (batch seed, row), independent of the rest of the batch."""
-    return (int(seed) * 1_000_003 + int(row) * 7_919 + 1) % (2**31 - 1)
-
-
 def sampling_kwargs(
     *,
     temperature: float,
@@ -79,8 +75,12 @@ def sampling_kwargs(
     seed: int | None,
     row: int,
     stop_ids: Iterable[int] = (),
+    own_seed: int | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments of one row's ``vllm.SamplingParams`` (plain data, testable without vLLM)."""
+    """Keyword arguments of one row's ``vllm.SamplingParams`` (plain data, testable without vLLM).
+
+    The request's seed is ``own_seed`` when given, else ``row_seed(seed, row)``, else unset.
+    """
     if temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1:
         raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1; got {temperature}, "
                          f"{top_p}, {max_new_tokens}")
@@ -96,7 +96,9 @@ def sampling_kwargs(
         "skip_special_tokens": False,
         "spaces_between_special_tokens": False,
     }
-    if seed is not None:
+    if own_seed is not None:
+        kwargs["seed"] = int(own_seed)
+    elif seed is not None:
         kwargs["seed"] = row_seed(seed, row)
     return kwargs
 
@@ -233,12 +235,15 @@ class VLLMEngine:
         top_p: float = 1.0,
         max_new_tokens: int = 64,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         if choices is not None:
             raise EngineError("choose mode is not available with rollout.engine=vllm; use rollout.engine=hf")
+        per_row = row_seeds(len(prompts), seed, seeds)
         params = [self.sampling_params(**sampling_kwargs(temperature=temperature, top_p=top_p,
                                                          max_new_tokens=max_new_tokens, seed=seed, row=i,
-                                                         stop_ids=self.stop_ids))
+                                                         stop_ids=self.stop_ids,
+                                                         own_seed=None if per_row is None else per_row[i]))
                   for i in range(len(prompts))]
         outputs = self.llm.generate(prompt_inputs(prompts), params, lora_request=self.lora_request, use_tqdm=False)
         return [generation_from_output(o.outputs[0].token_ids, o.outputs[0].logprobs, o.outputs[0].finish_reason,
