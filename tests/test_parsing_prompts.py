@@ -7,12 +7,21 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from siri.models.tokenizer import UNK, build_word_tokenizer
 from siri.rollout.choose import TokenTrie, allowed_sets, constrained_logprobs
 from siri.rollout.engine import _top_p_filter
-from siri.rollout.parsing import project
-from siri.rollout.prompts import SKILLS_HEADER, build_prompt, skills_block, strip_skills
+from siri.rollout.parsing import fill_template, project
+from siri.rollout.prompts import (
+    SKILLS_HEADER,
+    TEMPLATE_VOCAB_TEXT,
+    TEMPLATES_LINE,
+    build_prompt,
+    skills_block,
+    strip_skills,
+)
 
 ADMISSIBLE = ("go to countertop 1", "take apple 1 from countertop 1", "open fridge 1", "search[red shoes]", "look")
+TEMPLATES = ("search[<words>]", "go to <place>")
 
 
 @settings(max_examples=300, deadline=None)
@@ -52,6 +61,73 @@ def test_project_invalid_cases_name_the_reason(text: str, reason: str) -> None:
 
 def test_project_case_insensitive_match_returns_the_admissible_spelling() -> None:
     assert project("<action>Open Fridge 1</action>", ADMISSIBLE) == ("open fridge 1", True, "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.builds(lambda s: f"<action>search[{s}]</action>", st.text()),
+                 st.builds(lambda s: f"<action>go to {s}</action>", st.text())))
+def test_project_with_templates_never_raises_and_accepts_only_filled_templates(text: str) -> None:
+    p = project(text, ADMISSIBLE, TEMPLATES)
+    assert isinstance(p.action, str) and isinstance(p.valid, bool)
+    assert p.valid or p.reason
+    if p.valid:
+        assert p.action in ADMISSIBLE or any(fill_template(p.action, t) == p.action for t in TEMPLATES)
+        assert "\n" not in p.action and p.action.count("[") <= 1
+
+
+def test_project_accepts_a_free_query_only_when_a_template_allows_it() -> None:
+    text = "<think>look for boots</think><action>search[ Blue  hiking boots ]</action>"
+    assert not project(text, ADMISSIBLE).valid
+    assert "not an admissible" in project(text, ADMISSIBLE).reason
+    assert project(text, ADMISSIBLE, TEMPLATES) == ("search[Blue hiking boots]", True, "")
+    assert project("<action>SEARCH[boots]</action>", ADMISSIBLE, TEMPLATES) == ("search[boots]", True, "")
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["search[]", "search[   ]", "search[<words>]", "search[<your query>]", "search[a]b]", "search[a[b]",
+     "search[blue\nboots]", "search[blue boots", "buy[red shoes]", "go to", "go tomorrow", "go to  "],
+)
+def test_project_rejects_empty_or_malformed_template_slots(action: str) -> None:
+    p = project(f"<action>{action}</action>", ADMISSIBLE, TEMPLATES)
+    assert not p.valid and p.reason
+
+
+def test_exact_admissible_matches_win_over_templates() -> None:
+    assert project("<action>Go To Countertop 1</action>", ADMISSIBLE, TEMPLATES) == ("go to countertop 1", True, "")
+    assert project("<action>go to garage 7</action>", ADMISSIBLE, TEMPLATES) == ("go to garage 7", True, "")
+    assert project("<action>search[red shoes]</action>", ADMISSIBLE, TEMPLATES) == ("search[red shoes]", True, "")
+
+
+def test_malformed_templates_are_ignored() -> None:
+    for template in ("search[]", "search[<>]", "a <b> <c>", ""):
+        assert fill_template("search[x]", template) is None
+        assert not project("<action>search[x]</action>", ADMISSIBLE, (template,)).valid
+
+
+SHOP_TEMPLATE = "search[<text>]"
+
+
+def test_templates_line_only_when_templates_are_not_listed_as_placeholder() -> None:
+    plain = build_prompt("shop", "buy shoes", "WebShop [SEP] Search", ["search[shoes]"], 0)
+    assert build_prompt("shop", "buy shoes", "WebShop [SEP] Search", ["search[shoes]"], 0, templates=()) == plain
+    line = TEMPLATES_LINE.format(templates=SHOP_TEMPLATE)
+    text = build_prompt("shop", "buy shoes", "WebShop [SEP] Search", ["search[shoes]"], 0, templates=[SHOP_TEMPLATE])
+    assert text == plain.replace("search[shoes]\n", "search[shoes]\n" + line, 1)
+    assert text.index("Admissible actions:") < text.index(line) < text.index("<think>")
+    hinted = ["search[<your query>]", "search[shoes]"]
+    assert line not in build_prompt("shop", "buy shoes", "WebShop [SEP] Search", hinted, 0, templates=[SHOP_TEMPLATE])
+    with_skills = build_prompt("shop", "buy shoes", "WebShop [SEP] Search", ["search[shoes]"], 0, skills=["WHEN a THEN b"],
+                               templates=[SHOP_TEMPLATE])
+    assert strip_skills(with_skills) == text
+
+
+def test_templates_line_words_are_in_the_tiny_vocabulary() -> None:
+    tokenizer = build_word_tokenizer([TEMPLATE_VOCAB_TEXT])
+    line = TEMPLATES_LINE.format(templates=SHOP_TEMPLATE)
+    ids = tokenizer(line, add_special_tokens=False)["input_ids"]
+    assert tokenizer.convert_tokens_to_ids(UNK) not in ids
+    assert tokenizer.decode(ids) == line
 
 
 def _prompt(skills: list[str]) -> str:

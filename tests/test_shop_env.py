@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import pickle
 import random
+from collections.abc import Sequence
+from types import SimpleNamespace
 
 import pytest
 
-from siri.envs import Env, EnvError, make
+from siri.envs import BatchEnv, Env, EnvError, make
 from siri.envs.shop import SEARCH_PLACEHOLDER, ShopEnv
+from siri.envs.shop.env import SEARCH_TEMPLATE
 from siri.envs.shop.reward import winning_options
+from siri.models.tokenizer import build_word_tokenizer
+from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
+from siri.rollout.engine import Generation
+from siri.rollout.parsing import project
+from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT, TEMPLATES_LINE
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +248,62 @@ def test_env_pickles_mid_episode():
         if step.done:
             break
     assert step.won
+
+
+def test_search_template_only_on_the_search_page(env):
+    obs = env.reset(4)
+    assert obs.action_templates == (SEARCH_TEMPLATE,)
+    assert ShopEnv(search_hint=True).reset(4).action_templates == (SEARCH_TEMPLATE,)
+    after = env.step("search[shoes]")
+    assert after.valid and after.observation.action_templates == ()
+    back = env.step("click[back to search]")
+    assert back.valid and back.observation.action_templates == (SEARCH_TEMPLATE,)
+
+
+def test_own_query_projects_to_a_valid_search_and_rejected_slots_stay_invalid(env):
+    obs = env.reset(5)
+    own = "search[cheap red hiking boots]"
+    assert own not in obs.admissible_actions
+    p = project(f"<think>my words</think><action>{own}</action>", obs.admissible_actions, obs.action_templates)
+    assert p == (own, True, "")
+    step = env.step(p.action)
+    assert step.valid and env.page.kind == "results" and env.page.query == "cheap red hiking boots"
+    env.reset(5)
+    # Projection lets any one-line slot through; what counts as a query stays the env's rule.
+    p = project("<action>search[!!!]</action>", obs.admissible_actions, obs.action_templates)
+    assert p.valid
+    rejected = env.step(p.action)
+    assert not rejected.valid and "at least one word" in rejected.reason and env.page.kind == "search"
+
+
+class ScriptedEngine:
+    """Stands in for the model only: answers turn ``t`` of every episode with ``responses[t]``."""
+
+    def __init__(self, tokenizer, responses: Sequence[str]) -> None:
+        self.tokenizer, self.responses, self.prompts, self.turn = tokenizer, list(responses), [], 0
+
+    def generate(self, prompts, *, choices=None, temperature=1.0, top_p=1.0, max_new_tokens=64, seed=None,
+                 seeds=None) -> list[Generation]:
+        self.prompts.append([self.tokenizer.decode(p) for p in prompts])
+        ids = self.tokenizer(self.responses[self.turn], add_special_tokens=False)["input_ids"]
+        self.turn += 1
+        return [Generation(list(ids), [0.0] * len(ids), "action") for _ in prompts]
+
+
+def test_generate_mode_sends_the_agents_own_query_to_the_env():
+    responses = ["<think>my own words</think><action>search[cheap red hiking boots]</action>",
+                 "<think>again</think><action>search[boots]</action>"]
+    tokenizer = build_word_tokenizer([TEMPLATE_VOCAB_TEXT, *responses])
+    engine = ScriptedEngine(tokenizer, responses)
+    batch = BatchEnv([ShopEnv(num_products=400, max_steps=2)])
+    config = RolloutConfig(mode="generate", invalid_penalty=0.1)
+    (traj,) = collect(SimpleNamespace(tokenizer=tokenizer, model=None), "shop", [EpisodeSpec(group=0, seed=7)],
+                      config, engine=engine, batch_env=batch)
+    first, second = traj.steps
+    assert (first.action, first.valid, first.reward) == ("search[cheap red hiking boots]", True, 0.0)
+    # The results page has no search bar and no template: the same kind of action is invalid and penalized.
+    assert (second.valid, second.reward) == (False, pytest.approx(-0.1))
+    env = batch.envs[0]
+    assert env.page.kind == "results" and env.page.query == "cheap red hiking boots"
+    line = TEMPLATES_LINE.format(templates=SEARCH_TEMPLATE)
+    assert line in engine.prompts[0][0] and line not in engine.prompts[1][0]

@@ -32,6 +32,9 @@ class Observation:
         admissible_actions: the actions the environment accepts now, in a stable order.
         anchor: hashable key of the true underlying state, for GiGPO step groups.
         step: number of actions taken so far in the episode.
+        action_templates: free-form actions the environment also accepts now, each a literal prefix
+            and suffix around one ``<...>`` slot (shop's search page: ``search[<text>]``). A free-text
+            agent may fill the slot itself; the environment still checks what it was given.
     """
 
     text: str
@@ -40,6 +43,7 @@ class Observation:
     admissible_actions: tuple[str, ...]
     anchor: Hashable
     step: int = 0
+    action_templates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,8 @@ def collect(
         for i in active:
             obs, spec = observations[i], specs[i]
             args = dict(env_name=env_name, task=obs.task, observation=obs.text, admissible=obs.admissible_actions,
-                        step=obs.step, history=histories[i], history_len=config.history_len)
+                        step=obs.step, history=histories[i], history_len=config.history_len,
+                        templates=obs.action_templates)
             prompts.append(prompt_ids(tokenizer, build_prompt(**args, skills=[text for _, text in spec.skills])))
             plains.append(prompt_ids(tokenizer, build_prompt(**args)) if spec.skills else None)
             if config.mode == "choose":
@@ -167,7 +168,7 @@ def collect(
                     projection = Projection("", False, "choice not completed within the token budget")
             else:
                 text = tokenizer.decode(gen.response_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-                projection = project(text, obs.admissible_actions)
+                projection = project(text, obs.admissible_actions, obs.action_templates)
             projections.append(projection)
             # An invalid projection must never execute: send its (inadmissible) text or nothing.
             actions[i] = projection.action if projection.valid else projection.action or ""

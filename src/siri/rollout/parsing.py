@@ -4,6 +4,12 @@ A response is valid when it holds exactly one ``<action>...</action>`` pair (ope
 no stray tags inside, and the text between them is one of the admissible actions (compared after
 collapsing whitespace; case matters only when no case-insensitive match is unique). ``<think>`` is
 optional. Never raises, whatever the string.
+
+Free-form actions: an environment may also accept actions it cannot list (WebShop's
+``search[<any words>]``). It declares them as *templates*, a literal prefix and suffix around one
+``<...>`` slot (``search[<text>]``); an action that is not admissible but fills a template's slot with
+one line of text free of ``[]<>`` is valid here. Exact admissible matches win. What the slot may hold
+beyond that stays the environment's rule: it still checks the action and may call the step invalid.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ MAX_ACTION_CHARS = 500
 
 
 class Projection(NamedTuple):
-    """The action to send (exactly an admissible string when valid) and why it is invalid if it is."""
+    """The action to send (an admissible string or a filled-in template when valid) and why it is invalid if it is."""
 
     action: str
     valid: bool
@@ -27,8 +33,49 @@ def _normalize(text: str) -> str:
     return " ".join(text.split())
 
 
-def project(response: str, admissible: Sequence[str]) -> Projection:
-    """Extract the action of ``response`` and check it against ``admissible``."""
+_SLOT_FORBIDDEN = frozenset("[]<>\n\r")
+
+
+def template_parts(template: str) -> tuple[str, str] | None:
+    """(prefix, suffix) around the one ``<...>`` slot of ``template``; None if it has no single slot."""
+    if not isinstance(template, str):
+        return None
+    lo = template.find("<")
+    hi = template.find(">", lo + 1) if lo >= 0 else -1
+    if lo < 0 or hi < 0 or hi == lo + 1:
+        return None
+    prefix, suffix = template[:lo], template[hi + 1 :]
+    if any(c in "<>" for c in prefix + suffix):
+        return None
+    return prefix, suffix
+
+
+def fill_template(action: str, template: str) -> str | None:
+    """``action`` in the template's own spelling if it fills the slot with allowed text, else None.
+
+    The prefix and suffix match case-insensitively and up to whitespace next to the slot; the slot must
+    be non-empty after stripping and hold no newline and none of ``[]<>``.
+    """
+    parts = template_parts(template)
+    if parts is None:
+        return None
+    prefix, suffix = parts
+    head, tail = prefix.rstrip(), suffix.lstrip()
+    if len(action) < len(head) + len(tail):
+        return None
+    if action[: len(head)].lower() != head.lower() or action[len(action) - len(tail) :].lower() != tail.lower():
+        return None
+    raw_slot = action[len(head) : len(action) - len(tail)]
+    if (head != prefix and not raw_slot[:1].isspace()) or (tail != suffix and not raw_slot[-1:].isspace()):
+        return None  # "go to <place>" needs the space: "go tomorrow" does not fill it
+    slot = raw_slot.strip()
+    if not slot or any(c in _SLOT_FORBIDDEN for c in slot):
+        return None
+    return prefix + " ".join(slot.split()) + suffix
+
+
+def project(response: str, admissible: Sequence[str], templates: Sequence[str] = ()) -> Projection:
+    """Extract the action of ``response`` and check it against ``admissible``, then ``templates``."""
     if not isinstance(response, str):
         return Projection("", False, f"response is not text ({type(response).__name__})")
     n_open, n_close = response.count(OPEN), response.count(CLOSE)
@@ -41,6 +88,7 @@ def project(response: str, admissible: Sequence[str]) -> Projection:
     if end < start:
         return Projection("", False, "</action> comes before <action>")
     raw = response[start:end]
+    one_line = "\n" not in raw.strip() and "\r" not in raw.strip()
     if "<" in raw and ">" in raw and any(tag in raw for tag in ("<think", "</think", "<|", "<action", "</")):
         return Projection(_normalize(raw)[:MAX_ACTION_CHARS], False, "tags inside the action")
     action = _normalize(raw)
@@ -54,4 +102,11 @@ def project(response: str, admissible: Sequence[str]) -> Projection:
     folded = [a for a in admissible if _normalize(a).lower() == action.lower()]
     if len(folded) == 1:
         return Projection(folded[0], True)
+    if one_line:
+        for template in templates or ():
+            filled = fill_template(action, template)
+            if filled is not None and len(filled) <= MAX_ACTION_CHARS:
+                return Projection(filled, True)
+    if templates:
+        return Projection(action, False, "neither an admissible action nor a filled-in " + " / ".join(map(str, templates)))
     return Projection(action, False, "not an admissible action")

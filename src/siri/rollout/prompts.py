@@ -2,7 +2,8 @@
 
 A prompt is: who the agent is and its task; (optionally) a skills block; the step count and the last
 ``k`` observation/action pairs; the current observation (with a one-line reminder of the task: a small model attends to nearby text
-far more easily than to the first line); the admissible actions; the instruction to
+far more easily than to the first line); the admissible actions (and, when the environment accepts
+free-form actions, one line showing their templates); the instruction to
 reason in ``<think>...</think>`` and answer in ``<action>...</action>``. The skill-augmented prompt is
 the plain prompt with one block inserted right after the task line, so ``strip_skills`` recovers the
 plain prompt exactly (text and token ids) — what internalization re-scores actions under.
@@ -14,6 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+
+from siri.rollout.parsing import template_parts
 
 # What the agent is told it is acting in, per environment (unknown environments get the generic line).
 ENV_DESCRIPTIONS: dict[str, str] = {
@@ -31,6 +34,9 @@ HISTORY_HEAD = "Before this step you took {steps} step(s). Your last {n} observa
 HISTORY_ITEM = "Observation {i}: {observation}\nAction {i}: {action}\n"
 CURRENT = "You are now at step {step} of your task ({task}). Current observation: {observation}\n"
 ADMISSIBLE = "Admissible actions:\n{actions}\n"
+# Only for observations with action templates (shop's search page) whose placeholder is not listed already.
+# Deliberately outside TEMPLATE_VOCAB_TEXT (which keys the tiny models' cache), but made only of its words.
+TEMPLATES_LINE = "Admissible actions with your text: {templates}\n"
 INSTRUCTION = (
     "Think step by step inside <think> </think>, then answer with exactly one admissible action "
     "inside <action> </action>."
@@ -62,11 +68,14 @@ def build_prompt(
     history: Sequence[tuple[str, str]] = (),
     skills: Sequence[str] = (),
     history_len: int = 2,
+    templates: Sequence[str] = (),
 ) -> str:
     """The user-message text of one step.
 
     ``history`` holds (observation, action) pairs of the earlier steps, oldest first; only the last
-    ``history_len`` are shown. ``step`` is the number of actions taken so far.
+    ``history_len`` are shown. ``step`` is the number of actions taken so far. ``templates`` are the
+    observation's ``action_templates``: shown in one line unless ``admissible`` already lists a
+    placeholder of them (no templates: the prompt is exactly the one without the argument).
     """
     description = ENV_DESCRIPTIONS.get(env_name, GENERIC_DESCRIPTION)
     parts = [HEAD.format(description=description, task=_one_line(task)), skills_block(skills)]
@@ -78,8 +87,24 @@ def build_prompt(
             parts.append(HISTORY_ITEM.format(i=first + i, observation=_one_line(obs), action=_one_line(action)))
     parts.append(CURRENT.format(step=step + 1, task=_one_line(task), observation=_one_line(observation)))
     parts.append(ADMISSIBLE.format(actions="\n".join(_one_line(a) for a in admissible)))
+    if templates and not _lists_placeholder(admissible, templates):
+        parts.append(TEMPLATES_LINE.format(templates=" or ".join(_one_line(t) for t in templates)))
     parts.append(INSTRUCTION)
     return "".join(parts)
+
+
+def _lists_placeholder(admissible: Sequence[str], templates: Sequence[str]) -> bool:
+    """Whether an admissible action is a template with its slot still a ``<...>`` placeholder."""
+    for template in templates:
+        parts = template_parts(template)
+        if parts is None:
+            continue
+        prefix, suffix = parts
+        for action in admissible:
+            slot = action[len(prefix) : len(action) - len(suffix)] if len(action) > len(prefix) + len(suffix) else ""
+            if action.startswith(prefix) and action.endswith(suffix) and slot.startswith("<") and slot.endswith(">"):
+                return True
+    return False
 
 
 _SKILLS_RE = re.compile(re.escape(SKILLS_HEADER) + r"(?:- [^\n]*\n)+")

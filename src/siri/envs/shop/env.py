@@ -8,9 +8,10 @@ How an agent is told it can search: on the search page the admissible actions ar
 queries*, ``search[...]`` with up to three queries made only of the instruction's own words (all key
 words; without option values; without option values and attributes). A constrained ("choose")
 decoder picks one of them; a free-text agent may send ``search[<any words>]``, which the env accepts
-whenever the search bar is shown. With ``search_hint=True`` the list also starts with the literal
-``search[<your query>]`` (verl-agent's WebShop convention) as a reminder; sending that placeholder
-itself is an invalid action. On every other page the admissible actions are exactly the clickables.
+whenever the search bar is shown. The observation says so in ``action_templates`` (``SEARCH_TEMPLATE``,
+on the search page only), so that projection lets such a query through to the env, which still judges
+it. With ``search_hint=True`` the list also starts with the literal ``search[<your query>]``
+(verl-agent's WebShop convention) as a reminder; sending that placeholder itself is an invalid action. On every other page the admissible actions are exactly the clickables.
 
 Splits: "train" and "eval" are fixed goal lists of the catalog (generated catalog: 4,500 train and
 500 eval goals); the seed picks goal ``seed % split_size()``, so seeds beyond the split size wrap around.
@@ -31,6 +32,8 @@ from siri.envs.shop.site import Page, click, clickables, render
 SPLITS = ("train", "eval")
 MAX_ACTION_CHARS = 500
 SEARCH_PLACEHOLDER = "search[<your query>]"
+# The free-form action of the search page (one <...> slot); its words are in the prompts' own vocabulary.
+SEARCH_TEMPLATE = "search[<text>]"
 _ACTION = re.compile(r"^\s*([A-Za-z_]+)\s*\[(.*)\]\s*$", re.DOTALL)
 
 
@@ -148,6 +151,7 @@ class ShopEnv:
             admissible_actions=tuple(self.admissible_actions()),
             anchor=self.page.anchor(),
             step=self._tracker.steps,
+            action_templates=(SEARCH_TEMPLATE,) if self.page.kind == "search" else (),
         )
 
     def _parse(self, action: Any) -> tuple[str, Page | None]:
