@@ -371,6 +371,24 @@ def test_noisy_expert_recovers_from_random_detours():
         assert step.won, seed
 
 
+def test_expert_says_when_it_uses_hidden_state():
+    """Walking to where the object hides is a search; taking what is in view and delivering are not."""
+    env = make("household", task_types=["pick_and_place_simple"])
+    for seed in range(10):
+        env.reset(seed)
+        assert env.expert_searching()  # nothing seen yet: the first move can only come from hidden state
+        while True:
+            action = env.expert_action()
+            if action.startswith("take "):
+                assert not env.expert_searching()  # the object is in view
+            step = env.step(action)
+            if step.done:
+                break
+            if env.state.held >= 0:
+                assert not env.expert_searching()  # carrying it to the receptacle the task names
+        assert step.won
+
+
 def test_incremental_goal_check_agrees_with_full_reference():
     import random
 

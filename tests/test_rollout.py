@@ -64,7 +64,7 @@ def test_tiny_tokenizer_covers_unseen_household_episodes(policy: Policy) -> None
 def test_searching_demonstrator_labels_are_admissible_and_searches_visit_new_places() -> None:
     env = make("household")
     rng = random.Random(0)
-    detours = invalid = 0
+    searches = invalid = 0
     for seed in range(20):
         episode = noisy_episode(env, seed, rng, random_share=0.1, search_share=1.0, invalid_share=0.1)
         visited: set[str] = set()
@@ -72,14 +72,30 @@ def test_searching_demonstrator_labels_are_admissible_and_searches_visit_new_pla
             assert label in obs.admissible_actions  # never teach an invalid action
             if action not in obs.admissible_actions:
                 invalid += 1
-            elif action.startswith("go to ") and action == label and action[6:] in visited:
-                pass  # the expert itself may go back to a known place
-            elif action.startswith("go to ") and action == label:
-                detours += action[6:] not in visited
+            elif action.startswith("go to ") and action == label and action[6:] not in visited:
+                searches += 1
             if action.startswith("go to "):
                 visited.add(action[6:])
         assert episode.won or len(episode.actions) == env.max_steps
-    assert detours > 0 and invalid > 0
+    assert searches > 0 and invalid > 0
+
+
+def test_searching_demonstrator_does_not_know_where_things_are() -> None:
+    """The expert walks straight to the object; the demonstrator's first move finds it only by chance."""
+    env = make("household", max_steps=50)
+    hits = {0.0: 0, 1.0: 0}
+    wins = 0
+    for share in hits:
+        rng = random.Random(1)
+        for seed in range(120):
+            env.reset(seed)
+            expert_first = env.expert_action()
+            episode = noisy_episode(env, seed, rng, random_share=0.0, search_share=share)
+            hits[share] += episode.actions[0] == expert_first
+            wins += episode.won
+    assert hits[0.0] == 120
+    assert hits[1.0] < 120 * 0.25  # ~1/(number of places) by chance
+    assert wins >= 0.95 * 240  # an honest search still solves the task within ALFWorld's 50 steps
 
 
 def test_shop_vocabulary_covers_unseen_shop_episodes() -> None:

@@ -9,10 +9,12 @@ under ``<cache>/models/tiny-<env>-<hash of the config>``; ``load_policy("tiny")`
    templates and the mining prompt, and the numbers 0-999.
 2. Warm-start data: episodes of a *searching, noisy* demonstrator. The environments' experts know
    where everything is (privileged); a policy that only reads the prompt cannot, so imitating them
-   alone teaches "take the object" where there is none and endless loops. The demonstrator follows the
-   expert, except: when the expert heads (``go to X``) to a place not visited yet, with probability
-   ``search_share`` it goes to another unvisited place first (a search, visible in the prompt);
-   with probability ``random_action_share`` it takes a random admissible action; with probability
+   teaches walking straight to hidden objects, which it cannot reproduce, and then endless loops.
+   Where the expert says its next step comes from hidden state (``expert_searching()``: walking to
+   where the object hides), the demonstrator searches honestly instead, with probability
+   ``search_share``: it opens the closed place it stands at, else goes to a random place it has not
+   visited. Everything else (taking what is in view, processing it, delivering it) follows the
+   expert. With probability ``random_action_share`` a step is a random admissible action, with
    ``invalid_action_share`` an inadmissible one (so "Nothing happens." states are seen, with the
    expert's recovery as label). The policy imitates the searches, the random actions too when
    ``imitate="behaviour"`` (a noisy policy: RL headroom), never the invalid ones. A share of the
@@ -49,7 +51,7 @@ from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT, build_prompt, chat_ids
 from siri.rollout.types import StepRecord, Trajectory
 from siri.utils.io import atomic_write_json
 
-TINY_FORMAT = 1  # bump when the recipe changes: it is part of the cache key
+TINY_FORMAT = 2  # bump when the recipe changes: it is part of the cache key
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class TinyConfig:
         vocab_episodes: noisy rollouts per train split used for the vocabulary (eval splits: all seeds).
         sft_episodes: noisy-expert warm-start episodes.
         random_action_share: probability that a warm-start step takes a random admissible action.
-        search_share: probability of a search detour when the expert heads to an unvisited place.
+        search_share: probability that a step where the expert uses hidden state is an honest search.
         invalid_action_share: probability that a warm-start step takes an inadmissible action.
         imitate: "behaviour" also imitates the random actions (a noisy policy); "expert" labels
             those states with the expert's action (DAgger-style). Searches are always imitated.
@@ -90,7 +92,7 @@ class TinyConfig:
     vocab_episodes: int = 400
     sft_episodes: int = 500
     random_action_share: float = 0.1
-    search_share: float = 0.5
+    search_share: float = 1.0
     invalid_action_share: float = 0.05
     imitate: str = "behaviour"
     skill_prompt_share: float = 0.2
@@ -206,6 +208,7 @@ def noisy_episode(
     obs = env.reset(seed)
     episode = Episode(seed, [], [], [], False)
     visited: set[str] = set()
+    searching = getattr(env, "expert_searching", None)  # envs whose expert can say when it uses hidden state
     while True:
         expert = env.expert_action()
         admissible = obs.admissible_actions
@@ -217,10 +220,8 @@ def noisy_episode(
             action = rng.choice(admissible)
         else:
             action = expert
-            if expert.startswith("go to ") and expert[6:] not in visited and rng.random() < search_share:
-                unvisited = [a for a in admissible if a.startswith("go to ") and a[6:] not in visited and a != expert]
-                if unvisited:
-                    action = label = rng.choice(unvisited)
+            if searching is not None and searching() and rng.random() < search_share:
+                action = label = _search_step(admissible, visited, rng) or expert
         if action.startswith("go to "):
             visited.add(action[6:])
         step = env.step(action)
@@ -232,6 +233,15 @@ def noisy_episode(
         if step.done:
             episode.won = bool(step.won)
             return episode
+
+
+def _search_step(admissible: tuple[str, ...], visited: set[str], rng: random.Random) -> str | None:
+    """An honest search: look inside the closed place here, else go to a random place not visited yet."""
+    opens = [a for a in admissible if a.startswith("open ")]
+    if opens:
+        return opens[0]
+    unvisited = [a for a in admissible if a.startswith("go to ") and a[6:] not in visited]
+    return rng.choice(unvisited) if unvisited else None
 
 
 def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:
@@ -321,7 +331,7 @@ def warm_start_examples(config: TinyConfig, tokenizer: Any, log: Callable[[str],
             skills = skill_pool.get(obs.task_type, [])
             show = skills[: rng.randint(1, len(skills))] if skills and rng.random() < config.skill_prompt_share else []
             prompt = build_prompt(config.env, obs.task, obs.text, obs.admissible_actions, obs.step, history,
-                                  skills=show, history_len=config.history_len)
+                                  skills=show, history_len=config.history_len, templates=obs.action_templates)
             messages = [{"role": "user", "content": prompt}]
             target = list(tokenizer(OPEN + label + CLOSE, add_special_tokens=False)["input_ids"])
             examples.append((chat_ids(tokenizer, messages), target))

@@ -103,3 +103,20 @@ def expert_action(scene: Scene, st: State) -> str:
     if flag is not None:
         return _fetch_best(scene, st, targets, prefer=lambda t: (not flag[t],))
     return _fetch_best(scene, st, targets)
+
+
+def is_searching(scene: Scene, st: State) -> bool:
+    """Whether the expert's next step walks to (or opens) a place to find a thing there.
+
+    Such a step uses what only the true state knows (where the thing is). A demonstrator for a policy
+    that reads the prompt alone searches instead (``siri.models.tiny``); every other step (taking what
+    is in view, processing, delivering to the place the task names) follows from what the agent saw.
+    """
+    action = expert_action(scene, st)
+    if not action.startswith(("go to ", "open ")):
+        return False
+    things = scene.things
+    if st.held < 0:
+        return True  # fetching (the first or, in pick_two, the second object)
+    holding_target = things[st.held].kind == scene.object_kind
+    return scene.task_type == "look_at_obj_in_light" and holding_target  # heading for the lamp

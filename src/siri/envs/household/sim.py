@@ -187,6 +187,12 @@ class HouseholdEnv:
             raise EnvError("household: expert_action() before reset(seed); call reset(seed) first")
         return expert_action(self._scene, self._st)
 
+    def expert_searching(self) -> bool:
+        """Whether ``expert_action()`` heads for a thing the agent has not seen (see ``expert.is_searching``)."""
+        from siri.envs.household.expert import is_searching
+
+        return is_searching(self.scene, self.state)
+
     # ---- extras -------------------------------------------------------------------------------
     @property
     def scene(self) -> Scene:
