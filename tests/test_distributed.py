@@ -207,7 +207,8 @@ def test_two_process_training_iterations_equal_single_process(results: dict[str,
 
 @pytest.mark.slow
 def test_torchrun_siri_train_two_processes(tmp_path: Path) -> None:
-    """`torchrun --nproc_per_node 2 -m siri train`: both ranks collect, only rank 0 writes the run."""
+    """`torchrun --nproc_per_node 2 -m siri train --workers ray`: both ranks collect through Ray env workers,
+    only rank 0 writes the run, and its metrics are the single-process, in-process run's."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
         pytest.skip("torchrun is not on the venv's PATH")
@@ -216,12 +217,18 @@ def test_torchrun_siri_train_two_processes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     overrides = [f"model.name_or_path={model_dir}", "model.action_mode=choose", "env.max_steps=4",
                  "rollout.num_groups=3", "rollout.group_size=2", "train.iterations=1", "train.eval_episodes=3",
-                 "train.device=cpu", "optim.micro_batch_size=8"]
+                 "train.device=cpu", "optim.micro_batch_size=8", "algo.entropy_coef=0.01"]  # a real update
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SIRI_CACHE": str(tmp_path / "cache")}
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "siri", "train",
-           "-c", "household-tiny-gigpo", "--run-dir", str(run_dir), "--no-report", *overrides]
+           "-c", "household-tiny-gigpo", "--run-dir", str(run_dir), "--no-report", "--workers", "ray",
+           "env.worker_cpus=0.5", *overrides]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    single_dir = tmp_path / "single"
+    single = subprocess.run([sys.executable, "-m", "siri", "train", "-c", "household-tiny-gigpo", "--run-dir",
+                             str(single_dir), "--no-report", *overrides], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [0, 1]  # written once, by rank 0
     assert metrics[1]["train/episodes"] == 6  # both ranks' groups, gathered
@@ -229,3 +236,11 @@ def test_torchrun_siri_train_two_processes(tmp_path: Path) -> None:
     assert json.loads((run_dir / "meta.json").read_text())["world_size"] == 2
     assert (run_dir / "policy" / "siri_policy.json").exists() and (run_dir / "checkpoints" / "LATEST").exists()
     assert proc.stdout.count("run directory:") == 2  # rank 0 prints; the other rank is quiet
+    # Per-micro-batch averages (kl, entropy, clip_frac, ...) legitimately differ: ranks cut their own
+    # micro-batches. Everything computed over the whole batch must not.
+    expected = [json.loads(line) for line in (single_dir / "metrics.jsonl").read_text().splitlines()]
+    assert expected[1]["grad_norm"] > 0  # the update depends on what was sampled
+    for got, want in zip(metrics, expected, strict=True):
+        for key, value in want.items():
+            if key.startswith(("train/", "eval/", "loss/", "adv/", "grad_norm")):
+                assert got[key] == pytest.approx(value, abs=1e-5), key
