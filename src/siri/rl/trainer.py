@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -413,8 +414,6 @@ class Trainer:
         sampling seeds, so a rank samples exactly what a single process would. The result is in spec
         order, on every rank.
         """
-        from dataclasses import replace
-
         mine = [i for i, s in enumerate(specs) if self.dist.owns(s.group)]
         local = collect(self.policy, self.cfg.env.name, [replace(specs[i], index=i) for i in mine], rollout,
                         env_options=options, engine=self.engine, batch_env=self._env_batch(options, len(mine)))

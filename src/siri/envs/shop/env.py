@@ -11,7 +11,8 @@ decoder picks one of them; a free-text agent may send ``search[<any words>]``, w
 whenever the search bar is shown. The observation says so in ``action_templates`` (``SEARCH_TEMPLATE``,
 on the search page only), so that projection lets such a query through to the env, which still judges
 it. With ``search_hint=True`` the list also starts with the literal ``search[<your query>]``
-(verl-agent's WebShop convention) as a reminder; sending that placeholder itself is an invalid action. On every other page the admissible actions are exactly the clickables.
+(verl-agent's WebShop convention) as a reminder; sending that placeholder itself is an invalid action.
+On every other page the admissible actions are exactly the clickables.
 
 Splits: "train" and "eval" are fixed goal lists of the catalog (generated catalog: 4,500 train and
 500 eval goals); the seed picks goal ``seed % split_size()``, so seeds beyond the split size wrap around.
