@@ -406,3 +406,23 @@ def test_incremental_goal_check_agrees_with_full_reference():
                 wins += step.won
                 break
     assert wins >= 140
+
+
+def test_clutter_scales_distractors_and_leaves_default_scenes_alone():
+    for seed in range(40):
+        full = generate_scene("train", seed)
+        assert generate_scene("train", seed, clutter=1.0) == full
+        bare = generate_scene("train", seed, clutter=0.0)
+        # same task (its wording may differ) and room; without distractors only the task's objects remain
+        assert (bare.task_type, bare.object_kind, bare.receptacle_kind, bare.room) == (
+            full.task_type, full.object_kind, full.receptacle_kind, full.room)
+        assert {t.kind for t in bare.things} <= {bare.object_kind, bare.lamp_kind} | (
+            {t.kind for t in full.things if t.kind in ("DeskLamp", "FloorLamp")}
+        )
+        half = generate_scene("train", seed, clutter=0.5)
+        assert len(bare.things) <= len(half.things) <= len(full.things)
+    env = make("household", split="eval_id", clutter=0.0)
+    assert env.reset(3).task == generate_scene("eval_id", 3, clutter=0.0).task
+    for bad in (-0.1, 1.5, "lots", True):
+        with pytest.raises(EnvError, match="clutter"):
+            HouseholdEnv(clutter=bad)

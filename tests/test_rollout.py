@@ -327,6 +327,24 @@ def test_eval_cli_reports_metrics(tiny_dir: Path) -> None:
     metrics = json.loads(result.stdout)
     assert metrics["episodes"] == 2 and metrics["split"] == "eval_id" and metrics["invalid_rate"] == 0.0
     assert set(metrics["per_task_type"]) and 0 <= metrics["success"] <= 1
+    # environment options reach the env: a bad one is named, a good one runs
+    bad = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "--env-option", "clutter=3"])
+    assert bad.exit_code != 0 and "clutter" in bad.output
+    malformed = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "--env-option", "clutter"])
+    assert malformed.exit_code != 0 and "KEY=VALUE" in malformed.output
+    bare = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "--mode", "choose",
+                                    "--max-steps", "2", "--env-option", "clutter=0", "--json"])
+    assert bare.exit_code == 0, bare.output
+    assert json.loads(bare.stdout)["episodes"] == 1
+
+
+def test_tiny_warm_start_env_options_apply_to_the_warm_start_only() -> None:
+    from siri.models.tiny import TinyConfig, _make_env
+
+    bare = TinyConfig(env_options={"clutter": 0.0})
+    assert _make_env(bare, "train", warm_start=True).clutter == 0.0
+    assert _make_env(bare, "eval_id").clutter == 1.0  # the vocabulary reads the default rooms
+    assert bare.key() != TinyConfig().key()
 
 
 def test_model_info_cli(tiny_dir: Path) -> None:

@@ -26,8 +26,12 @@ def evaluate(
     max_steps: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    env_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Load ``model``, play ``episodes`` eval episodes (seeds 0..N-1 of ``split``) and summarize them."""
+    """Load ``model``, play ``episodes`` eval episodes (seeds 0..N-1 of ``split``) and summarize them.
+
+    ``env_options`` are extra environment options (e.g. ``{"clutter": 0.0}`` for household).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from siri.envs import make
@@ -35,7 +39,7 @@ def evaluate(
     from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect, summarize
 
     split = split or default_eval_split(env)
-    options: dict[str, Any] = {"split": split}
+    options: dict[str, Any] = {**(env_options or {}), "split": split}
     if max_steps is not None:
         options["max_steps"] = max_steps
     size = make(env, **options).split_size()
@@ -59,6 +63,22 @@ def evaluate(
             **summarize(trajectories)}
 
 
+def parse_env_options(items: list[str]) -> dict[str, Any]:
+    """``["clutter=0", "task_types=[look_at_obj_in_light]"]`` -> options, values typed by YAML."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--env-option {item!r} is not KEY=VALUE (e.g. --env-option clutter=0)")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise typer.BadParameter(f"--env-option {item!r}: value is not valid YAML ({e})") from e
+    return options
+
+
 def eval_command(
     model: str = typer.Option("tiny", help="tiny, tiny-shop, smollm2-135m, a local directory or a hub id."),
     env: str = typer.Option("household", help="Environment: household or shop."),
@@ -68,6 +88,8 @@ def eval_command(
     temperature: float = typer.Option(0.4, min=0.0, help="Sampling temperature (0 = greedy)."),
     max_steps: int = typer.Option(None, min=1, help="Episode step limit (default: the environment's)."),
     seed: int = typer.Option(0, help="Sampling seed."),
+    env_option: list[str] = typer.Option(
+        None, "--env-option", help="Environment option KEY=VALUE (repeatable), e.g. clutter=0 for household."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Evaluate a policy: success overall and per task type, mean score and steps, invalid-action rate."""
@@ -77,7 +99,8 @@ def eval_command(
     if mode is not None and mode not in ("generate", "choose"):
         raise typer.BadParameter(f"unknown mode {mode!r}; use generate or choose")
     try:
-        result = evaluate(model, env, episodes, split, mode, temperature, max_steps, seed, progress=not as_json)
+        result = evaluate(model, env, episodes, split, mode, temperature, max_steps, seed, progress=not as_json,
+                          env_options=parse_env_options(env_option or []))
     except (ModelError, EnvError) as e:
         raise typer.BadParameter(str(e)) from e
     if as_json:

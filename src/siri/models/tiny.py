@@ -80,6 +80,9 @@ class TinyConfig:
         train_steps, batch_size, lr, warmup_steps, weight_decay: the supervised run.
         history_len: prompt history (must match the rollout's; the paper's 2).
         max_steps: episode step limit for warm-start rollouts (None: the env's default).
+        env_options: options of the environment the warm-start episodes are played in (e.g.
+            ``{"clutter": 0.0}``: household rooms without distractor objects). The vocabulary always
+            comes from the default environment, so the model reads every split.
     """
 
     env: str = "household"
@@ -107,6 +110,7 @@ class TinyConfig:
     weight_decay: float = 0.01
     history_len: int = 2
     max_steps: int | None = None
+    env_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def key(self) -> str:
         # The prompt and mining templates are part of the recipe: changing their wording rebuilds.
@@ -269,8 +273,8 @@ def to_trajectory(episode: Episode, traj: int = 0) -> Trajectory:
                       steps=steps, won=episode.won, score=1.0 if episode.won else 0.0)
 
 
-def _make_env(config: TinyConfig, split: str) -> Env:
-    options: dict[str, Any] = {"split": split}
+def _make_env(config: TinyConfig, split: str, warm_start: bool = False) -> Env:
+    options: dict[str, Any] = {**(config.env_options if warm_start else {}), "split": split}
     if config.max_steps is not None:
         options["max_steps"] = config.max_steps
     return make(config.env, **options)
@@ -307,7 +311,7 @@ def warm_start_examples(config: TinyConfig, tokenizer: Any, log: Callable[[str],
     from siri.skills.mining import mining_messages, render_trajectory, trace_skills
 
     rng = random.Random(f"tiny-sft/{config.seed}")
-    env = _make_env(config, "train")
+    env = _make_env(config, "train", warm_start=True)
     # Seeds far from 0 so the warm start does not see the first train seeds that quick evals use.
     episodes = [
         noisy_episode(env, 1_000_000 + s, rng, config.random_action_share, config.search_share,

@@ -139,9 +139,18 @@ def _goal_candidates(
     return [p for p in pairs if (p in held_out) == ood]
 
 
-def generate_scene(split: str, seed: int, task_types: list[str] | tuple[str, ...] | None = None) -> Scene:
-    """The scene of ``seed`` in ``split``; ``task_types`` restricts which task types are posed."""
+def generate_scene(
+    split: str, seed: int, task_types: list[str] | tuple[str, ...] | None = None, clutter: float = 1.0
+) -> Scene:
+    """The scene of ``seed`` in ``split``; ``task_types`` restricts which task types are posed.
+
+    ``clutter`` scales the number of distractor objects (1.0: ALFWorld-like rooms; 0: only what the
+    task needs). Fewer distractors make "is the task's object in view?" easier, a difficulty knob for
+    small models; the default scenes do not change with it.
+    """
     _check(split, seed)
+    if not 0.0 <= clutter <= 1.0:
+        raise EnvError(f"household clutter must be in [0, 1] (share of the usual distractors), got {clutter!r}")
     allowed = check_task_types(task_types)
     if split == "train":
         task_type = random.Random(f"household/train/{seed}/task").choice(allowed)
@@ -149,13 +158,13 @@ def generate_scene(split: str, seed: int, task_types: list[str] | tuple[str, ...
         task_type = allowed[seed % len(allowed)]
     rng = random.Random(f"household/{split}/{seed}/{task_type}")
     for _ in range(1000):
-        scene = _try_scene(rng, split, seed, task_type)
+        scene = _try_scene(rng, split, seed, task_type, clutter)
         if scene is not None:
             return scene
     raise RuntimeError(f"could not generate a {task_type} scene for {split}/{seed}")  # pragma: no cover
 
 
-def _try_scene(rng: random.Random, split: str, seed: int, task_type: str) -> Scene | None:
+def _try_scene(rng: random.Random, split: str, seed: int, task_type: str, clutter: float) -> Scene | None:
     room = rng.choice(world.TASK_ROOMS[task_type])
     spec = world.ROOMS[room]
     counts = {kind: rng.randint(lo, hi) for kind, lo, hi in spec.receptacles}
@@ -184,7 +193,7 @@ def _try_scene(rng: random.Random, split: str, seed: int, task_type: str) -> Sce
         placed.append((lamp, rng.choice([i for i, rk in enumerate(recep_kinds) if rk in hosts])))
     per_kind = {obj_kind: n_targets}
     others = [k for k in spec.objects if k != obj_kind and fits[k]]
-    for _ in range(rng.randint(*spec.clutter)):
+    for _ in range(round(rng.randint(*spec.clutter) * clutter)):
         kind = rng.choice(others)
         if per_kind.get(kind, 0) >= MAX_INSTANCES:
             continue

@@ -107,6 +107,8 @@ class HouseholdEnv:
         max_steps: the episode ends (truncated) after this many actions.
         success_reward: reward of the step that solves the task (all other steps give 0).
         task_types: pose only these task types (default: all six of ``world.TASK_TYPES``).
+        clutter: share of the usual distractor objects in a room, in [0, 1] (1: ALFWorld-like). A
+            difficulty knob: fewer distractors make finding the task's object among those in view easier.
     """
 
     name = "household"
@@ -117,6 +119,7 @@ class HouseholdEnv:
         max_steps: int = 50,
         success_reward: float = 1.0,
         task_types: list[str] | None = None,
+        clutter: float = 1.0,
     ) -> None:
         if split not in SPLIT_SIZES:
             raise EnvError(f"unknown household split {split!r}; choose one of: {', '.join(SPLIT_SIZES)}")
@@ -124,6 +127,9 @@ class HouseholdEnv:
         self.max_steps = int(max_steps)
         self.success_reward = float(success_reward)
         self.task_types = check_task_types(task_types)
+        if not isinstance(clutter, (int, float)) or isinstance(clutter, bool) or not 0.0 <= clutter <= 1.0:
+            raise EnvError(f"household clutter must be a number in [0, 1], got {clutter!r}")
+        self.clutter = float(clutter)
         self._tracker = EpisodeTracker(self.max_steps)
         self._scene: Scene | None = None
         self._st: State | None = None
@@ -136,7 +142,7 @@ class HouseholdEnv:
         return SPLIT_SIZES[self.split]
 
     def reset(self, seed: int) -> Observation:
-        return self.reset_to(cached_scene(self.split, seed, self.task_types))
+        return self.reset_to(cached_scene(self.split, seed, self.task_types, self.clutter))
 
     def reset_to(self, scene: Scene) -> Observation:
         """Start an episode on a given scene (hand-built scenes in tests, scenes loaded from elsewhere)."""
