@@ -328,12 +328,12 @@ def test_eval_cli_reports_metrics(tiny_dir: Path) -> None:
     assert metrics["episodes"] == 2 and metrics["split"] == "eval_id" and metrics["invalid_rate"] == 0.0
     assert set(metrics["per_task_type"]) and 0 <= metrics["success"] <= 1
     # environment options reach the env: a bad one is named, a good one runs
-    bad = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "--env-option", "clutter=3"])
+    bad = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "-o", "clutter=3"])
     assert bad.exit_code != 0 and "clutter" in bad.output
-    malformed = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "--env-option", "clutter"])
-    assert malformed.exit_code != 0 and "KEY=VALUE" in malformed.output
+    malformed = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "-o", "clutter"])
+    assert malformed.exit_code != 0 and "key=value" in malformed.output
     bare = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "--mode", "choose",
-                                    "--max-steps", "2", "--env-option", "clutter=0", "--json"])
+                                    "--max-steps", "2", "-o", "clutter=0", "--json"])
     assert bare.exit_code == 0, bare.output
     assert json.loads(bare.stdout)["episodes"] == 1
 

@@ -26,7 +26,8 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _parse_options(options: list[str], split: str | None) -> dict[str, Any]:
+def parse_options(options: list[str], split: str | None = None) -> dict[str, Any]:
+    """``-o key=value`` items -> environment options, values typed by YAML (plus ``split`` if given)."""
     import yaml
 
     parsed: dict[str, Any] = {}
@@ -45,7 +46,7 @@ def _parse_options(options: list[str], split: str | None) -> dict[str, Any]:
 
 def _make(name: str, options: list[str], split: str | None) -> Any:
     try:
-        return make(name, **_parse_options(options, split))
+        return make(name, **parse_options(options, split))
     except EnvError as e:
         raise _fail(str(e)) from e
 

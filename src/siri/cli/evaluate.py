@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from siri.cli.env import OPTION_HELP, parse_options
+
 
 def default_eval_split(env: str) -> str:
     """The environment's first evaluation split (``eval*`` or ``test*``), else ``train``."""
@@ -63,22 +65,6 @@ def evaluate(
             **summarize(trajectories)}
 
 
-def parse_env_options(items: list[str]) -> dict[str, Any]:
-    """``["clutter=0", "task_types=[look_at_obj_in_light]"]`` -> options, values typed by YAML."""
-    import yaml
-
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"--env-option {item!r} is not KEY=VALUE (e.g. --env-option clutter=0)")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise typer.BadParameter(f"--env-option {item!r}: value is not valid YAML ({e})") from e
-    return options
-
-
 def eval_command(
     model: str = typer.Option("tiny", help="tiny, tiny-shop, smollm2-135m, a local directory or a hub id."),
     env: str = typer.Option("household", help="Environment: household or shop."),
@@ -88,8 +74,7 @@ def eval_command(
     temperature: float = typer.Option(0.4, min=0.0, help="Sampling temperature (0 = greedy)."),
     max_steps: int = typer.Option(None, min=1, help="Episode step limit (default: the environment's)."),
     seed: int = typer.Option(0, help="Sampling seed."),
-    env_option: list[str] = typer.Option(
-        None, "--env-option", help="Environment option KEY=VALUE (repeatable), e.g. clutter=0 for household."),
+    option: list[str] = typer.Option([], "--option", "-o", help=OPTION_HELP + " Household: -o clutter=0."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Evaluate a policy: success overall and per task type, mean score and steps, invalid-action rate."""
@@ -100,7 +85,7 @@ def eval_command(
         raise typer.BadParameter(f"unknown mode {mode!r}; use generate or choose")
     try:
         result = evaluate(model, env, episodes, split, mode, temperature, max_steps, seed, progress=not as_json,
-                          env_options=parse_env_options(env_option or []))
+                          env_options=parse_options(option))
     except (ModelError, EnvError) as e:
         raise typer.BadParameter(str(e)) from e
     if as_json:
