@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,8 @@ def start_miner_server(env: str) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("siri serve did not come up within 5 minutes")
 
 
-def run_one(env: str, variant: str, seed: int, out: Path, extra: list[str], miner_url: str | None) -> Path:
+def run_one(env: str, variant: str, seed: int, out: Path, extra: list[str], miner_url: str | None,
+            threads: int | None = None) -> Path:
     suffix, overrides = VARIANTS[variant]
     run_dir = out / "runs" / f"{variant}-seed{seed}"
     if (run_dir / "summary.json").exists() and "final" in json.loads((run_dir / "summary.json").read_text())["evals"]:
@@ -81,7 +83,8 @@ def run_one(env: str, variant: str, seed: int, out: Path, extra: list[str], mine
             args += [f"siri.miner_url={miner_url}", "siri.miner_model=tiny"]
     print(f"  {variant} seed {seed}: {' '.join(args[3:])}", flush=True)
     start = time.time()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONHASHSEED": "0"})
+    env_vars = {**os.environ, "PYTHONHASHSEED": "0", **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, env=env_vars)
     print(f"    done in {time.time() - start:.0f} s", flush=True)
     return run_dir
 
@@ -164,6 +167,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/out/study-<env>)")
     parser.add_argument("--small", action="store_true", help="smoke version: 2 seeds, few iterations, small batches")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs side by side, each with cores / jobs threads (OMP_NUM_THREADS)")
     parser.add_argument("overrides", nargs="*", help="extra config overrides for every run (key=value)")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
@@ -184,9 +189,11 @@ def main() -> None:
         server, miner_url = start_miner_server(args.env)
     started = time.time()
     try:
-        for seed in seeds:
-            for variant in variants:
-                run_one(args.env, variant, seed, out, extra, miner_url)
+        jobs = [(variant, seed) for seed in seeds for variant in variants]
+        threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for future in [pool.submit(run_one, args.env, v, s, out, extra, miner_url, threads) for v, s in jobs]:
+                future.result()
     finally:
         if server is not None:
             server.kill()
