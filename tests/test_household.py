@@ -13,7 +13,7 @@ from siri.envs import EnvError, make
 from siri.envs.household import OBJECT_NAMES, RECEPTACLE_NAMES, TASK_TYPES, HouseholdEnv, generate_scene
 from siri.envs.household.scene import build_scene
 from siri.envs.household.sim import is_won, join_list
-from siri.envs.household.world import OOD_LOOK_PAIRS, OOD_PLACE_PAIRS
+from siri.envs.household.world import LAMPS, OOD_LOOK_PAIRS, OOD_PLACE_PAIRS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -416,9 +416,8 @@ def test_clutter_scales_distractors_and_leaves_default_scenes_alone():
         # same task (its wording may differ) and room; without distractors only the task's objects remain
         assert (bare.task_type, bare.object_kind, bare.receptacle_kind, bare.room) == (
             full.task_type, full.object_kind, full.receptacle_kind, full.room)
-        assert {t.kind for t in bare.things} <= {bare.object_kind, bare.lamp_kind} | (
-            {t.kind for t in full.things if t.kind in ("DeskLamp", "FloorLamp")}
-        )
+        lamps = {t.kind for t in full.things if t.kind in LAMPS}  # rooms keep their lamp
+        assert {t.kind for t in bare.things} <= {bare.object_kind} | lamps
         half = generate_scene("train", seed, clutter=0.5)
         assert len(bare.things) <= len(half.things) <= len(full.things)
     env = make("household", split="eval_id", clutter=0.0)
