@@ -105,6 +105,13 @@ def check_task_types(task_types: list[str] | tuple[str, ...] | None) -> tuple[st
     return tuple(dict.fromkeys(task_types))
 
 
+def check_clutter(clutter: object) -> float:
+    """``clutter`` as a float, or an ``EnvError`` unless it is a number in [0, 1]."""
+    if not isinstance(clutter, (int, float)) or isinstance(clutter, bool) or not 0.0 <= clutter <= 1.0:
+        raise EnvError(f"household clutter must be a number in [0, 1] (share of the usual distractors), got {clutter!r}")
+    return float(clutter)
+
+
 def _goal_candidates(
     task_type: str, room: str, present: set[str], lamp: str, ood: bool
 ) -> list[tuple[str, str]]:
@@ -149,8 +156,7 @@ def generate_scene(
     small models; the default scenes do not change with it.
     """
     _check(split, seed)
-    if not 0.0 <= clutter <= 1.0:
-        raise EnvError(f"household clutter must be in [0, 1] (share of the usual distractors), got {clutter!r}")
+    clutter = check_clutter(clutter)
     allowed = check_task_types(task_types)
     if split == "train":
         task_type = random.Random(f"household/train/{seed}/task").choice(allowed)

@@ -22,7 +22,7 @@ from collections.abc import Hashable
 
 from siri.envs.base import EnvError, EpisodeTracker, Observation, Step
 from siri.envs.household import world
-from siri.envs.household.scene import SPLIT_SIZES, Scene, check_task_types, generate_scene
+from siri.envs.household.scene import SPLIT_SIZES, Scene, check_clutter, check_task_types, generate_scene
 
 # Scenes are immutable and GiGPO resets every seed once per group member: keep recent ones.
 cached_scene = functools.lru_cache(maxsize=4096)(generate_scene)
@@ -127,9 +127,7 @@ class HouseholdEnv:
         self.max_steps = int(max_steps)
         self.success_reward = float(success_reward)
         self.task_types = check_task_types(task_types)
-        if not isinstance(clutter, (int, float)) or isinstance(clutter, bool) or not 0.0 <= clutter <= 1.0:
-            raise EnvError(f"household clutter must be a number in [0, 1], got {clutter!r}")
-        self.clutter = float(clutter)
+        self.clutter = check_clutter(clutter)
         self._tracker = EpisodeTracker(self.max_steps)
         self._scene: Scene | None = None
         self._st: State | None = None
