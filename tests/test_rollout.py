@@ -230,6 +230,15 @@ def test_sampling_depends_on_the_row_seed_not_the_batch(policy: Policy, mode: st
 
     together = run([0, 1, 2])
     variants = {"b alone": ([1], run([1])), "c, a": ([2, 0], run([2, 0])), "chunks of 2": ([2, 1, 0], run([2, 1, 0], 2))}
+    # Repeated prompts share one prefill (a group's first step): each row still samples on its own.
+    seeds = [101, 202, 303, 101, 505, 606]
+    prompts, choices = [*prompts, prompts[0], prompts[1], prompts[0]], [*choices, choices[0], choices[1], choices[0]]
+    repeated = run([0, 1, 2, 3, 4, 5])
+    variants["repeated prompts"] = ([0, 1, 2], repeated[:3])
+    assert repeated[3].response_ids == together[0].response_ids  # same prompt, same seed
+    for row, alone in ((4, run([4])[0]), (5, run([5])[0])):
+        assert repeated[row].response_ids == alone.response_ids
+        assert max(abs(x - y) for x, y in zip(repeated[row].logprobs, alone.logprobs, strict=True)) < 1e-5
     for rows, gens in variants.values():
         for i, gen in zip(rows, gens, strict=True):
             assert gen.response_ids == together[i].response_ids and gen.stop == together[i].stop

@@ -200,10 +200,18 @@ class HFEngine:
         scale = temperature if temperature > 0 else 1.0
         try:
             with torch.no_grad():
-                ids, mask, positions = left_pad(prompts, self.pad_id, self.device)
+                # Rows with the same prompt share one prefill (every rollout of a group at its first step,
+                # rollouts that took the same actions so far): the cache is then copied out to every row.
+                unique: dict[tuple[int, ...], int] = {}
+                source = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+                ids, mask, positions = left_pad(list(unique), self.pad_id, self.device)
                 out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
                 past = out.past_key_values
                 logits = out.logits[:, -1, :]
+                if len(unique) < n:
+                    rows = torch.tensor(source, device=ids.device)
+                    past.reorder_cache(rows)
+                    logits, mask, positions = logits[rows], mask[rows], positions[rows]
                 next_pos = positions[:, -1:] + 1
                 for _ in range(max_new_tokens):
                     scaled = logits.float() / scale
