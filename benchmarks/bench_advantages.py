@@ -72,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
     b = make_batch(args.steps)
@@ -99,12 +100,12 @@ def main() -> None:
     summary = parts.summary()
     print(f"  step groups: {summary['adv/step_groups']:.0f}, mean size {summary['adv/step_group_size_mean']:.2f}, "
           f"singleton steps {summary['adv/step_singleton_frac']:.3f}")
-    atomic_write_json(OUT, {
+    atomic_write_json(args.out, {
         "steps": n, "trajectories": b["num_traj"], "group_size": 8, "max_len": 50, "repeats": args.repeats,
         "results": results, "step_groups": summary, "machine": platform.processor() or platform.machine(),
         "python": platform.python_version(), "numpy": np.__version__,
     })
-    print(f"wrote {OUT}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

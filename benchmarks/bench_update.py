@@ -53,12 +53,14 @@ def time_pass(policy, records, order: list[int], micro_batch: int, repeats: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny", help="policy name or directory (default: the tiny household model)")
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--micro-batch", type=int, default=64, help="the tiny presets' optim.micro_batch_size")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
-    policy = load_policy("tiny", reference=False, action_mode="choose")
+    policy = load_policy(args.model, reference=False, action_mode="choose")
     policy.model.train()
     specs = [EpisodeSpec(group=i // 4, seed=i // 4) for i in range(args.episodes)]
     options = {**HOUSEHOLD_LITE, "max_steps": 20}
@@ -77,7 +79,7 @@ def main() -> None:
               f"padding {row['padded_share']:.0%} of computed tokens")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  speedup of sorting: {speedup:.2f}x   peak RSS {peak_mb:.0f} MB")
-    atomic_write_json(OUT, {"steps": len(records), "micro_batch": args.micro_batch, "rows": rows,
+    atomic_write_json(args.out, {"steps": len(records), "micro_batch": args.micro_batch, "rows": rows,
                             "speedup": round(speedup, 2), "peak_rss_mb": round(peak_mb),
                             "machine": {"cores": torch.get_num_threads(), "python": platform.python_version(),
                                         "torch": torch.__version__}})

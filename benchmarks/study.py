@@ -7,7 +7,8 @@ episodes within each seed). Output: ``OUT/study.json``, ``OUT/curves.png``, ``OU
 ``OUT/report.html`` (every run overlaid).
 
     python benchmarks/study.py --env household --variants grpo,gigpo,siri --seeds 0,1,2
-    python benchmarks/study.py --small          # a minutes-long smoke version of the whole pipeline
+    python benchmarks/study.py --size small     # minutes: 4 iterations of small batches, 2 seeds
+    python benchmarks/study.py --size smoke model.name_or_path=DIR   # seconds per run (CI, any model)
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "siri-skills-at-inference": ("tiny-siri", ["siri.keep_skills_at_inference=true"]),
 }
 
+# size -> (most seeds, overrides put before the command line's): budgets below the presets' own.
+SIZES: dict[str, tuple[int, list[str]]] = {
+    "full": (100, []),
+    "small": (2, ["train.iterations=4", "train.eval_every=2", "train.eval_episodes=12", "rollout.num_groups=2",
+                  "rollout.group_size=4", "siri.warmup_max_iters=1", "siri.mine_every=1", "siri.min_evals=2",
+                  "siri.lambda_ramp_iters=1"]),
+    "smoke": (1, ["train.iterations=2", "train.eval_every=1", "train.eval_episodes=2", "rollout.num_groups=1",
+                  "rollout.group_size=2", "env.max_steps=4", "siri.warmup_max_iters=1", "siri.mine_every=1",
+                  "siri.min_evals=1", "siri.lambda_ramp_iters=1", "train.save_every=1"]),
+}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -49,11 +61,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_miner_server(env: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`siri serve` of the tiny bootstrap model on loopback: the 'external' miner of the ablation."""
+def start_miner_server(model: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`siri serve` of the bootstrap model on loopback: the 'external' miner of the ablation."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "siri", "serve", "--model", f"tiny-{env}" if env != "household" else "tiny",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "siri", "serve", "--model", model, "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(600):
         try:
@@ -166,7 +178,9 @@ def main() -> None:
     parser.add_argument("--variants", default="grpo,gigpo,siri", help=f"comma list of: {', '.join(VARIANTS)}")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/out/study-<env>)")
-    parser.add_argument("--small", action="store_true", help="smoke version: 2 seeds, few iterations, small batches")
+    parser.add_argument("--size", default="full", choices=list(SIZES),
+                        help="full: the presets' budget; small: 4 short iterations, at most 2 seeds; "
+                             "smoke: 2 iterations of 2 rollouts, 1 seed (checks the pipeline, measures nothing)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs side by side, each with cores / jobs threads (OMP_NUM_THREADS)")
     parser.add_argument("overrides", nargs="*", help="extra config overrides for every run (key=value)")
@@ -177,16 +191,16 @@ def main() -> None:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = list(args.overrides)
-    if args.small:
-        seeds = seeds[:2]
-        extra += ["train.iterations=4", "train.eval_every=2", "train.eval_episodes=12", "rollout.num_groups=2",
-                  "rollout.group_size=4", "siri.warmup_max_iters=1", "siri.mine_every=1", "siri.min_evals=2",
-                  "siri.lambda_ramp_iters=1"]
-    out = Path(args.out or ROOT / "benchmarks" / "out" / (f"study-{args.env}" + ("-small" if args.small else "")))
+    max_seeds, size_overrides = SIZES[args.size]
+    seeds = seeds[:max_seeds]
+    extra = size_overrides + extra
+    out = Path(args.out or ROOT / "benchmarks" / "out" / (f"study-{args.env}" + ("" if args.size == "full" else f"-{args.size}")))
     out.mkdir(parents=True, exist_ok=True)
     server, miner_url = (None, None)
     if "siri-external-miner" in variants:
-        server, miner_url = start_miner_server(args.env)
+        model = next((o.split("=", 1)[1] for o in reversed(extra) if o.startswith("model.name_or_path=")),
+                     "tiny-shop" if args.env == "shop" else "tiny")
+        server, miner_url = start_miner_server(model)
     started = time.time()
     try:
         jobs = [(variant, seed) for seed in seeds for variant in variants]

@@ -8,8 +8,13 @@ import random
 
 from siri.envs import make
 from siri.models.loading import Policy
+from siri.models.tiny import TinyConfig
 from siri.models.tokenizer import build_word_tokenizer
 from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
+
+# A warm-started tiny model at micro size (~10 s to build): the real tiny recipe, for pipeline tests.
+MICRO_TINY = TinyConfig(env="household", seed=3, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                        vocab_episodes=30, sft_episodes=6, mining_examples=4, train_steps=4, batch_size=4, warmup_steps=1)
 
 
 def household_texts(seeds: range = range(40), steps: int = 12) -> list[str]:

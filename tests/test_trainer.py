@@ -12,21 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from micro_policy import MICRO_TINY
 from siri.config import TrainConfig
 from siri.models.loading import load_policy
-from siri.models.tiny import TinyConfig, build_tiny
+from siri.models.tiny import build_tiny
 from siri.rl.run import RunDir
 from siri.rl.trainer import Trainer
 from siri.skills.bank import SkillBank
-
-MICRO = TinyConfig(env="household", seed=3, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
-                   vocab_episodes=30, sft_episodes=6, mining_examples=4, train_steps=4, batch_size=4, warmup_steps=1)
 
 
 @pytest.fixture(scope="module")
 def micro_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("micro") / "model"
-    build_tiny(MICRO, out)
+    build_tiny(MICRO_TINY, out)
     return out
 
 

@@ -1,0 +1,49 @@
+"""The evidence suite's smoke size, as CI runs it: every part end to end on a micro tiny model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from micro_policy import MICRO_TINY
+from siri.models.tiny import build_tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from study import bootstrap_ci  # noqa: E402
+
+
+def test_suite_smoke_runs_every_part_and_writes_its_outputs(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    build_tiny(MICRO_TINY, model)
+    out = tmp_path / "suite"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--size", "smoke", "--model", str(model),
+                    "--out", str(out)], check=True, cwd=ROOT, capture_output=True, timeout=900)
+
+    study = json.loads((out / "study-household" / "study.json").read_text())
+    assert study["variants"] == ["grpo", "gigpo", "siri"] and study["seeds"] == [0]
+    for variant in study["variants"]:
+        low, point, high = (study["results"][variant]["success"][i] for i in (1, 0, 2))
+        assert 0.0 <= low <= point <= high <= 1.0
+        rows = (out / "study-household" / "runs" / f"{variant}-seed0" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(r)["iteration"] for r in rows if "loss/policy" in r][-1] == 2
+    assert (out / "study-household" / "curves.png").stat().st_size > 0
+
+    speed = json.loads((out / "speed.json").read_text())
+    assert set(speed["results"]) == {"household", "shop", "advantages", "ray_workers", "rollout", "update"}
+    table = (out / "speed.md").read_text()
+    assert "household / ALFWorld, steps" in table and "update: sorted / collection order" in table
+    assert all(row["model"] == str(model) for row in speed["results"]["rollout"]["results"])  # --model reached it
+
+
+def test_bootstrap_ci_matches_a_hand_case_and_covers_the_mean() -> None:
+    # One seed whose episodes are all equal: every resample has that mean, so the interval is a point.
+    assert bootstrap_ci([np.ones(5), np.ones(3)]) == (1.0, 1.0, 1.0)
+    # Seeds with different means: the point is the mean of per-seed means, inside the interval.
+    point, low, high = bootstrap_ci([np.array([0.0, 1.0]), np.array([1.0, 1.0, 1.0, 1.0])])
+    assert point == 0.75 and low < point < high and low >= 0.0 and high <= 1.0
