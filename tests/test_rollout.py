@@ -121,6 +121,22 @@ def test_tiny_build_is_deterministic(tiny_dir: Path, tmp_path: Path) -> None:
     assert (tiny_dir / "tokenizer.json").read_text() == (tmp_path / "again" / "tokenizer.json").read_text()
 
 
+def test_sampled_prompt_loss_with_every_position_equals_the_full_prompt_loss(tmp_path: Path) -> None:
+    """``prompt_lm_positions`` >= the prompt length samples every position: the same training run."""
+    import dataclasses
+
+    full = dataclasses.replace(MICRO, train_steps=3)
+    sampled = dataclasses.replace(full, prompt_lm_positions=100_000)
+    fewer = dataclasses.replace(full, prompt_lm_positions=8)
+    assert full.key() == dataclasses.replace(full, prompt_lm_positions=0).key() != sampled.key()
+    states = {}
+    for name, config in (("full", full), ("sampled", sampled), ("fewer", fewer)):
+        build_tiny(config, tmp_path / name)
+        states[name] = load_policy(str(tmp_path / name), reference=False).model.state_dict()
+    assert all(torch.allclose(states["full"][k], states["sampled"][k], atol=1e-5) for k in states["full"])
+    assert not all(torch.allclose(states["full"][k], states["fewer"][k], atol=1e-5) for k in states["full"])
+
+
 @pytest.mark.parametrize(("mode", "temperature"), [("choose", 1.0), ("choose", 0.7), ("generate", 1.0)])
 def test_collection_logprobs_equal_training_recomputation(policy: Policy, mode: str, temperature: float) -> None:
     config = RolloutConfig(mode=mode, temperature=temperature, max_new_tokens=12, seed=3)
