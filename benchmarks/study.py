@@ -112,8 +112,23 @@ def bootstrap_ci(per_seed: list[np.ndarray], n_boot: int = 2000, seed: int = 0) 
     return point, float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def summarize(out: Path, env: str, variants: list[str], seeds: list[int]) -> dict[str, Any]:
+def paired_ci(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float, float]:
+    """Mean difference a - b and its 95% CI, pairing episode i of seed s in both.
+
+    Two runs of one seed evaluate the same tasks with the same sampling seeds, so their outcomes are
+    strongly correlated (runs that barely differ fail the same episodes); the per-episode difference
+    removes that shared part, and its interval is far narrower than the two separate ones suggest.
+    """
+    if [len(x) for x in a] != [len(x) for x in b]:
+        raise ValueError("paired runs must evaluate the same number of episodes per seed")
+    return bootstrap_ci([x - y for x, y in zip(a, b, strict=True)])
+
+
+def summarize(out: Path, env: str, variants: list[str], seeds: list[int], reference: str = "gigpo") -> dict[str, Any]:
+    """Per variant: final success and score with CIs, per task type, skills; and paired differences
+    against the bootstrap policy and against ``reference`` (when it is among the variants)."""
     results: dict[str, Any] = {}
+    finals: dict[str, list[np.ndarray]] = {}
     for variant in variants:
         key = "final_with_skills" if variant == "siri-skills-at-inference" else "final"
         runs = [out / "runs" / f"{variant}-seed{s}" for s in seeds]
@@ -126,12 +141,44 @@ def summarize(out: Path, env: str, variants: list[str], seeds: list[int]) -> dic
         for t in types:
             rows = [np.array([float(o[1]) for o in e[key]["outcomes"] if o[0] == t]) for e in evals]
             per_type[t] = bootstrap_ci([r for r in rows if len(r)]) if any(len(r) for r in rows) else None
+        last = [json.loads((r / "metrics.jsonl").read_text().splitlines()[-1]) for r in runs]
+        finals[variant] = success
         results[variant] = {
             "success": bootstrap_ci(success), "score": bootstrap_ci(score), "bootstrap_success": bootstrap_ci(boot),
+            "gain_over_bootstrap": paired_ci(success, boot),
             "per_task_type": per_type, "seeds": seeds, "metric": key,
             "per_seed_success": [float(x.mean()) for x in success],
+            # The skill bank at the end of each seed's run (SIRI variants): what was mined, kept and dropped.
+            "per_seed_skills": [{"mined": row.get("skills/mined_total", 0), "active": row.get("skills/active", 0),
+                                 "retired": row.get("skills/retired", 0)} for row in last],
         }
+    if reference in finals:
+        for variant in variants:
+            if variant != reference:
+                results[variant][f"vs_{reference}"] = paired_ci(finals[variant], finals[reference])
     return results
+
+
+def _signed(ci: tuple[float, float, float]) -> str:
+    return f"{ci[0]:+.3f} [{ci[1]:+.3f}, {ci[2]:+.3f}]"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The study's table for RESULTS.md: final success with its CI, per seed, per task type, skills."""
+    types = sorted({t for r in results.values() for t in r["per_task_type"]})
+    head = ["variant", "final success [95% CI]", "per seed", "gain over bootstrap, paired", "vs GiGPO, paired", "score",
+            *types, "skills mined / active / retired (per seed)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        s, lo, hi = r["success"]
+        per_type = [f"{r['per_task_type'][t][0]:.3f}" if r["per_task_type"].get(t) else "" for t in types]
+        skills = ", ".join(f"{k['mined']:.0f}/{k['active']:.0f}/{k['retired']:.0f}" for k in r.get("per_seed_skills", []))
+        gain, versus = r["gain_over_bootstrap"], r.get("vs_gigpo")
+        row = [name + (" (skills kept)" if r["metric"] == "final_with_skills" else ""), f"{s:.3f} [{lo:.3f}, {hi:.3f}]",
+               ", ".join(f"{x:.3f}" for x in r["per_seed_success"]), _signed(gain),
+               _signed(versus) if versus else "", f"{r['score'][0]:.3f}", *per_type, skills]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(out: Path, results: dict[str, Any], variants: list[str], seeds: list[int]) -> None:
@@ -219,6 +266,7 @@ def main() -> None:
     payload = {"env": args.env, "variants": variants, "seeds": seeds, "overrides": extra, "results": results,
                "wall_seconds": time.time() - started, "machine": {"cores": os.cpu_count()}}
     (out / "study.json").write_text(json.dumps(payload, indent=2))
+    (out / "study.md").write_text(markdown(results))
     print(f"\n{'variant':<26}{'final success [95% CI]':<30}{'score':<10}bootstrap policy")
     for v, r in results.items():
         s, lo, hi = r["success"]

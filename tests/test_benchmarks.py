@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from micro_policy import MICRO_TINY
 from siri.models.tiny import build_tiny
@@ -15,7 +16,7 @@ from siri.models.tiny import build_tiny
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from study import bootstrap_ci  # noqa: E402
+from study import bootstrap_ci, paired_ci  # noqa: E402
 
 
 def test_suite_smoke_runs_every_part_and_writes_its_outputs(tmp_path: Path) -> None:
@@ -47,3 +48,20 @@ def test_bootstrap_ci_matches_a_hand_case_and_covers_the_mean() -> None:
     # Seeds with different means: the point is the mean of per-seed means, inside the interval.
     point, low, high = bootstrap_ci([np.array([0.0, 1.0]), np.array([1.0, 1.0, 1.0, 1.0])])
     assert point == 0.75 and low < point < high and low >= 0.0 and high <= 1.0
+
+
+def test_paired_ci_pairs_episodes_and_is_narrower_on_correlated_runs() -> None:
+    same = [np.array([1.0, 0.0, 1.0, 0.0])]
+    assert paired_ci(same, same) == (0.0, 0.0, 0.0)
+    # One episode flipped from failure to success out of 4: +0.25, and never below 0 (no episode got worse).
+    point, low, high = paired_ci([np.array([1.0, 1.0, 1.0, 0.0])], same)
+    assert point == 0.25 and low == 0.0 and high > 0.25
+    # Two runs that share most outcomes: the paired interval is much narrower than either run's own.
+    rng = np.random.default_rng(0)
+    base = [rng.integers(0, 2, 70).astype(float) for _ in range(3)]
+    better = [np.where(np.arange(70) < 5, 1.0, b) for b in base]
+    _, lo, hi = paired_ci(better, base)
+    _, lo_alone, hi_alone = bootstrap_ci(better)
+    assert hi - lo < (hi_alone - lo_alone) / 2
+    with pytest.raises(ValueError, match="same number of episodes"):
+        paired_ci([np.ones(3)], [np.ones(4)])
