@@ -187,7 +187,7 @@ def plot(out: Path, results: dict[str, Any], variants: list[str], seeds: list[in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8.5 if len(variants) > 3 else 7, 4), layout="constrained")
     for variant in variants:
         curves = []
         for s in seeds:
@@ -196,12 +196,16 @@ def plot(out: Path, results: dict[str, Any], variants: list[str], seeds: list[in
         its = sorted(set.intersection(*(set(c) for c in curves)))
         ys = np.array([[c[i] for i in its] for c in curves])
         ax.plot(its, ys.mean(0), marker="o", ms=3, label=variant)
-        if len(seeds) > 1:
+        if len(seeds) > 1 and len(variants) <= 3:  # more bands than that hide each other
             ax.fill_between(its, ys.min(0), ys.max(0), alpha=0.15)
     ax.set_xlabel("iteration")
     ax.set_ylabel("eval success (plain prompt)")
-    ax.set_title("learning curves (mean over seeds; band: min-max)")
-    ax.legend(fontsize=8)
+    bands = len(seeds) > 1 and len(variants) <= 3
+    ax.set_title("learning curves (mean over seeds" + ("; band: min-max)" if bands else ")"))
+    if len(variants) > 3:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)

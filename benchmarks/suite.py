@@ -102,7 +102,7 @@ def speed_table(results: dict[str, Any]) -> list[str]:
             side = "batched" if row["batched"] else "one env at a time"
             rows.append((f"rollout {row['model']} {row['mode']}, {side} (tokens/s · env steps/s · peak MB)",
                          f"{row['tokens_per_s']:.0f} · {row['env_steps_per_s']:.1f} · {row['peak_rss_mb']:.0f}"))
-            if row["batched"]:
+            if not row["batched"]:  # the second of the pair
                 rows.append((f"rollout {row['model']} {row['mode']}: batched / one at a time", f"{row['speedup']:.2f}x"))
     if u := results.get("update"):
         for name, row in u["rows"].items():
