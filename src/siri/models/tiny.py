@@ -427,10 +427,12 @@ def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], co
             is_target = target_mask[:, 1:]
             prompt = (mask[:, 1:] * mask[:, :-1]).bool() & ~is_target
             scores = torch.rand(prompt.shape, generator=position_rng).masked_fill(~prompt, 2.0)
-            kth = scores.sort(dim=1).values[:, min(config.prompt_lm_positions, scores.shape[1]) - 1 : config.prompt_lm_positions]
+            k = min(config.prompt_lm_positions, scores.shape[1])
+            kth = scores.sort(dim=1).values[:, k - 1 : k]  # each row's k-th smallest (2.0: fewer prompt positions)
             picked = is_target | (prompt & (scores <= kth))
-            logits = model.lm_head(hidden[picked])[None]  # (1, picked, V)
-            labels, is_target, real = ids[:, 1:][picked][None], is_target[picked][None], picked[picked][None]
+            logits = model.lm_head(hidden[picked])[None]  # (1, picked, V): one long row of the picked positions
+            labels, is_target = ids[:, 1:][picked][None], is_target[picked][None]
+            real = torch.ones_like(is_target)  # every picked position is a real token
         elif config.prompt_lm_weight > 0:
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1]
             labels, is_target, real = ids[:, 1:], target_mask[:, 1:], (mask[:, 1:] * mask[:, :-1]).bool()
