@@ -41,6 +41,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "siri-trace-miner": ("tiny-siri", ["siri.miner=trace"]),
     "siri-external-miner": ("tiny-siri", ["siri.miner=external"]),
     "siri-skills-at-inference": ("tiny-siri", ["siri.keep_skills_at_inference=true"]),
+    # Skill rollouts and validation as usual, no distillation: separates the cost of spending half of
+    # each group on skill prompts from the effect of internalizing them.
+    "siri-no-internalize": ("tiny-siri", ["siri.lambda_max=0"]),
 }
 
 # size -> (most seeds, overrides put before the command line's): budgets below the presets' own.

@@ -35,7 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 PARTS = ("study-household", "study-shop", "speed")
 ALL_VARIANTS = ("grpo,gigpo,siri,siri-no-warmup,siri-no-gate,siri-no-adv-weight,siri-whole-response,"
-                "siri-trace-miner,siri-external-miner,siri-skills-at-inference")
+                "siri-trace-miner,siri-external-miner,siri-skills-at-inference,siri-no-internalize")
 
 # size -> study command-line arguments per environment (None: the part is skipped at that size).
 STUDIES: dict[str, dict[str, list[str] | None]] = {
