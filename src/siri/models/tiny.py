@@ -421,21 +421,22 @@ def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], co
         target_mask = torch.zeros((len(batch), width), dtype=torch.bool)
         for b, (_, target) in enumerate(batch):
             target_mask[b, width - len(target) :] = True
+        # Next-token view of the whole sequence: position t predicts token t+1.
+        shifted_target, shifted_real = target_mask[:, 1:], (mask[:, 1:] * mask[:, :-1]).bool()
         if config.prompt_lm_weight > 0 and config.prompt_lm_positions > 0:
             # Project only the targets and a random sample of prompt positions (B*K + targets rows).
             hidden = model.model(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state[:, :-1]
-            is_target = target_mask[:, 1:]
-            prompt = (mask[:, 1:] * mask[:, :-1]).bool() & ~is_target
+            prompt = shifted_real & ~shifted_target
             scores = torch.rand(prompt.shape, generator=position_rng).masked_fill(~prompt, 2.0)
             k = min(config.prompt_lm_positions, scores.shape[1])
             kth = scores.sort(dim=1).values[:, k - 1 : k]  # each row's k-th smallest (2.0: fewer prompt positions)
-            picked = is_target | (prompt & (scores <= kth))
+            picked = shifted_target | (prompt & (scores <= kth))
             logits = model.lm_head(hidden[picked])[None]  # (1, picked, V): one long row of the picked positions
-            labels, is_target = ids[:, 1:][picked][None], is_target[picked][None]
+            labels, is_target = ids[:, 1:][picked][None], shifted_target[picked][None]
             real = torch.ones_like(is_target)  # every picked position is a real token
         elif config.prompt_lm_weight > 0:
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1]
-            labels, is_target, real = ids[:, 1:], target_mask[:, 1:], (mask[:, 1:] * mask[:, :-1]).bool()
+            labels, is_target, real = ids[:, 1:], shifted_target, shifted_real
         else:  # only the last positions are needed: project just those onto the vocabulary
             keep = max(len(t) for _, t in batch) + 1
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits[:, :-1]
