@@ -127,38 +127,49 @@ def paired_ci(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, float, f
     return bootstrap_ci([x - y for x, y in zip(a, b, strict=True)])
 
 
+# Each eval outcome is (task type, won, score); a study reports both metrics and leads with the one that
+# separates policies in its environment (the shop's tiny policies score partial credit but rarely win).
+METRICS = {"success": 1, "score": 2}
+PRIMARY_METRIC = {"household": "success", "shop": "score"}
+
+
 def summarize(out: Path, env: str, variants: list[str], seeds: list[int], reference: str = "gigpo") -> dict[str, Any]:
-    """Per variant: final success and score with CIs, per task type, skills; and paired differences
-    against the bootstrap policy and against ``reference`` (when it is among the variants)."""
+    """Per variant and metric (success, score): the final value with its CI, per seed, per task type,
+    and paired differences against the bootstrap policy and against ``reference`` (when it is among the
+    variants); and the skill bank at the end of each seed's run."""
     results: dict[str, Any] = {}
-    finals: dict[str, list[np.ndarray]] = {}
+    finals: dict[str, dict[str, list[np.ndarray]]] = {}
     for variant in variants:
         key = "final_with_skills" if variant == "siri-skills-at-inference" else "final"
         runs = [out / "runs" / f"{variant}-seed{s}" for s in seeds]
         evals = [json.loads((r / "summary.json").read_text())["evals"] for r in runs]
-        success = [np.array([float(o[1]) for o in e[key]["outcomes"]]) for e in evals]
-        score = [np.array([float(o[2]) for o in e[key]["outcomes"]]) for e in evals]
-        boot = [np.array([float(o[1]) for o in e["bootstrap"]["outcomes"]]) for e in evals]
-        types = sorted({o[0] for e in evals for o in e[key]["outcomes"]})
-        per_type = {}
-        for t in types:
-            rows = [np.array([float(o[1]) for o in e[key]["outcomes"] if o[0] == t]) for e in evals]
-            per_type[t] = bootstrap_ci([r for r in rows if len(r)]) if any(len(r) for r in rows) else None
         last = [json.loads((r / "metrics.jsonl").read_text().splitlines()[-1]) for r in runs]
-        finals[variant] = success
-        results[variant] = {
-            "success": bootstrap_ci(success), "score": bootstrap_ci(score), "bootstrap_success": bootstrap_ci(boot),
-            "gain_over_bootstrap": paired_ci(success, boot),
-            "per_task_type": per_type, "seeds": seeds, "metric": key,
-            "per_seed_success": [float(x.mean()) for x in success],
-            # The skill bank at the end of each seed's run (SIRI variants): what was mined, kept and dropped.
-            "per_seed_skills": [{"mined": row.get("skills/mined_total", 0), "active": row.get("skills/active", 0),
-                                 "retired": row.get("skills/retired", 0)} for row in last],
-        }
+        types = sorted({o[0] for e in evals for o in e[key]["outcomes"]})
+        r: dict[str, Any] = {"seeds": seeds, "metric": key, "per_seed": {}, "bootstrap": {}, "per_task_type": {},
+                             "paired": {}}
+        finals[variant] = {}
+        for m, col in METRICS.items():
+            final = [np.array([float(o[col]) for o in e[key]["outcomes"]]) for e in evals]
+            boot = [np.array([float(o[col]) for o in e["bootstrap"]["outcomes"]]) for e in evals]
+            per_type = {}
+            for t in types:
+                rows = [np.array([float(o[col]) for o in e[key]["outcomes"] if o[0] == t]) for e in evals]
+                per_type[t] = bootstrap_ci([x for x in rows if len(x)]) if any(len(x) for x in rows) else None
+            finals[variant][m] = final
+            r[m] = bootstrap_ci(final)
+            r["per_seed"][m] = [float(x.mean()) for x in final]
+            r["bootstrap"][m] = bootstrap_ci(boot)
+            r["per_task_type"][m] = per_type
+            r["paired"][m] = {"gain_over_bootstrap": paired_ci(final, boot)}
+        # The skill bank at the end of each seed's run (SIRI variants): what was mined, kept and dropped.
+        r["per_seed_skills"] = [{"mined": row.get("skills/mined_total", 0), "active": row.get("skills/active", 0),
+                                 "retired": row.get("skills/retired", 0)} for row in last]
+        results[variant] = r
     if reference in finals:
         for variant in variants:
             if variant != reference:
-                results[variant][f"vs_{reference}"] = paired_ci(finals[variant], finals[reference])
+                for m in METRICS:
+                    results[variant]["paired"][m][f"vs_{reference}"] = paired_ci(finals[variant][m], finals[reference][m])
     return results
 
 
@@ -166,25 +177,29 @@ def _signed(ci: tuple[float, float, float]) -> str:
     return f"{ci[0]:+.3f} [{ci[1]:+.3f}, {ci[2]:+.3f}]"
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The study's table for RESULTS.md: final success with its CI, per seed, per task type, skills."""
-    types = sorted({t for r in results.values() for t in r["per_task_type"]})
-    head = ["variant", "final success [95% CI]", "per seed", "gain over bootstrap, paired", "vs GiGPO, paired", "score",
-            *types, "skills mined / active / retired (per seed)"]
+def markdown(results: dict[str, Any], metric: str = "success") -> str:
+    """The study's table for RESULTS.md, led by ``metric``: its final value with the CI, per seed, the
+    paired gains, the other metric, per task type, skills."""
+    other = next(m for m in METRICS if m != metric)
+    types = sorted({t for r in results.values() for t in r["per_task_type"][metric]})
+    head = ["variant", f"final {metric} [95% CI]", "per seed", "gain over bootstrap, paired", "vs GiGPO, paired",
+            other, *types, "skills mined / active / retired (per seed)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in results.items():
-        s, lo, hi = r["success"]
-        per_type = [f"{r['per_task_type'][t][0]:.3f}" if r["per_task_type"].get(t) else "" for t in types]
+        s, lo, hi = r[metric]
+        per_type = [f"{r['per_task_type'][metric][t][0]:.3f}" if r["per_task_type"][metric].get(t) else ""
+                    for t in types]
         skills = ", ".join(f"{k['mined']:.0f}/{k['active']:.0f}/{k['retired']:.0f}" for k in r.get("per_seed_skills", []))
-        gain, versus = r["gain_over_bootstrap"], r.get("vs_gigpo")
+        paired = r["paired"][metric]
+        versus = paired.get("vs_gigpo")
         row = [name + (" (skills kept)" if r["metric"] == "final_with_skills" else ""), f"{s:.3f} [{lo:.3f}, {hi:.3f}]",
-               ", ".join(f"{x:.3f}" for x in r["per_seed_success"]), _signed(gain),
-               _signed(versus) if versus else "", f"{r['score'][0]:.3f}", *per_type, skills]
+               ", ".join(f"{x:.3f}" for x in r["per_seed"][metric]), _signed(paired["gain_over_bootstrap"]),
+               _signed(versus) if versus else "", f"{r[other][0]:.3f}", *per_type, skills]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(out: Path, results: dict[str, Any], variants: list[str], seeds: list[int]) -> None:
+def plot(out: Path, results: dict[str, Any], variants: list[str], seeds: list[int], metric: str = "success") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,14 +210,14 @@ def plot(out: Path, results: dict[str, Any], variants: list[str], seeds: list[in
         curves = []
         for s in seeds:
             rows = [json.loads(line) for line in (out / "runs" / f"{variant}-seed{s}" / "metrics.jsonl").read_text().splitlines()]
-            curves.append({r["iteration"]: r["eval/success"] for r in rows if "eval/success" in r})
+            curves.append({r["iteration"]: r[f"eval/{metric}"] for r in rows if f"eval/{metric}" in r})
         its = sorted(set.intersection(*(set(c) for c in curves)))
         ys = np.array([[c[i] for i in its] for c in curves])
         ax.plot(its, ys.mean(0), marker="o", ms=3, label=variant)
         if len(seeds) > 1 and len(variants) <= 3:  # more bands than that hide each other
             ax.fill_between(its, ys.min(0), ys.max(0), alpha=0.15)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("eval success (plain prompt)")
+    ax.set_ylabel(f"eval {metric} (plain prompt)")
     bands = len(seeds) > 1 and len(variants) <= 3
     ax.set_title("learning curves (mean over seeds" + ("; band: min-max)" if bands else ")"))
     if len(variants) > 3:
@@ -215,12 +230,12 @@ def plot(out: Path, results: dict[str, Any], variants: list[str], seeds: list[in
 
     fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
     names = list(results)
-    means = [results[n]["success"][0] for n in names]
-    err = np.array([[m - results[n]["success"][1] for n, m in zip(names, means, strict=True)],
-                    [results[n]["success"][2] - m for n, m in zip(names, means, strict=True)]])
+    means = [results[n][metric][0] for n in names]
+    err = np.array([[m - results[n][metric][1] for n, m in zip(names, means, strict=True)],
+                    [results[n][metric][2] - m for n, m in zip(names, means, strict=True)]])
     ax.bar(range(len(names)), means, yerr=err, capsize=3)
     ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
-    ax.set_ylabel("final success, 95% CI")
+    ax.set_ylabel(f"final {metric}, 95% CI")
     ax.grid(axis="y", alpha=0.3)
     fig.savefig(out / "final.png", dpi=110)
     plt.close(fig)
@@ -265,19 +280,22 @@ def main() -> None:
     finally:
         if server is not None:
             server.kill()
+    metric = PRIMARY_METRIC[args.env]
     results = summarize(out, args.env, variants, seeds)
-    plot(out, results, variants, seeds)
+    plot(out, results, variants, seeds, metric)
     from siri.report import build_report
 
     build_report([out / "runs" / f"{v}-seed{seeds[0]}" for v in variants], out)
-    payload = {"env": args.env, "variants": variants, "seeds": seeds, "overrides": extra, "results": results,
-               "wall_seconds": time.time() - started, "machine": {"cores": os.cpu_count()}}
+    payload = {"env": args.env, "variants": variants, "seeds": seeds, "overrides": extra, "metric": metric,
+               "results": results, "wall_seconds": time.time() - started, "machine": {"cores": os.cpu_count()}}
     (out / "study.json").write_text(json.dumps(payload, indent=2))
-    (out / "study.md").write_text(markdown(results))
-    print(f"\n{'variant':<26}{'final success [95% CI]':<30}{'score':<10}bootstrap policy")
+    (out / "study.md").write_text(markdown(results, metric))
+    print(f"\n{'variant':<26}{f'final {metric} [95% CI]':<30}{'vs bootstrap policy, paired':<32}vs GiGPO, paired")
     for v, r in results.items():
-        s, lo, hi = r["success"]
-        print(f"{v:<26}{s:.3f} [{lo:.3f}, {hi:.3f}]{'':<8}{r['score'][0]:<10.3f}{r['bootstrap_success'][0]:.3f}")
+        s, lo, hi = r[metric]
+        paired = r["paired"][metric]
+        versus = _signed(paired["vs_gigpo"]) if "vs_gigpo" in paired else ""
+        print(f"{v:<26}{f'{s:.3f} [{lo:.3f}, {hi:.3f}]':<30}{_signed(paired['gain_over_bootstrap']):<32}{versus}")
     print(f"\nwrote {out / 'study.json'}, curves.png, final.png, report.html")
 
 

@@ -16,7 +16,7 @@ from siri.models.tiny import build_tiny
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from study import bootstrap_ci, paired_ci  # noqa: E402
+from study import bootstrap_ci, markdown, paired_ci, summarize  # noqa: E402
 
 
 def test_suite_smoke_runs_every_part_and_writes_its_outputs(tmp_path: Path) -> None:
@@ -65,3 +65,27 @@ def test_paired_ci_pairs_episodes_and_is_narrower_on_correlated_runs() -> None:
     assert hi - lo < (hi_alone - lo_alone) / 2
     with pytest.raises(ValueError, match="same number of episodes"):
         paired_ci([np.ones(3)], [np.ones(4)])
+
+
+def test_summarize_pairs_both_metrics_and_the_table_leads_with_the_chosen_one(tmp_path: Path) -> None:
+    # One seed, three shop-like episodes (task type, won, score); SIRI raises two scores, wins nothing.
+    episodes = {"bootstrap": [0.0, 0.5, 0.2], "gigpo": [0.2, 0.5, 0.2], "siri": [0.6, 0.5, 0.4]}
+    for variant in ("gigpo", "siri"):
+        run = tmp_path / "runs" / f"{variant}-seed0"
+        run.mkdir(parents=True)
+        evals = {name: {"outcomes": [["t", False, x] for x in episodes[key]]}
+                 for name, key in (("bootstrap", "bootstrap"), ("final", variant))}
+        (run / "summary.json").write_text(json.dumps({"evals": evals}))
+        (run / "metrics.jsonl").write_text(json.dumps({"iteration": 8, "skills/mined_total": 2}) + "\n")
+    results = summarize(tmp_path, "shop", ["gigpo", "siri"], [0])
+    siri = results["siri"]
+    assert siri["score"][0] == pytest.approx(0.5) and siri["success"] == (0.0, 0.0, 0.0)
+    assert siri["per_seed"]["score"] == [pytest.approx(0.5)] and siri["per_task_type"]["score"]["t"][0] == pytest.approx(0.5)
+    assert siri["paired"]["score"]["gain_over_bootstrap"][0] == pytest.approx(0.8 / 3)  # (0.6 + 0 + 0.2) / 3
+    assert siri["paired"]["score"]["vs_gigpo"][0] == pytest.approx(0.6 / 3)  # (0.4 + 0 + 0.2) / 3
+    assert siri["paired"]["success"]["vs_gigpo"] == (0.0, 0.0, 0.0)
+    assert "vs_gigpo" not in results["gigpo"]["paired"]["score"]
+    assert siri["per_seed_skills"] == [{"mined": 2, "active": 0, "retired": 0}]
+    table = markdown(results, "score")
+    assert "| variant | final score [95% CI] |" in table and "| siri | 0.500 [" in table and "+0.200 [" in table
+    assert "final success" in markdown(results)

@@ -12,10 +12,11 @@ from siri.cli import app
 from siri.rollout.types import StepRecord, Trajectory
 from siri.skills.bank import SkillBank
 from siri.skills.miners import MinerError, SelfMiner, TraceMiner, make_miner, mining_prompts
-from siri.skills.mining import trace_skills
+from siri.skills.mining import successes, trace_skills
 
 
-def _traj(traj: int, obj: str, won: bool = True, task_type: str = "pick_and_place") -> Trajectory:
+def _traj(traj: int, obj: str, won: bool = True, task_type: str = "pick_and_place", score: float | None = None
+          ) -> Trajectory:
     actions = [
         f"go to desk {traj + 1}",
         f"take {obj} 1 from desk {traj + 1}",
@@ -31,7 +32,7 @@ def _traj(traj: int, obj: str, won: bool = True, task_type: str = "pick_and_plac
         for t, a in enumerate(actions)
     ]  # fmt: skip
     return Trajectory(group=0, traj=traj, seed=0, task=f"put a {obj} in safe.", task_type=task_type, steps=steps,
-                      won=won, score=float(won))  # fmt: skip
+                      won=won, score=float(won) if score is None else score)  # fmt: skip
 
 
 TRAJS = [
@@ -57,6 +58,26 @@ def test_mining_prompts_chunk_won_episodes_of_the_task_type() -> None:
     assert "task: put a key in safe." in prompts[1][1]["content"]
     with pytest.raises(ValueError, match="episodes_per_prompt"):
         mining_prompts("pick_and_place", TRAJS, 3, episodes_per_prompt=0)
+
+
+def test_min_score_makes_good_partial_scores_successes() -> None:
+    """Shop-like partial credit: with min_score, a lost episode that scored well is learned from."""
+    close = _traj(5, "pen", won=False, score=0.75)
+    poor = _traj(6, "cd", won=False, score=0.25)
+    trajs = [close, poor, _traj(7, "key", task_type="x")]
+    assert successes(trajs, "pick_and_place") == []
+    assert successes(trajs, "pick_and_place", min_score=0.5) == [close]
+    assert successes(trajs, "general", min_score=0.75) == [close, trajs[2]]  # the bound is inclusive
+    assert trace_skills("pick_and_place", trajs) == []
+    assert trace_skills("pick_and_place", trajs, min_score=0.5) == trace_skills("pick_and_place", [_traj(5, "pen")])
+    assert make_miner("trace", min_score=0.5).mine("pick_and_place", trajs, 3) != []
+    prompts = mining_prompts("pick_and_place", trajs, 3, min_score=0.5)
+    assert len(prompts) == 1 and "take pen 1 from desk 6" in prompts[0][1]["content"]
+    assert "cd" not in prompts[0][1]["content"]
+    seen: list[list[list[dict[str, str]]]] = []
+    miner = make_miner("self", generate_text=lambda batch: seen.append(batch) or ["WHEN a THEN b"] * len(batch),
+                       min_score=0.5)
+    assert miner.mine("pick_and_place", trajs, 3) == ["WHEN a THEN b"] and seen == [prompts]
 
 
 def test_self_miner_batches_parses_and_dedupes() -> None:

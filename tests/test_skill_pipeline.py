@@ -80,3 +80,31 @@ def test_paired_validation_promotes_helpful_and_retires_harmful(tmp_path: Path) 
     assert bank.get(neutral).status != "active"
     assert bank.get(helpful).utility.mean > 0.2 > -0.2 > bank.get(harmful).utility.mean
     assert bank.render_block("pick_and_place_simple") == f"- {bank.get(helpful).text}"
+
+
+def test_mine_min_score_lets_shop_purchases_end_warmup_and_feed_the_miner(tmp_path: Path) -> None:
+    """On the shop a weak policy rarely buys the exact product; with ``siri.mine_min_score`` its good
+    partial purchases count as successes: they fill the buffer, end the warm-up and get mined."""
+    from siri.config import TrainConfig
+    from siri.skills.pipeline import SiriPipeline
+
+    env = envs.make("shop", split="train", max_steps=15)
+    played = [play(env, seed, seed, seed, 0.5, ()) for seed in range(24)]
+    won = sum(t.won for t in played)
+    good = [t for t in played if not t.won and t.score >= 0.5]
+    assert good and any(t.score < 0.5 for t in played)  # partial matches, and poor or no purchases too
+
+    def pipeline(*overrides: str) -> SiriPipeline:
+        cfg = TrainConfig.load(None, ["env.name=shop", "siri.enabled=true", "siri.miner=trace",
+                                      "siri.mine_every=1", f"siri.n_req_successes={won + len(good)}", *overrides])
+        return SiriPipeline(cfg, tmp_path / "-".join(overrides or ("default",)))
+
+    strict = pipeline()
+    strict.observe(0, played, policy=None)
+    assert strict.successes == won and strict.phase == "warmup" and strict.mined_total == 0
+
+    lenient = pipeline("siri.mine_min_score=0.5")
+    lenient.observe(0, played, policy=None)
+    buffered = [t.traj for bucket in lenient.buffer.values() for t in bucket]
+    assert sorted(buffered) == sorted(t.traj for t in played if t.won or t.score >= 0.5)
+    assert lenient.successes == won + len(good) and lenient.phase == "skills" and lenient.mined_total > 0

@@ -113,3 +113,65 @@ def test_siri_shows_skills_and_internalizes_after_warmup(micro_dir: Path, tmp_pa
     assert "final_with_skills" in summary["evals"]
     # every skill rollout was paired with plain rollouts of its group: utilities were recorded
     assert all(s.utility.n > 0 for s in SkillBank.open(run).skills()) or rows[1]["skills/active"] == 6
+
+
+def test_skipping_zero_advantage_steps_changes_nothing_but_the_work(tmp_path: Path) -> None:
+    """Without KL or entropy terms a zero-advantage step adds exact zeros to the gradient: skipping its
+    forward must leave the update unchanged (mixed batch, mini-batches, epochs) and, when every step is
+    skipped, AdamW must still step (weight decay) exactly as it would on the zero gradient."""
+    import numpy as np
+    import torch
+
+    from micro_policy import clone, micro_policy
+    from siri.rl.trainer import compute_advantages
+    from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
+
+    policy = micro_policy(seed=0)
+    specs = [EpisodeSpec(g, 80 + g) for g in range(3) for _ in range(3)]
+    trajs = collect(policy, "household", specs, RolloutConfig(mode="choose", seed=5), env_options={"max_steps": 4})
+    records = [s for t in trajs for s in t.steps]
+    for r in records:  # only group 0 sees rewards; the other groups fail together: zero advantages
+        r.reward = float(r.group == 0 and (r.traj + r.t) % 3 == 0)
+    base = ["model.action_mode=choose", "algo.kl_coef=0", "optim.micro_batch_size=3", "optim.mini_batches=2",
+            "optim.ppo_epochs=2", "optim.grad_clip=0"]
+    advantages = compute_advantages(records, TrainConfig.load(None, base))
+    nonzero = int((advantages != 0).sum())
+    assert 0 < nonzero < len(records)
+
+    def update(skip: bool, adv: np.ndarray, sgd: bool) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        cfg = TrainConfig.load(None, [*base, f"optim.skip_zero_advantage={str(skip).lower()}", "optim.lr=0.05"])
+        trainer = Trainer(cfg, RunDir(tmp_path / f"run-{skip}-{sgd}-{int(abs(adv).sum() > 0)}"), clone(policy))
+        if sgd:  # SGD: weights differ only as gradients do (Adam would blow rounding noise up to ~lr steps)
+            trainer.optimizer = torch.optim.SGD(trainer.params, lr=0.05)
+        stats = trainer.update(records, adv, list(range(len(records))), [], 0.0, seed=1)
+        return {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}, stats
+
+    skipped, s_skip = update(True, advantages, sgd=True)
+    full, s_full = update(False, advantages, sgd=True)
+    assert s_skip["update/scored_steps"] == 2 * nonzero and s_full["update/scored_steps"] == 2 * len(records)
+    assert s_skip["loss/policy"] == pytest.approx(s_full["loss/policy"], abs=1e-6)
+    start = dict(policy.model.named_parameters())
+    assert any(not torch.equal(full[n], p.detach()) for n, p in start.items())  # a real update
+    for name, weight in full.items():
+        assert torch.allclose(skipped[name], weight, atol=1e-6, rtol=1e-5), name
+
+    zeros = np.zeros_like(advantages)
+    skipped, s_skip = update(True, zeros, sgd=False)
+    full, _ = update(False, zeros, sgd=False)
+    assert s_skip["update/scored_steps"] == 0
+    assert any(not torch.equal(full[n], p.detach()) for n, p in start.items())  # AdamW's weight decay
+    for name, weight in full.items():
+        assert torch.equal(skipped[name], weight), name
+
+
+def test_gradient_checkpointing_turns_on_through_the_current_transformers_name(micro_dir: Path) -> None:
+    import warnings
+
+    from siri.rl.trainer import _load_policy
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        policy = _load_policy(small_config(micro_dir, "model.gradient_checkpointing=true"), load_policy)
+    model = policy.model
+    assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
+    assert not [w for w in caught if "checkpointing_enable" in str(w.message)]

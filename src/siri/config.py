@@ -420,6 +420,10 @@ class OptimSection(Config):
     micro_batch_size: int = opt(8, "steps (sequences) per forward/backward; gradients accumulate", min=1)
     mini_batches: int = opt(1, "optimizer steps per PPO epoch (the batch is split in this many parts)", min=1)
     ppo_epochs: int = opt(1, "passes over each batch of rollouts", min=1)
+    skip_zero_advantage: bool = opt(
+        True, "with algo.kl_coef = algo.entropy_coef = 0, do not run the forward/backward of steps whose "
+        "advantage is 0: their loss and gradient are exactly 0 (their tokens still count in the normalizer). "
+        "With sparse rewards most groups fail together, so this is most of the update")
 
 
 @dataclass
@@ -446,6 +450,9 @@ class SiriSection(Config):
     warmup_max_iters: int = opt(50, "end the warm-up after this many iterations even without enough successes",
                                 min=0)
     mine_every: int = opt(10, "mine new skills every this many iterations after the warm-up", min=1)
+    mine_min_score: float | None = opt(
+        None, "also count plain episodes scoring at least this as successes for the warm-up and the miner "
+        "(shop: a purchase's reward, in [0, 1]); None = won episodes only", min=0.0, max=1.0)
     mine_trajectories: int = opt(16, "M: successful plain trajectories shown to the miner per mining round", min=1)
     max_skills_per_mine: int = opt(4, "K: candidate skills kept per mining round", min=1)
     miner: Literal["self", "external", "trace"] = opt(

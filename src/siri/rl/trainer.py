@@ -315,10 +315,15 @@ class Trainer:
         # and mini-batches are those of the whole batch, so the summed gradient is the single-process one.
         own_p = [self.dist.owns(r.group) for r in policy_records]
         own_i = [self.dist.owns(r.group) for r in int_records]
+        # A step with advantage 0 has a policy loss of exactly 0 whatever its log-probs, so with no KL or
+        # entropy term its forward/backward would add only zeros to the gradient: skip it, keep its tokens
+        # in the normalizer. Sparse rewards make whole groups fail together, so this is often most steps.
+        skip_zero = cfg.optim.skip_zero_advantage and cfg.algo.kl_coef == 0 and cfg.algo.entropy_coef == 0
+        scored_p = [own and not (skip_zero and a == 0.0) for own, a in zip(own_p, policy_adv, strict=True)]
         # Old log-probs: with one optimizer step per batch the update starts at the sampling policy, so
         # old = logp.detach() is exact and saves a forward pass; otherwise score before the first step.
         on_policy = cfg.optim.ppo_epochs * cfg.optim.mini_batches == 1
-        old = [] if on_policy else _score_owned(model, policy_records, own_p, pad_id=pad, temperature=temperature,
+        old = [] if on_policy else _score_owned(model, policy_records, scored_p, pad_id=pad, temperature=temperature,
                                                 micro_batch=mb_size)
         ref: list[list[float]] = []
         if cfg.algo.kl_coef > 0 and policy_records:
@@ -339,7 +344,11 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 p_norm = _normalizer([policy_records[i] for i in pidx], cfg.algo.agg)
                 i_norm = max(1.0, float(sum(_int_mask_len(int_records[i], cfg) for i in iidx if int_weights[i] > 0)))
-                for chunk in _chunks(_by_length([i for i in pidx if own_p[i]], policy_records), mb_size):
+                live = [i for i in pidx if scored_p[i]]
+                stats["scored_steps"].append(float(len(live)))
+                if not live and len(pidx):
+                    stats["loss/policy"].append(0.0)  # every step skipped: the loss is exactly 0
+                for chunk in _chunks(_by_length(live, policy_records), mb_size):
                     batch = [policy_records[i] for i in chunk]
                     logp, mask, entropy = response_logprobs(model, batch, pad_id=pad, temperature=temperature,
                                                             with_entropy=cfg.algo.entropy_coef > 0)
@@ -366,6 +375,12 @@ class Trainer:
                         loss = internalization_loss(logp, mask, weights, normalizer=i_norm)
                         (lam * loss).backward()
                         stats["loss/int"].append(float(loss.detach()))
+                if len(live) < sum(own_p[i] for i in pidx):
+                    # The skipped steps' gradient: zeros, not None, so that AdamW steps exactly as it would
+                    # have (momentum and weight decay act on zero gradients, but skip None ones).
+                    for param in self.params:
+                        if param.grad is None:
+                            param.grad = torch.zeros_like(param)
                 self.dist.all_reduce_grads(self.params)
                 if cfg.optim.grad_clip > 0:
                     grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
@@ -377,11 +392,13 @@ class Trainer:
                 for k, v in part.items():
                     merged[k].extend(v)
             stats = merged
+        scored = float(np.sum(stats.pop("scored_steps", [])))
         out = {k: float(np.sum(v)) if k.startswith("loss/") else float(np.mean(v)) for k, v in stats.items()}
         # loss/* were summed over micro-batches (each is its share of the batch loss): report per mini-batch.
         for k in [k for k in out if k.startswith("loss/")]:
             out[k] /= cfg.optim.ppo_epochs * cfg.optim.mini_batches
         out["update/policy_steps"] = float(n_policy)
+        out["update/scored_steps"] = scored  # policy steps run forward/backward (all ranks, all epochs)
         out["update/internalized_steps"] = float(sum(w > 0 for w in int_weights))
         return out
 
@@ -508,8 +525,9 @@ def _load_policy(cfg: TrainConfig, load_policy: Callable[..., Any], dist: Dist |
         lora_alpha=cfg.model.lora_alpha, dtype=cfg.model.dtype if cfg.model.dtype != "auto" else "float32",
         device=device, action_mode=cfg.model.action_mode, reference=cfg.algo.kl_coef > 0,
     )
-    if cfg.model.gradient_checkpointing:
-        policy.model.gradient_checkpointing_enable()
+    if cfg.model.gradient_checkpointing:  # renamed in transformers 5.x; the old name warns, then goes in v6
+        model = policy.model
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
     return policy
 
 

@@ -6,7 +6,8 @@
 - ``ExternalMiner``: any OpenAI-compatible chat-completions endpoint over HTTP (stdlib ``urllib``),
   e.g. a large hosted model for the paper's comparison, or ``siri serve`` on loopback.
 
-LLM miners split the won trajectories into prompts of ``episodes_per_prompt`` episodes each (small
+Every miner learns from the successes among the trajectories it is given (``mining.successes``: the
+won ones, and with ``min_score`` set also those scoring at least that). LLM miners split them into prompts of ``episodes_per_prompt`` episodes each (small
 models have small contexts), parse every answer with ``parse_skills``, and keep the first
 ``max_skills`` distinct skills.
 """
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from siri.rollout.types import Trajectory
-from siri.skills.mining import mining_messages, parse_skills, render_trajectory, trace_skills
+from siri.skills.mining import mining_messages, parse_skills, render_trajectory, successes, trace_skills
 
 Messages = list[dict[str, str]]
 MINERS = ("self", "external", "trace")
@@ -43,10 +44,11 @@ class Miner(Protocol):
 class TraceMiner:
     """Skills from ``trace_skills``: no model involved."""
 
+    min_score: float | None = None
     name: str = "trace"
 
     def mine(self, task_type: str, trajectories: Sequence[Trajectory], max_skills: int) -> list[str]:
-        return trace_skills(task_type, trajectories, max_skills=max_skills)
+        return trace_skills(task_type, trajectories, max_skills=max_skills, min_score=self.min_score)
 
 
 def mining_prompts(
@@ -56,11 +58,12 @@ def mining_prompts(
     episodes_per_prompt: int = 3,
     max_steps: int = 24,
     obs_words: int = 0,
+    min_score: float | None = None,
 ) -> list[Messages]:
-    """Chat prompts for the won trajectories of ``task_type``, ``episodes_per_prompt`` episodes each."""
+    """Chat prompts for the successes of ``task_type``, ``episodes_per_prompt`` episodes each."""
     if episodes_per_prompt < 1:
         raise ValueError(f"episodes_per_prompt must be >= 1, got {episodes_per_prompt}")
-    won = [t for t in trajectories if t.won and (task_type == "general" or t.task_type == task_type)]
+    won = successes(trajectories, task_type, min_score)
     rendered = [render_trajectory(t, t.task, max_steps=max_steps, obs_words=obs_words) for t in won]
     return [
         mining_messages(task_type, rendered[i : i + episodes_per_prompt], max_skills)
@@ -88,11 +91,13 @@ class SelfMiner:
     episodes_per_prompt: int = 3
     max_steps: int = 24
     obs_words: int = 0
+    min_score: float | None = None
     name: str = "self"
 
     def mine(self, task_type: str, trajectories: Sequence[Trajectory], max_skills: int) -> list[str]:
         prompts = mining_prompts(
-            task_type, trajectories, max_skills, self.episodes_per_prompt, self.max_steps, self.obs_words
+            task_type, trajectories, max_skills, self.episodes_per_prompt, self.max_steps, self.obs_words,
+            self.min_score,
         )
         if not prompts:
             return []
@@ -185,11 +190,13 @@ class ExternalMiner:
     episodes_per_prompt: int = 3
     max_steps: int = 24
     obs_words: int = 0
+    min_score: float | None = None
     name: str = "external"
 
     def mine(self, task_type: str, trajectories: Sequence[Trajectory], max_skills: int) -> list[str]:
         prompts = mining_prompts(
-            task_type, trajectories, max_skills, self.episodes_per_prompt, self.max_steps, self.obs_words
+            task_type, trajectories, max_skills, self.episodes_per_prompt, self.max_steps, self.obs_words,
+            self.min_score,
         )
         api_key = os.environ.get(self.api_key_env) if self.api_key_env else None
         answers = [

@@ -23,6 +23,22 @@ from dataclasses import dataclass
 
 from siri.rollout.types import Trajectory
 
+
+def successes(trajectories: Sequence[Trajectory], task_type: str, min_score: float | None = None) -> list[Trajectory]:
+    """The episodes of ``task_type`` (every type for "general") that miners learn from: the won ones
+    and, when ``min_score`` is set, those whose score reaches it.
+
+    Shop-like tasks pay partial credit, and a weak policy may buy many close matches before it buys an
+    exact one; ``min_score`` lets SIRI mine from those good purchases instead of waiting for a win.
+    """
+    return [t for t in trajectories if (task_type == "general" or t.task_type == task_type) and is_success(t, min_score)]
+
+
+def is_success(traj: Trajectory, min_score: float | None = None) -> bool:
+    """Won, or (with ``min_score``) scored at least ``min_score``."""
+    return traj.won or (min_score is not None and traj.score >= min_score)
+
+
 # --- the fixed text of the mining prompt ------------------------------------------------------------
 
 MINING_SYSTEM_PROMPT = (
@@ -426,9 +442,9 @@ def _generic_skills(task_type: str, trajectories: list[Trajectory]) -> list[tupl
 
 
 def trace_skills(
-    task_type: str, trajectories: Sequence[Trajectory], max_skills: int | None = None
+    task_type: str, trajectories: Sequence[Trajectory], max_skills: int | None = None, min_score: float | None = None
 ) -> list[str]:
-    """Deterministic skills abstracted from the won trajectories of ``task_type`` (no LLM).
+    """Deterministic skills abstracted from the successes (``successes``) of ``task_type`` (no LLM).
 
     Household episodes give a plan per distinct order of subgoals (take, heat/cool/clean, use, move),
     where each object was found, and which receptacles had to be opened; shop episodes give the
@@ -438,7 +454,7 @@ def trace_skills(
     ("the object"). Skills are ordered by how many episodes support them. ``task_type == "general"``
     uses every trajectory.
     """
-    won = [t for t in trajectories if t.won and (task_type == "general" or t.task_type == task_type)]
+    won = successes(trajectories, task_type, min_score)
     if not won:
         return []
     shop = [shop_events(_valid_actions(t)) for t in won]

@@ -8,7 +8,8 @@ The trainer asks this object three things each iteration:
   therefore paired with plain rollouts of the same initial state: candidates collect evidence for
   promotion, active skills keep being checked (and are retired if they stop helping) while their
   rollouts supply the internalization data.
-- ``observe``: after collection, successful plain trajectories enter the experience buffer, paired
+- ``observe``: after collection, successful plain trajectories (won, or scoring at least
+  ``mine_min_score`` when set) enter the experience buffer, paired
   utilities are recorded and statuses updated (promote on LCB > threshold, retire on UCB <= 0), the
   warm-up ends once the buffer holds ``n_req_successes`` (or after ``warmup_max_iters``), and every
   ``mine_every`` iterations the miner (by default the policy itself, frozen for the call) writes
@@ -39,6 +40,7 @@ from siri.rollout.types import StepRecord, Trajectory
 from siri.skills.bank import BANK_FILENAME, SkillBank
 from siri.skills.internalize import lambda_schedule, step_weights
 from siri.skills.miners import Miner, make_miner
+from siri.skills.mining import is_success
 from siri.skills.validation import ACTIVE, CANDIDATE, RETIRED, assign_validation
 
 BUFFER_PER_TYPE = 64  # successful plain trajectories kept per task type (newest first out)
@@ -126,7 +128,7 @@ class SiriPipeline:
     def observe(self, iteration: int, trajectories: Sequence[Trajectory], policy: Any) -> list[tuple[str, str, str, str]]:
         """Buffer successes, record paired utilities, update statuses, end warm-up, mine. Returns status changes."""
         for t in trajectories:
-            if t.won and not t.uses_skills:
+            if is_success(t, self.s.mine_min_score) and not t.uses_skills:
                 bucket = self.buffer[t.task_type]
                 bucket.append(_lightweight(t))
                 del bucket[:-BUFFER_PER_TYPE]
@@ -158,15 +160,16 @@ class SiriPipeline:
         if self._miner is None:
             name = self.s.miner
             if name == "self":
-                self._miner = make_miner("self", generate_text=policy_text_generator(policy))
+                self._miner = make_miner("self", generate_text=policy_text_generator(policy),
+                                         min_score=self.s.mine_min_score)
             elif name == "external":
                 if not self.s.miner_url or not self.s.miner_model:
                     raise ValueError("miner=external needs siri.miner_url (OpenAI-compatible base URL, e.g. the "
                                      "one `siri serve` prints) and siri.miner_model")
                 self._miner = make_miner("external", base_url=self.s.miner_url, model=self.s.miner_model,
-                                         api_key_env=self.s.miner_api_key_env)
+                                         api_key_env=self.s.miner_api_key_env, min_score=self.s.mine_min_score)
             else:
-                self._miner = make_miner(name)
+                self._miner = make_miner(name, min_score=self.s.mine_min_score)
         return self._miner
 
     def mine(self, iteration: int, policy: Any) -> int:
