@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import time
 from pathlib import Path
 
 import torch
 
+from bench_rollout import peak_rss_mb  # benchmarks/ is on sys.path: run as a script
 from siri.models.loading import load_policy
 from siri.models.tiny import HOUSEHOLD_LITE
 from siri.rl.trainer import _by_length
@@ -77,7 +77,7 @@ def main() -> None:
     for name, row in rows.items():
         print(f"  {name:17s} {row['seconds']:7.2f} s/pass  {row['tokens_per_s']:9.0f} tokens/s  "
               f"padding {row['padded_share']:.0%} of computed tokens")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(f"  speedup of sorting: {speedup:.2f}x   peak RSS {peak_mb:.0f} MB")
     atomic_write_json(args.out, {"steps": len(records), "micro_batch": args.micro_batch, "rows": rows,
                             "speedup": round(speedup, 2), "peak_rss_mb": round(peak_mb),

@@ -14,6 +14,7 @@ from micro_policy import micro_policy
 from siri.config import TrainConfig
 from siri.rl.distributed import Dist
 from siri.rl.trainer import make_engine
+from siri.rollout.engine import row_seed, row_seeds
 from siri.rollout.vllm_engine import (
     VLLM_INSTALL,
     EngineError,
@@ -23,7 +24,6 @@ from siri.rollout.vllm_engine import (
     hf_to_vllm_name,
     hf_weight_name,
     prompt_inputs,
-    row_seed,
     sampling_kwargs,
 )
 
@@ -55,22 +55,21 @@ def test_vllm_with_choose_mode_is_a_clear_config_error() -> None:
 
 
 def test_sampling_kwargs_per_row() -> None:
-    rows = [sampling_kwargs(temperature=1.0, top_p=0.9, max_new_tokens=32, seed=7, row=i, stop_ids={5, 2})
-            for i in range(3)]
+    seeds = row_seeds(3, 7, None)
+    rows = [sampling_kwargs(temperature=1.0, top_p=0.9, max_new_tokens=32, seed=s, stop_ids={5, 2}) for s in seeds]
     first = rows[0]
     assert first["logprobs"] == 0 and first["n"] == 1 and first["max_tokens"] == 32 and first["top_p"] == 0.9
     assert first["stop"] == ["</action>"] and first["include_stop_str_in_output"] is True
     assert first["stop_token_ids"] == [2, 5] and first["skip_special_tokens"] is False
-    seeds = [r["seed"] for r in rows]
-    assert len(set(seeds)) == 3 and seeds[1] == row_seed(7, 1)  # one seed per row: batch-independent
-    assert sampling_kwargs(temperature=1.0, top_p=1, max_new_tokens=4, seed=7, row=1, stop_ids=())["seed"] == seeds[1]
-    # A row's own seed (the collector's per-episode seed) wins over (seed, row), whatever the row.
-    assert sampling_kwargs(temperature=1.0, top_p=1, max_new_tokens=4, seed=7, row=1, own_seed=123)["seed"] == 123
-    assert sampling_kwargs(temperature=1.0, top_p=1, max_new_tokens=4, seed=None, row=0, own_seed=5)["seed"] == 5
-    greedy = sampling_kwargs(temperature=0.0, top_p=0.5, max_new_tokens=4, seed=None, row=0)
+    assert [r["seed"] for r in rows] == [row_seed(7, i) for i in range(3)]  # one seed per row: batch-independent
+    assert len(set(seeds)) == 3
+    # The collector's per-episode seeds pass through unchanged.
+    own = [sampling_kwargs(temperature=1.0, top_p=1, max_new_tokens=4, seed=s) for s in row_seeds(2, 7, [123, 5])]
+    assert [r["seed"] for r in own] == [123, 5]
+    greedy = sampling_kwargs(temperature=0.0, top_p=0.5, max_new_tokens=4, seed=None)
     assert greedy["temperature"] == 0.0 and greedy["top_p"] == 1.0 and "seed" not in greedy
     with pytest.raises(ValueError, match="max_new_tokens"):
-        sampling_kwargs(temperature=1.0, top_p=1.0, max_new_tokens=0, seed=0, row=0)
+        sampling_kwargs(temperature=1.0, top_p=1.0, max_new_tokens=0, seed=0)
     assert prompt_inputs([[1, 2], (3,)]) == [{"prompt_token_ids": [1, 2]}, {"prompt_token_ids": [3]}]
 
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from siri.rollout.engine import Generation, row_seed, row_seeds, stop_token_ids
+from siri.rollout.engine import Generation, row_seeds, stop_token_ids
 from siri.rollout.parsing import CLOSE
 
 VLLM_INSTALL = "pip install 'siri-rl[vllm]'"
@@ -73,13 +73,11 @@ def sampling_kwargs(
     top_p: float,
     max_new_tokens: int,
     seed: int | None,
-    row: int,
     stop_ids: Iterable[int] = (),
-    own_seed: int | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of one row's ``vllm.SamplingParams`` (plain data, testable without vLLM).
 
-    The request's seed is ``own_seed`` when given, else ``row_seed(seed, row)``, else unset.
+    ``seed`` is the row's own request seed (``row_seeds`` derives them); None leaves it unseeded.
     """
     if temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1:
         raise ValueError(f"need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1; got {temperature}, "
@@ -96,10 +94,8 @@ def sampling_kwargs(
         "skip_special_tokens": False,
         "spaces_between_special_tokens": False,
     }
-    if own_seed is not None:
-        kwargs["seed"] = int(own_seed)
-    elif seed is not None:
-        kwargs["seed"] = row_seed(seed, row)
+    if seed is not None:
+        kwargs["seed"] = int(seed)
     return kwargs
 
 
@@ -241,9 +237,8 @@ class VLLMEngine:
             raise EngineError("choose mode is not available with rollout.engine=vllm; use rollout.engine=hf")
         per_row = row_seeds(len(prompts), seed, seeds)
         params = [self.sampling_params(**sampling_kwargs(temperature=temperature, top_p=top_p,
-                                                         max_new_tokens=max_new_tokens, seed=seed, row=i,
-                                                         stop_ids=self.stop_ids,
-                                                         own_seed=None if per_row is None else per_row[i]))
+                                                         max_new_tokens=max_new_tokens, stop_ids=self.stop_ids,
+                                                         seed=None if per_row is None else per_row[i]))
                   for i in range(len(prompts))]
         outputs = self.llm.generate(prompt_inputs(prompts), params, lora_request=self.lora_request, use_tqdm=False)
         return [generation_from_output(o.outputs[0].token_ids, o.outputs[0].logprobs, o.outputs[0].finish_reason,
