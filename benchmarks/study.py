@@ -40,11 +40,27 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "siri-whole-response": ("tiny-siri", ["siri.action_tokens_only=false"]),
     "siri-trace-miner": ("tiny-siri", ["siri.miner=trace"]),
     "siri-external-miner": ("tiny-siri", ["siri.miner=external"]),
-    "siri-skills-at-inference": ("tiny-siri", ["siri.keep_skills_at_inference=true"]),
+    # SIRI's own runs, evaluated with their best active skill in the prompt (the SkillRL-style deployment):
+    # no training of its own (RUNS_OF), the tiny-siri presets evaluate both ways.
+    "siri-skills-at-inference": ("tiny-siri", []),
     # Skill rollouts and validation as usual, no distillation: separates the cost of spending half of
     # each group on skill prompts from the effect of internalizing them.
     "siri-no-internalize": ("tiny-siri", ["siri.lambda_max=0"]),
 }
+
+# Variants measured on another variant's runs instead of training their own.
+RUNS_OF = {"siri-skills-at-inference": "siri"}
+
+
+def run_dir(out: Path, variant: str, seed: int) -> Path:
+    return out / "runs" / f"{RUNS_OF.get(variant, variant)}-seed{seed}"
+
+
+def finished(path: Path) -> bool:
+    """The run has its final evaluation (a study reuses it instead of training again)."""
+    summary = path / "summary.json"
+    return summary.exists() and "final" in json.loads(summary.read_text())["evals"]
+
 
 # size -> (most seeds, overrides put before the command line's): budgets below the presets' own.
 SIZES: dict[str, tuple[int, list[str]]] = {
@@ -85,15 +101,15 @@ def start_miner_server(model: str) -> tuple[subprocess.Popen[bytes], str]:
 def run_one(env: str, variant: str, seed: int, out: Path, extra: list[str], miner_url: str | None,
             threads: int | None = None) -> Path:
     suffix, overrides = VARIANTS[variant]
-    run_dir = out / "runs" / f"{variant}-seed{seed}"
-    if (run_dir / "summary.json").exists() and "final" in json.loads((run_dir / "summary.json").read_text())["evals"]:
-        print(f"  reuse {run_dir}", flush=True)
-        return run_dir
+    path = run_dir(out, variant, seed)
+    if finished(path):
+        print(f"  reuse {path}", flush=True)
+        return path
     args = [sys.executable, "-m", "siri", "train", "--config", f"{env}-{suffix}", "--no-report"]
-    if (run_dir / "config.yaml").exists():
-        args = [sys.executable, "-m", "siri", "train", "--resume", str(run_dir), "--no-report"]
+    if (path / "config.yaml").exists():
+        args = [sys.executable, "-m", "siri", "train", "--resume", str(path), "--no-report"]
     else:
-        args += ["--run-dir", str(run_dir), *overrides, f"train.seed={seed}", *extra]
+        args += ["--run-dir", str(path), *overrides, f"train.seed={seed}", *extra]
         if variant == "siri-external-miner":
             args += [f"siri.miner_url={miner_url}", "siri.miner_model=tiny"]
     print(f"  {variant} seed {seed}: {' '.join(args[3:])}", flush=True)
@@ -101,7 +117,7 @@ def run_one(env: str, variant: str, seed: int, out: Path, extra: list[str], mine
     env_vars = {**os.environ, "PYTHONHASHSEED": "0", **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, env=env_vars)
     print(f"    done in {time.time() - start:.0f} s", flush=True)
-    return run_dir
+    return path
 
 
 def bootstrap_ci(per_seed: list[np.ndarray], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -141,8 +157,12 @@ def summarize(out: Path, env: str, variants: list[str], seeds: list[int], refere
     finals: dict[str, dict[str, list[np.ndarray]]] = {}
     for variant in variants:
         key = "final_with_skills" if variant == "siri-skills-at-inference" else "final"
-        runs = [out / "runs" / f"{variant}-seed{s}" for s in seeds]
+        runs = [run_dir(out, variant, s) for s in seeds]
         evals = [json.loads((r / "summary.json").read_text())["evals"] for r in runs]
+        missing = [str(r) for r, e in zip(runs, evals, strict=True) if key not in e]
+        if missing:
+            raise SystemExit(f"{variant}: no '{key}' evaluation in {', '.join(missing)} (for final_with_skills "
+                             "the SIRI runs need siri.keep_skills_at_inference=true)")
         last = [json.loads((r / "metrics.jsonl").read_text().splitlines()[-1]) for r in runs]
         types = sorted({o[0] for e in evals for o in e[key]["outcomes"]})
         r: dict[str, Any] = {"seeds": seeds, "metric": key, "per_seed": {}, "bootstrap": {}, "per_task_type": {},
@@ -209,7 +229,7 @@ def plot(out: Path, results: dict[str, Any], variants: list[str], seeds: list[in
     for variant in variants:
         curves = []
         for s in seeds:
-            rows = [json.loads(line) for line in (out / "runs" / f"{variant}-seed{s}" / "metrics.jsonl").read_text().splitlines()]
+            rows = [json.loads(line) for line in (run_dir(out, variant, s) / "metrics.jsonl").read_text().splitlines()]
             curves.append({r["iteration"]: r[f"eval/{metric}"] for r in rows if f"eval/{metric}" in r})
         its = sorted(set.intersection(*(set(c) for c in curves)))
         ys = np.array([[c[i] for i in its] for c in curves])
@@ -266,13 +286,14 @@ def main() -> None:
     out = Path(args.out or ROOT / "benchmarks" / "out" / (f"study-{args.env}" + ("" if args.size == "full" else f"-{args.size}")))
     out.mkdir(parents=True, exist_ok=True)
     server, miner_url = (None, None)
-    if "siri-external-miner" in variants:
+    if "siri-external-miner" in variants and not all(finished(run_dir(out, "siri-external-miner", s)) for s in seeds):
         model = next((o.split("=", 1)[1] for o in reversed(extra) if o.startswith("model.name_or_path=")),
                      "tiny-shop" if args.env == "shop" else "tiny")
         server, miner_url = start_miner_server(model)
     started = time.time()
     try:
-        jobs = [(variant, seed) for seed in seeds for variant in variants]
+        trained = list(dict.fromkeys(RUNS_OF.get(v, v) for v in variants))  # an alias trains its source once
+        jobs = [(variant, seed) for seed in seeds for variant in trained]
         threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             for future in [pool.submit(run_one, args.env, v, s, out, extra, miner_url, threads) for v, s in jobs]:
@@ -285,7 +306,7 @@ def main() -> None:
     plot(out, results, variants, seeds, metric)
     from siri.report import build_report
 
-    build_report([out / "runs" / f"{v}-seed{seeds[0]}" for v in variants], out)
+    build_report([run_dir(out, v, seeds[0]) for v in variants if v not in RUNS_OF], out)
     payload = {"env": args.env, "variants": variants, "seeds": seeds, "overrides": extra, "metric": metric,
                "results": results, "wall_seconds": time.time() - started, "machine": {"cores": os.cpu_count()}}
     (out / "study.json").write_text(json.dumps(payload, indent=2))

@@ -75,9 +75,11 @@ def test_summarize_pairs_both_metrics_and_the_table_leads_with_the_chosen_one(tm
         run.mkdir(parents=True)
         evals = {name: {"outcomes": [["t", False, x] for x in episodes[key]]}
                  for name, key in (("bootstrap", "bootstrap"), ("final", variant))}
+        if variant == "siri":  # SIRI's run also evaluated with skills in the prompt
+            evals["final_with_skills"] = {"outcomes": [["t", True, 1.0], ["t", False, 0.5], ["t", False, 0.0]]}
         (run / "summary.json").write_text(json.dumps({"evals": evals}))
         (run / "metrics.jsonl").write_text(json.dumps({"iteration": 8, "skills/mined_total": 2}) + "\n")
-    results = summarize(tmp_path, "shop", ["gigpo", "siri"], [0])
+    results = summarize(tmp_path, "shop", ["gigpo", "siri", "siri-skills-at-inference"], [0])
     siri = results["siri"]
     assert siri["score"][0] == pytest.approx(0.5) and siri["success"] == (0.0, 0.0, 0.0)
     assert siri["per_seed"]["score"] == [pytest.approx(0.5)] and siri["per_task_type"]["score"]["t"][0] == pytest.approx(0.5)
@@ -86,6 +88,16 @@ def test_summarize_pairs_both_metrics_and_the_table_leads_with_the_chosen_one(tm
     assert siri["paired"]["success"]["vs_gigpo"] == (0.0, 0.0, 0.0)
     assert "vs_gigpo" not in results["gigpo"]["paired"]["score"]
     assert siri["per_seed_skills"] == [{"mined": 2, "active": 0, "retired": 0}]
+    kept = results["siri-skills-at-inference"]  # read from SIRI's runs, not trained again
+    assert kept["metric"] == "final_with_skills" and kept["success"][0] == pytest.approx(1 / 3)
+    assert kept["paired"]["score"]["vs_gigpo"][0] == pytest.approx((0.8 + 0.0 - 0.2) / 3)
     table = markdown(results, "score")
     assert "| variant | final score [95% CI] |" in table and "| siri | 0.500 [" in table and "+0.200 [" in table
     assert "final success" in markdown(results)
+    # A SIRI run evaluated without skills cannot stand in for the skills-kept variant: said, not guessed.
+    summary = tmp_path / "runs" / "siri-seed0" / "summary.json"
+    evals = json.loads(summary.read_text())["evals"]
+    del evals["final_with_skills"]
+    summary.write_text(json.dumps({"evals": evals}))
+    with pytest.raises(SystemExit, match="keep_skills_at_inference=true"):
+        summarize(tmp_path, "shop", ["siri-skills-at-inference"], [0])

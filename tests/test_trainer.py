@@ -103,7 +103,8 @@ def test_siri_shows_skills_and_internalizes_after_warmup(micro_dir: Path, tmp_pa
         bank.add_candidates(["WHEN you need a object THEN go to the countertop first"], task_type, 0, "trace")
     bank.save()
     cfg = small_config(micro_dir, "siri.enabled=true", "siri.warmup=false", "siri.validation_gate=false",
-                       "siri.weighting=uniform", "siri.lambda_ramp_iters=1", "siri.lambda_max=0.5", "train.iterations=2")
+                       "siri.weighting=uniform", "siri.lambda_ramp_iters=1", "siri.lambda_max=0.5", "train.iterations=2",
+                       "siri.keep_skills_at_inference=true")
     trainer = Trainer.create(cfg, run)
     summary = trainer.train()
     rows = RunDir.open(run).metrics()

@@ -480,8 +480,9 @@ class SiriSection(Config):
         "advantage", "internalization weights: utility>0 x clipped advantage (SIRI), utility>0 only, or uniform "
         "(ablation switches)")
     action_tokens_only: bool = opt(True, "distill only the action tokens (False = the whole response; ablation)")
-    keep_skills_at_inference: bool = opt(False, "evaluate with the active skills in the prompt (ablation; SIRI "
-                                         "deploys without them)")
+    keep_skills_at_inference: bool = opt(
+        False, "also evaluate the final policy with its best active skill in the prompt (summary "
+        "'final_with_skills'): the SkillRL-style deployment that SIRI makes unnecessary, as a comparison")
 
     def __post_init__(self) -> None:
         if self.max_evals < self.min_evals:

@@ -482,9 +482,10 @@ class Trainer:
         final = last if "eval/success" in last and self.last_outcomes is not None else self.evaluate()
         self.summary["evals"]["final"] = eval_summary(final, "eval", self.iteration, self.last_outcomes)
         if self.siri is not None:
-            with_skills = self.evaluate(with_skills=True)
-            self.summary["evals"]["final_with_skills"] = eval_summary(with_skills, "eval_skills", self.iteration,
-                                                                     self.last_outcomes)
+            if self.cfg.siri.keep_skills_at_inference:
+                with_skills = self.evaluate(with_skills=True)
+                self.summary["evals"]["final_with_skills"] = eval_summary(with_skills, "eval_skills", self.iteration,
+                                                                         self.last_outcomes)
             self.summary["skills"] = self.siri.counts()
         self._save_summary()
         if self.dist.is_main:
