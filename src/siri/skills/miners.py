@@ -7,9 +7,9 @@
   e.g. a large hosted model for the paper's comparison, or ``siri serve`` on loopback.
 
 Every miner learns from the successes among the trajectories it is given (``mining.successes``: the
-won ones, and with ``min_score`` set also those scoring at least that). LLM miners split them into prompts of ``episodes_per_prompt`` episodes each (small
-models have small contexts), parse every answer with ``parse_skills``, and keep the first
-``max_skills`` distinct skills.
+won ones, and with ``min_score`` set also those scoring at least that). LLM miners split them into
+prompts of ``episodes_per_prompt`` episodes each (small models have small contexts), parse every answer
+with ``parse_skills``, and keep the first ``max_skills`` distinct skills.
 """
 
 from __future__ import annotations
