@@ -344,9 +344,10 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 p_norm = _normalizer([policy_records[i] for i in pidx], cfg.algo.agg)
                 i_norm = max(1.0, float(sum(_int_mask_len(int_records[i], cfg) for i in iidx if int_weights[i] > 0)))
-                live = [i for i in pidx if scored_p[i]]
+                owned = [i for i in pidx if own_p[i]]
+                live = [i for i in owned if scored_p[i]]
                 stats["scored_steps"].append(float(len(live)))
-                if not live and len(pidx):
+                if owned and not live:
                     stats["loss/policy"].append(0.0)  # every step skipped: the loss is exactly 0
                 for chunk in _chunks(_by_length(live, policy_records), mb_size):
                     batch = [policy_records[i] for i in chunk]
@@ -375,7 +376,7 @@ class Trainer:
                         loss = internalization_loss(logp, mask, weights, normalizer=i_norm)
                         (lam * loss).backward()
                         stats["loss/int"].append(float(loss.detach()))
-                if len(live) < sum(own_p[i] for i in pidx):
+                if len(live) < len(owned):
                     # The skipped steps' gradient: zeros, not None, so that AdamW steps exactly as it would
                     # have (momentum and weight decay act on zero gradients, but skip None ones).
                     for param in self.params:
