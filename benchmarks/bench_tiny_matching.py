@@ -5,7 +5,7 @@ right move is "take" exactly when the task's object word is among the objects in
 fast testbed for that one decision (1-3 minutes), so that recipes (sizes, init, learning rate, data)
 can be compared before paying for a full warm start:
 
-1. Decision states come from the honest searching demonstrator (``siri.models.tiny.noisy_episode``):
+1. Decision states come from the honest searching demonstrator (``siri.models.warm_start.noisy_episode``):
    every state with something takeable in view, labelled "take" or "go" by what the demonstrator did.
 2. A fresh model of the given shape learns to answer ``<action>take`` / ``<action>go`` from either the
    full step prompt (``--prompt full``) or a short one (task + current observation, ``--prompt short``).
@@ -31,8 +31,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from siri.envs import make
-from siri.models.tiny import TinyConfig, noisy_episode, train_warm_start, vocabulary_corpus
+from siri.models.tiny import TinyConfig, vocabulary_corpus
 from siri.models.tokenizer import build_word_tokenizer
+from siri.models.warm_start import noisy_episode, train_warm_start
 from siri.rollout.parsing import OPEN
 from siri.rollout.prompts import build_prompt, chat_ids
 

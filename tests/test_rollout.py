@@ -11,8 +11,9 @@ import torch
 
 from siri.envs import make
 from siri.models.loading import ModelError, Policy, load_policy
-from siri.models.tiny import TinyConfig, build_tiny, noisy_episode
+from siri.models.tiny import TinyConfig, build_tiny
 from siri.models.tokenizer import build_word_tokenizer, unknown_words
+from siri.models.warm_start import noisy_episode
 from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect, summarize
 from siri.rollout.engine import HFEngine
 from siri.rollout.prompts import build_prompt, plain_prompt_ids, prompt_ids, skills_block
@@ -364,11 +365,11 @@ def test_eval_cli_reports_metrics(tiny_dir: Path) -> None:
 
 
 def test_tiny_warm_start_env_options_apply_to_the_warm_start_only() -> None:
-    from siri.models.tiny import TinyConfig, _make_env
+    from siri.models.warm_start import make_env
 
     bare = TinyConfig(env_options={"clutter": 0.0})
-    assert _make_env(bare, "train", warm_start=True).clutter == 0.0
-    assert _make_env(bare, "eval_id").clutter == 1.0  # the vocabulary reads the default rooms
+    assert make_env(bare, "train", warm_start=True).clutter == 0.0
+    assert make_env(bare, "eval_id").clutter == 1.0  # the vocabulary reads the default rooms
     assert bare.key() != TinyConfig().key()
 
 

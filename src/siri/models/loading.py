@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +87,11 @@ class Policy:
         else:
             raise ModelError("this policy was loaded with reference=False; load it with reference=True for a KL term")
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save weights (or adapters), tokenizer and ``siri_policy.json``; ``load_policy(path)`` reloads it."""
+    def save(self, path: str | os.PathLike[str], extra_files: dict[str, Any] | None = None) -> None:
+        """Save weights (or adapters), tokenizer and ``siri_policy.json``; ``load_policy(path)`` reloads it.
+
+        ``extra_files`` (file name -> JSON-able) are written into the same directory, in the same atomic move.
+        """
         out = Path(path)
         tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{out.name}."))
         try:
@@ -96,6 +100,8 @@ class Policy:
             meta = {"format": 1, "name": self.name, "base": self.path, "lora": self.lora,
                     "action_mode": self.action_mode, "env": self.env}
             atomic_write_json(tmp / POLICY_FILE, meta)
+            for name, content in (extra_files or {}).items():
+                atomic_write_json(tmp / name, content)
             if out.exists():
                 shutil.rmtree(out)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +189,8 @@ def resolve(name_or_path: str, env: str = "household", build: bool = True) -> tu
             raise ModelError(f"{path} is not a model directory (no config.json or adapter_config.json)")
         return path.resolve(), ""
     if key.startswith((".", "/", "~")):
-        raise ModelError(f"model directory {key} does not exist")
+        raise ModelError(f"model directory {key} does not exist (a model made by `siri model warm-start` lives in "
+                         "the directory given as its --out)")
     return key, ""  # a hub id: transformers will fetch it where a hub is reachable
 
 
@@ -242,17 +249,20 @@ def load_policy(
     model.to(device)
     use_lora = lora or saved_adapters
     frozen = None
-    if saved_adapters:
-        from peft import PeftModel
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing`: noise that no user can act on.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        if saved_adapters:
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(resolved), is_trainable=True)
-    elif lora:
-        from peft import LoraConfig, get_peft_model
+            model = PeftModel.from_pretrained(model, str(resolved), is_trainable=True)
+        elif lora:
+            from peft import LoraConfig, get_peft_model
 
-        config = LoraConfig(r=lora_r, lora_alpha=lora_alpha or 2 * lora_r, lora_dropout=0.0,
-                            target_modules=lora_targets, task_type="CAUSAL_LM")
-        model = get_peft_model(model, config)
-    elif reference:
+            config = LoraConfig(r=lora_r, lora_alpha=lora_alpha or 2 * lora_r, lora_dropout=0.0,
+                                target_modules=lora_targets, task_type="CAUSAL_LM")
+            model = get_peft_model(model, config)
+    if not use_lora and reference:
         frozen = copy.deepcopy(model).eval()
         frozen.requires_grad_(False)
     mode = action_mode or meta.get("action_mode") or ("choose" if name_or_path.lower() in SMOLLM2_NAMES else "generate")

@@ -7,21 +7,8 @@ under ``<cache>/models/tiny-<env>-<hash of the config>``; ``load_policy("tiny")`
 1. Vocabulary: noisy-expert rollouts over every split of the environment (all seeds of the fixed eval
    splits), the environment module's own ``vocabulary_texts()`` when it has one (catalogs), the prompt
    templates and the mining prompt, and the numbers 0-999.
-2. Warm-start data: episodes of a *searching, noisy* demonstrator. The environments' experts know
-   where everything is (privileged); a policy that only reads the prompt cannot, so imitating them
-   teaches walking straight to hidden objects, which it cannot reproduce, and then endless loops.
-   Where the expert says its next step comes from hidden state (``expert_searching()``: walking to
-   where the object hides), the demonstrator searches honestly instead, with probability
-   ``search_share``: it opens the closed place it stands at, else goes to a random place it has not
-   visited. Everything else (taking what is in view, processing it, delivering it) follows the
-   expert. With probability ``random_action_share`` a step is a random admissible action, with
-   ``invalid_action_share`` an inadmissible one (so "Nothing happens." states are seen, with the
-   expert's recovery as label). The policy imitates the searches, the random actions too when
-   ``imitate="behaviour"`` (a noisy policy: RL headroom), never the invalid ones. A share of the
-   prompts carry a block of ``trace`` skills of their task type (so skill-augmented prompts are
-   familiar), and mining examples teach the skill-writing prompt: the mining messages over successful
-   episodes of a task type, answered with the deterministic ``trace`` skills of those episodes.
-3. A short supervised run (AdamW, cosine schedule) on the response tokens only.
+2. Warm-start data and 3. a short supervised run on the response tokens: ``siri.models.warm_start``
+   (the searching, noisy demonstrator and the skill-writing examples), with the recipe's settings.
 
 One model per environment: household and shop have different vocabularies and tasks.
 """
@@ -44,11 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siri.envs import ENVIRONMENTS, Env, Observation, make
+from siri.envs import ENVIRONMENTS
 from siri.models.loading import ModelError, models_cache
-from siri.rollout.parsing import CLOSE, OPEN
-from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT, build_prompt, chat_ids
-from siri.rollout.types import StepRecord, Trajectory
+from siri.models.warm_start import (
+    WarmStartConfig,
+    make_env,
+    noisy_episode,
+    train_warm_start,
+    warm_start_examples,
+)
+from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
 from siri.utils.io import atomic_write_json
 
 TINY_FORMAT = 2  # bump when the recipe changes: it is part of the cache key
@@ -62,67 +54,22 @@ _KEY_OPTIONAL: dict[str, Any] = {"prompt_lm_positions": 0}
 
 
 @dataclass(frozen=True)
-class TinyConfig:
-    """Everything that determines a tiny model (its hash names the cache directory).
+class TinyConfig(WarmStartConfig):
+    """Everything that determines a tiny model (its hash names the cache directory): the architecture
+    and vocabulary below, plus the warm start's fields (``WarmStartConfig``; its defaults are this recipe's).
 
     Attributes:
-        env: environment the model is built for ("household" or "shop").
-        seed: seeds weights, data and batching.
         hidden_size, num_layers, num_heads, intermediate_size: the Llama architecture.
         max_positions: context length.
         vocab_episodes: noisy rollouts per train split used for the vocabulary (eval splits: all seeds).
-        sft_episodes: noisy-expert warm-start episodes.
-        random_action_share: probability that a warm-start step takes a random admissible action.
-        search_share: probability that a step where the expert uses hidden state is an honest search.
-        invalid_action_share: probability that a warm-start step takes an inadmissible action.
-        imitate: "behaviour" also imitates the random actions (a noisy policy); "expert" labels
-            those states with the expert's action (DAgger-style). Searches are always imitated.
-        skill_prompt_share: share of warm-start prompts that show a block of trace skills.
-        mining_examples: mining-prompt examples (prompt -> trace skills) in the warm start.
-        mining_episodes: successful episodes shown per mining example.
-        mining_max_skills: skills asked for in a mining example.
-        prompt_lm_weight: weight of an auxiliary next-token loss on the prompt tokens. It gives the
-            tiny model ~50x more signal per example (reading observations and admissible lists) and
-            makes copying from the prompt — what acting needs — emerge in a few hundred steps.
-        prompt_lm_positions: prompt positions per example that the auxiliary loss is taken at, drawn at
-            random each step (0: all of them). With a large vocabulary (shop: ~27k words) projecting
-            every position onto it costs more than the whole transformer; a sample keeps the same
-            objective in expectation at a fraction of the cost.
-        train_steps, batch_size, lr, warmup_steps, weight_decay: the supervised run.
-        history_len: prompt history (must match the rollout's; the paper's 2).
-        max_steps: episode step limit for warm-start rollouts (None: the env's default).
-        env_options: options of the environment the warm-start episodes are played in (e.g.
-            ``{"clutter": 0.0}``: household rooms without distractor objects). The vocabulary always
-            comes from the default environment, so the model reads every split.
     """
 
-    env: str = "household"
-    seed: int = 0
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
     intermediate_size: int = 384
     max_positions: int = 2048
     vocab_episodes: int = 400
-    sft_episodes: int = 500
-    random_action_share: float = 0.1
-    search_share: float = 1.0
-    invalid_action_share: float = 0.05
-    imitate: str = "behaviour"
-    skill_prompt_share: float = 0.2
-    mining_examples: int = 120
-    mining_episodes: int = 2
-    mining_max_skills: int = 3
-    prompt_lm_weight: float = 0.5
-    prompt_lm_positions: int = 0
-    train_steps: int = 900
-    batch_size: int = 8
-    lr: float = 2e-3
-    warmup_steps: int = 30
-    weight_decay: float = 0.01
-    history_len: int = 2
-    max_steps: int | None = None
-    env_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def key(self) -> str:
         # The prompt and mining templates are part of the recipe: changing their wording rebuilds.
@@ -198,19 +145,7 @@ def ensure_tiny(
     return path
 
 
-# --- rollouts -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Episode:
-    """A noisy-expert episode: the observation before each action, the actions, and the outcome."""
-
-    seed: int
-    observations: list[Observation]
-    actions: list[str]
-    next_texts: list[str]
-    won: bool
-    expert_actions: list[str] = dataclasses.field(default_factory=list)
+# --- vocabulary ------------------------------------------------------------------------------------------
 
 
 def _env_module(env: str) -> Any:
@@ -219,85 +154,6 @@ def _env_module(env: str) -> Any:
 
 def env_splits(env: str) -> tuple[str, ...]:
     return tuple(getattr(_env_module(env), "SPLITS", ("train",)))
-
-
-def noisy_episode(
-    env: Env, seed: int, rng: random.Random, random_share: float, search_share: float = 0.0, invalid_share: float = 0.0
-) -> Episode:
-    """Play one episode with the searching, noisy demonstrator of the module docstring.
-
-    ``Episode.expert_actions`` holds the label of every step: the action taken, except the expert's
-    action where the step was invalid (and, for the caller to choose, where it was random).
-    """
-    obs = env.reset(seed)
-    episode = Episode(seed, [], [], [], False)
-    visited: set[str] = set()
-    searching = getattr(env, "expert_searching", None)  # envs whose expert can say when it uses hidden state
-    while True:
-        expert = env.expert_action()
-        admissible = obs.admissible_actions
-        label = expert
-        draw = rng.random()
-        if draw < invalid_share and admissible:
-            action = _inadmissible_variant(rng.choice(admissible), admissible)
-        elif draw < invalid_share + random_share and admissible:
-            action = rng.choice(admissible)
-        else:
-            action = expert
-            if searching is not None and searching() and rng.random() < search_share:
-                action = label = _search_step(admissible, visited, rng) or expert
-        if action.startswith("go to "):
-            visited.add(action[6:])
-        step = env.step(action)
-        episode.expert_actions.append(label)
-        episode.observations.append(obs)
-        episode.actions.append(action)
-        episode.next_texts.append(step.observation.text)
-        obs = step.observation
-        if step.done:
-            episode.won = bool(step.won)
-            return episode
-
-
-def _search_step(admissible: tuple[str, ...], visited: set[str], rng: random.Random) -> str | None:
-    """An honest search: look inside the closed place here, else go to a random place not visited yet."""
-    opens = [a for a in admissible if a.startswith("open ")]
-    if opens:
-        return opens[0]
-    unvisited = [a for a in admissible if a.startswith("go to ") and a[6:] not in visited]
-    return rng.choice(unvisited) if unvisited else None
-
-
-def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:
-    """A plausible but inadmissible action: an admissible one with its last number changed."""
-    words = action.split()
-    for i in range(len(words) - 1, -1, -1):
-        if words[i].isdigit():
-            for bump in (7, 8, 9):
-                candidate = " ".join([*words[:i], str(int(words[i]) + bump), *words[i + 1 :]])
-                if candidate not in admissible:
-                    return candidate
-    return action + " now" if action + " now" not in admissible else "look around"
-
-
-def to_trajectory(episode: Episode, traj: int = 0) -> Trajectory:
-    """A bare ``Trajectory`` of an episode (actions and observations only) for the miners."""
-    first = episode.observations[0]
-    steps = [
-        StepRecord(group=0, traj=traj, t=t, seed=episode.seed, task_type=o.task_type, prompt_ids=[], response_ids=[],
-                   old_logprobs=[], action_mask=[], action=a, valid=True, reward=0.0, done=t == len(episode.actions) - 1,
-                   won=episode.won and t == len(episode.actions) - 1, anchor=o.anchor, observation_text=o.text)
-        for t, (o, a) in enumerate(zip(episode.observations, episode.actions, strict=True))
-    ]
-    return Trajectory(group=0, traj=traj, seed=episode.seed, task=first.task, task_type=first.task_type,
-                      steps=steps, won=episode.won, score=1.0 if episode.won else 0.0)
-
-
-def _make_env(config: TinyConfig, split: str, warm_start: bool = False) -> Env:
-    options: dict[str, Any] = {**(config.env_options if warm_start else {}), "split": split}
-    if config.max_steps is not None:
-        options["max_steps"] = config.max_steps
-    return make(config.env, **options)
 
 
 def vocabulary_corpus(config: TinyConfig) -> list[str]:
@@ -310,7 +166,7 @@ def vocabulary_corpus(config: TinyConfig) -> list[str]:
         texts.extend(module.vocabulary_texts())
     rng = random.Random(f"tiny-vocab/{config.seed}")
     for split in env_splits(config.env):
-        env = _make_env(config, split)
+        env = make_env(config, split)
         size = env.split_size()
         # Every episode of the (fixed, small) eval splits; a sample of the train split.
         seeds = range(size) if size is not None and split != "train" else range(min(size or 10**9, config.vocab_episodes))
@@ -323,141 +179,7 @@ def vocabulary_corpus(config: TinyConfig) -> list[str]:
     return texts
 
 
-# --- warm-start data ---------------------------------------------------------------------------------------
-
-
-def warm_start_examples(config: TinyConfig, tokenizer: Any, log: Callable[[str], None]) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, target ids) pairs: noisy-expert actions, with and without skills, and mining examples."""
-    from siri.skills.mining import mining_messages, render_trajectory, trace_skills
-
-    rng = random.Random(f"tiny-sft/{config.seed}")
-    env = _make_env(config, "train", warm_start=True)
-    # Seeds far from 0 so the warm start does not see the first train seeds that quick evals use.
-    episodes = [
-        noisy_episode(env, 1_000_000 + s, rng, config.random_action_share, config.search_share,
-                      config.invalid_action_share)
-        for s in range(config.sft_episodes)
-    ]
-    won = [e for e in episodes if e.won]
-    log(f"warm start: {len(episodes)} noisy-expert episodes, {len(won)} won")
-    by_type: dict[str, list[Episode]] = {}
-    for e in won:
-        by_type.setdefault(e.observations[0].task_type, []).append(e)
-    # Skills shown in skill-augmented warm-start prompts: trace skills over half of each type's wins.
-    skill_pool = {tt: trace_skills(tt, [to_trajectory(e) for e in eps[::2]], max_skills=4) for tt, eps in by_type.items()}
-
-    examples: list[tuple[list[int], list[int]]] = []
-    for episode in episodes:
-        history: list[tuple[str, str]] = []
-        for obs, action, label in zip(episode.observations, episode.actions, episode.expert_actions, strict=True):
-            if config.imitate == "behaviour" and action in obs.admissible_actions:
-                label = action  # imitate random actions too (invalid ones never)
-            skills = skill_pool.get(obs.task_type, [])
-            show = skills[: rng.randint(1, len(skills))] if skills and rng.random() < config.skill_prompt_share else []
-            prompt = build_prompt(config.env, obs.task, obs.text, obs.admissible_actions, obs.step, history,
-                                  skills=show, history_len=config.history_len, templates=obs.action_templates)
-            messages = [{"role": "user", "content": prompt}]
-            target = list(tokenizer(OPEN + label + CLOSE, add_special_tokens=False)["input_ids"])
-            examples.append((chat_ids(tokenizer, messages), target))
-            history.append((obs.text, action))
-    n_actions = len(examples)
-    types = sorted(by_type)
-    for i in range(config.mining_examples if types else 0):
-        task_type = types[i % len(types)]
-        pool = by_type[task_type]
-        chosen = rng.sample(pool, min(config.mining_episodes, len(pool)))
-        rendered = [render_trajectory(to_trajectory(e), e.observations[0].task) for e in chosen]
-        messages = mining_messages(task_type, rendered, config.mining_max_skills)
-        skills = trace_skills(task_type, [to_trajectory(e, k) for k, e in enumerate(chosen)], config.mining_max_skills)
-        if not skills:
-            continue
-        target = [*list(tokenizer("\n".join(skills), add_special_tokens=False)["input_ids"]), tokenizer.eos_token_id]
-        examples.append((chat_ids(tokenizer, messages), target))
-    log(f"warm start: {n_actions} action examples, {len(examples) - n_actions} mining examples")
-    return examples
-
-
 # --- build -----------------------------------------------------------------------------------------------
-
-
-def _batches(examples: list[tuple[list[int], list[int]]], config: TinyConfig, rng: random.Random) -> Iterator[list[int]]:
-    """Endless batches of example indices, similar lengths together (less padding), shuffled."""
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]) + len(examples[i][1]))
-    while True:
-        chunks = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-        rng.shuffle(chunks)
-        yield from chunks
-
-
-def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], config: TinyConfig, pad_id: int,
-                     log: Callable[[str], None]) -> list[float]:
-    """Supervised run on target tokens only; returns the loss of every step."""
-    import math
-
-    import torch
-
-    from siri.rollout.engine import left_pad
-
-    rng = random.Random(f"tiny-batches/{config.seed}")
-    position_rng = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
-
-    def lr_at(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.train_steps - config.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    model.train()
-    losses: list[float] = []
-    batches = _batches(examples, config, rng)
-    start = time.time()
-    for step in range(config.train_steps):
-        batch = [examples[i] for i in next(batches)]
-        seqs = [p + t for p, t in batch]
-        ids, mask, positions = left_pad(seqs, pad_id, "cpu")
-        width = ids.shape[1]
-        target_mask = torch.zeros((len(batch), width), dtype=torch.bool)
-        for b, (_, target) in enumerate(batch):
-            target_mask[b, width - len(target) :] = True
-        # Next-token view of the whole sequence: position t predicts token t+1.
-        shifted_target, shifted_real = target_mask[:, 1:], (mask[:, 1:] * mask[:, :-1]).bool()
-        if config.prompt_lm_weight > 0 and config.prompt_lm_positions > 0:
-            # Project only the targets and a random sample of prompt positions (B*K + targets rows).
-            hidden = model.model(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state[:, :-1]
-            prompt = shifted_real & ~shifted_target
-            scores = torch.rand(prompt.shape, generator=position_rng).masked_fill(~prompt, 2.0)
-            k = min(config.prompt_lm_positions, scores.shape[1])
-            kth = scores.sort(dim=1).values[:, k - 1 : k]  # each row's k-th smallest (2.0: fewer prompt positions)
-            picked = shifted_target | (prompt & (scores <= kth))
-            logits = model.lm_head(hidden[picked])[None]  # (1, picked, V): one long row of the picked positions
-            labels, is_target = ids[:, 1:][picked][None], shifted_target[picked][None]
-            real = torch.ones_like(is_target)  # every picked position is a real token
-        elif config.prompt_lm_weight > 0:
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1]
-            labels, is_target, real = ids[:, 1:], shifted_target, shifted_real
-        else:  # only the last positions are needed: project just those onto the vocabulary
-            keep = max(len(t) for _, t in batch) + 1
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits[:, :-1]
-            labels, is_target, real = ids[:, -keep + 1 :], target_mask[:, -keep + 1 :], mask[:, -keep + 1 :].bool()
-        token_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                                                       labels.reshape(-1), reduction="none").view(labels.shape)
-        loss = action_loss = token_loss[is_target].mean()
-        prompt_tokens = real & ~is_target
-        if config.prompt_lm_weight > 0 and prompt_tokens.any():
-            loss = loss + config.prompt_lm_weight * token_loss[prompt_tokens].mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(action_loss.item())
-        if step % 50 == 0 or step == config.train_steps - 1:
-            log(f"step {step:4d}/{config.train_steps}  response loss {action_loss.item():.3f}  "
-                f"total {loss.item():.3f}  {time.time() - start:.0f}s")
-    model.eval()
-    return losses
 
 
 def build_tiny(config: TinyConfig, out_dir: Path, log: Callable[[str], None] | None = None) -> dict[str, Any]:
