@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from siri.skills.bank import SkillBank
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (preset suffix, overrides). "{env}" is filled in; the metric is the plain-prompt final eval
@@ -149,6 +151,19 @@ METRICS = {"success": 1, "score": 2}
 PRIMARY_METRIC = {"household": "success", "shop": "score"}
 
 
+def validation_summary(runs: list[Path]) -> dict[str, float]:
+    """Every paired validation in the runs' skill banks (a skill's rollouts minus the plain rollouts of
+    the same group, in episode return: success on the household, score on the shop): how many, the
+    shares exactly 0 / above / below, the mean.
+    Mostly zeros mean the skill text does not change what the policy does."""
+    diffs = np.array([d for run in runs if (run / "skill_bank.json").exists()
+                      for skill in SkillBank.open(run).skills() for _, d in skill.evals], dtype=float)
+    if not len(diffs):
+        return {"n": 0}
+    return {"n": len(diffs), "zero": float(np.mean(diffs == 0)), "positive": float(np.mean(diffs > 0)),
+            "negative": float(np.mean(diffs < 0)), "mean": float(diffs.mean())}
+
+
 def summarize(out: Path, env: str, variants: list[str], seeds: list[int], reference: str = "gigpo") -> dict[str, Any]:
     """Per variant and metric (success, score): the final value with its CI, per seed, per task type,
     and paired differences against the bootstrap policy and against ``reference`` (when it is among the
@@ -184,6 +199,10 @@ def summarize(out: Path, env: str, variants: list[str], seeds: list[int], refere
         # The skill bank at the end of each seed's run (SIRI variants): what was mined, kept and dropped.
         r["per_seed_skills"] = [{"mined": row.get("skills/mined_total", 0), "active": row.get("skills/active", 0),
                                  "retired": row.get("skills/retired", 0)} for row in last]
+        r["validations"] = validation_summary(runs)
+        r["per_seed_internalized_steps"] = [
+            sum(json.loads(line).get("update/internalized_steps", 0) for line in (run / "metrics.jsonl").open())
+            for run in runs]
         results[variant] = r
     if reference in finals:
         for variant in variants:
@@ -197,13 +216,18 @@ def _signed(ci: tuple[float, float, float]) -> str:
     return f"{ci[0]:+.3f} [{ci[1]:+.3f}, {ci[2]:+.3f}]"
 
 
+def _validations(v: dict[str, float] | None) -> str:
+    return f"{v['n']:.0f}, {v['zero']:.0%}, {v['mean']:+.3f}" if v and v["n"] else ""
+
+
 def markdown(results: dict[str, Any], metric: str = "success") -> str:
     """The study's table for RESULTS.md, led by ``metric``: its final value with the CI, per seed, the
     paired gains, the other metric, per task type, skills."""
     other = next(m for m in METRICS if m != metric)
     types = sorted({t for r in results.values() for t in r["per_task_type"][metric]})
     head = ["variant", f"final {metric} [95% CI]", "per seed", "gain over bootstrap, paired", "vs GiGPO, paired",
-            other, *types, "skills mined / active / retired (per seed)"]
+            other, *types, "skills mined / active / retired (per seed)", "paired validations: n, share 0, mean",
+            "steps internalized (per seed)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in results.items():
         s, lo, hi = r[metric]
@@ -212,9 +236,12 @@ def markdown(results: dict[str, Any], metric: str = "success") -> str:
         skills = ", ".join(f"{k['mined']:.0f}/{k['active']:.0f}/{k['retired']:.0f}" for k in r.get("per_seed_skills", []))
         paired = r["paired"][metric]
         versus = paired.get("vs_gigpo")
+        has_skills = any(k["mined"] for k in r.get("per_seed_skills", []))
+        internalized = ", ".join(f"{n:.0f}" for n in r.get("per_seed_internalized_steps", [])) if has_skills else ""
         row = [name + (" (skills kept)" if r["metric"] == "final_with_skills" else ""), f"{s:.3f} [{lo:.3f}, {hi:.3f}]",
                ", ".join(f"{x:.3f}" for x in r["per_seed"][metric]), _signed(paired["gain_over_bootstrap"]),
-               _signed(versus) if versus else "", f"{r[other][0]:.3f}", *per_type, skills]
+               _signed(versus) if versus else "", f"{r[other][0]:.3f}", *per_type, skills, _validations(r.get("validations")),
+               internalized]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

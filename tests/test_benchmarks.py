@@ -12,6 +12,7 @@ import pytest
 
 from micro_policy import MICRO_TINY
 from siri.models.tiny import build_tiny
+from siri.skills.bank import SkillBank
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -78,7 +79,15 @@ def test_summarize_pairs_both_metrics_and_the_table_leads_with_the_chosen_one(tm
         if variant == "siri":  # SIRI's run also evaluated with skills in the prompt
             evals["final_with_skills"] = {"outcomes": [["t", True, 1.0], ["t", False, 0.5], ["t", False, 0.0]]}
         (run / "summary.json").write_text(json.dumps({"evals": evals}))
-        (run / "metrics.jsonl").write_text(json.dumps({"iteration": 8, "skills/mined_total": 2}) + "\n")
+        rows = [{"iteration": 7, "update/internalized_steps": 3}, {"iteration": 8, "skills/mined_total": 2,
+                                                                      "update/internalized_steps": 4}]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if variant == "siri":  # three paired validations in the run's skill bank: +0.5, 0, -0.2
+            bank = SkillBank.open(run)
+            (skill,) = bank.add_candidates(["WHEN shopping THEN search first"], "t", 1, "trace")
+            for with_returns, without_returns in (([1.0, 0.5], [0.25, 0.25]), ([0.5], [0.5]), ([0.0], [0.2])):
+                bank.record_paired(skill.id, with_returns, without_returns, 2)
+            bank.save()
     results = summarize(tmp_path, "shop", ["gigpo", "siri", "siri-skills-at-inference"], [0])
     siri = results["siri"]
     assert siri["score"][0] == pytest.approx(0.5) and siri["success"] == (0.0, 0.0, 0.0)
@@ -88,11 +97,16 @@ def test_summarize_pairs_both_metrics_and_the_table_leads_with_the_chosen_one(tm
     assert siri["paired"]["success"]["vs_gigpo"] == (0.0, 0.0, 0.0)
     assert "vs_gigpo" not in results["gigpo"]["paired"]["score"]
     assert siri["per_seed_skills"] == [{"mined": 2, "active": 0, "retired": 0}]
+    assert siri["per_seed_internalized_steps"] == [7]
+    assert siri["validations"] == pytest.approx({"n": 3, "zero": 1 / 3, "positive": 1 / 3, "negative": 1 / 3,
+                                                 "mean": (0.5 + 0.0 - 0.2) / 3})
+    assert results["gigpo"]["validations"] == {"n": 0}
     kept = results["siri-skills-at-inference"]  # read from SIRI's runs, not trained again
     assert kept["metric"] == "final_with_skills" and kept["success"][0] == pytest.approx(1 / 3)
     assert kept["paired"]["score"]["vs_gigpo"][0] == pytest.approx((0.8 + 0.0 - 0.2) / 3)
     table = markdown(results, "score")
     assert "| variant | final score [95% CI] |" in table and "| siri | 0.500 [" in table and "+0.200 [" in table
+    assert "| 3, 33%, +0.100 | 7 |" in table
     assert "final success" in markdown(results)
     # A SIRI run evaluated without skills cannot stand in for the skills-kept variant: said, not guessed.
     summary = tmp_path / "runs" / "siri-seed0" / "summary.json"
