@@ -362,6 +362,15 @@ def test_eval_cli_reports_metrics(tiny_dir: Path) -> None:
                                     "--max-steps", "2", "-o", "clutter=0", "--json"])
     assert bare.exit_code == 0, bare.output
     assert json.loads(bare.stdout)["episodes"] == 1
+    # --skill puts a skills block in every prompt; outcomes list the episodes by seed for paired comparisons
+    skill = "WHEN you need a apple THEN go to the countertop first"
+    shown = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "2", "--mode", "choose",
+                                     "--max-steps", "2", "--skill", skill, "--json"])
+    assert shown.exit_code == 0, shown.output
+    shown_metrics = json.loads(shown.stdout)
+    assert shown_metrics["skills"] == [skill] and metrics["skills"] == []
+    assert [o["seed"] for o in shown_metrics["outcomes"]] == [0, 1] == [o["seed"] for o in metrics["outcomes"]]
+    assert all(set(o) == {"seed", "task_type", "won", "score", "steps"} for o in shown_metrics["outcomes"])
 
 
 def test_tiny_warm_start_env_options_apply_to_the_warm_start_only() -> None:

@@ -29,10 +29,14 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     env_options: dict[str, Any] | None = None,
+    skills: list[str] | None = None,
 ) -> dict[str, Any]:
     """Load ``model``, play ``episodes`` eval episodes (seeds 0..N-1 of ``split``) and summarize them.
 
-    ``env_options`` are extra environment options (e.g. ``{"clutter": 0.0}`` for household).
+    ``env_options`` are extra environment options (e.g. ``{"clutter": 0.0}`` for household). ``skills``
+    are shown in every prompt's skills block (SIRI's skill-augmented prompt). Episode i samples from the
+    same stream with or without them, so two evaluations that differ only in skills are paired
+    (``outcomes`` lists every episode by seed).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -49,7 +53,8 @@ def evaluate(
         raise typer.BadParameter(f"split {split!r} of {env!r} has {size} episodes; ask for at most {size}")
     policy = load_policy(model, env=env, reference=False)
     config = RolloutConfig(mode=mode or policy.action_mode, temperature=temperature, seed=seed)
-    specs = [EpisodeSpec(group=i, seed=i) for i in range(episodes)]
+    shown = tuple((f"cli{k + 1}", text) for k, text in enumerate(skills or []))
+    specs = [EpisodeSpec(group=i, seed=i, skills=shown) for i in range(episodes)]
     won = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
@@ -62,7 +67,10 @@ def evaluate(
 
         trajectories = collect(policy, env, specs, config, env_options=options, on_episode_end=done)
     return {"model": policy.name, "env": env, "split": split, "mode": config.mode, "temperature": temperature,
-            **summarize(trajectories)}
+            "skills": list(skills or []), **summarize(trajectories),
+            # per episode, in seed order: what a paired comparison of two evaluations needs
+            "outcomes": [{"seed": t.seed, "task_type": t.task_type, "won": bool(t.won), "score": t.score,
+                          "steps": len(t.steps)} for t in sorted(trajectories, key=lambda t: t.seed)]}
 
 
 def eval_command(
@@ -75,6 +83,8 @@ def eval_command(
     max_steps: int = typer.Option(None, min=1, help="Episode step limit (default: the environment's)."),
     seed: int = typer.Option(0, help="Sampling seed."),
     option: list[str] = typer.Option([], "--option", "-o", help=OPTION_HELP + " Household: -o clutter=0."),
+    skill: list[str] = typer.Option([], "--skill", help="Skill text shown in every prompt (repeatable), e.g. "
+                                     "'WHEN the task is to look at an object THEN find the object first'."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Evaluate a policy: success overall and per task type, mean score and steps, invalid-action rate."""
@@ -85,7 +95,7 @@ def eval_command(
         raise typer.BadParameter(f"unknown mode {mode!r}; use generate or choose")
     try:
         result = evaluate(model, env, episodes, split, mode, temperature, max_steps, seed, progress=not as_json,
-                          env_options=parse_options(option))
+                          env_options=parse_options(option), skills=[s.strip() for s in skill if s.strip()])
     except (ModelError, EnvError) as e:
         raise typer.BadParameter(str(e)) from e
     if as_json:
