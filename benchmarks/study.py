@@ -253,16 +253,18 @@ def plot(out: Path, results: dict[str, Any], variants: list[str], seeds: list[in
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8.5 if len(variants) > 3 else 7, 4), layout="constrained")
-    for variant in variants:
+    colors = plt.get_cmap("tab10").colors
+    for k, variant in enumerate(variants):
+        color, style = colors[k % 10], ("-", "--", ":")[k // 10 % 3]  # past ten variants, colours repeat dashed
         curves = []
         for s in seeds:
             rows = [json.loads(line) for line in (run_dir(out, variant, s) / "metrics.jsonl").read_text().splitlines()]
             curves.append({r["iteration"]: r[f"eval/{metric}"] for r in rows if f"eval/{metric}" in r})
         its = sorted(set.intersection(*(set(c) for c in curves)))
         ys = np.array([[c[i] for i in its] for c in curves])
-        ax.plot(its, ys.mean(0), marker="o", ms=3, label=variant)
+        ax.plot(its, ys.mean(0), marker="o", ms=3, label=variant, color=color, linestyle=style)
         if len(seeds) > 1 and len(variants) <= 3:  # more bands than that hide each other
-            ax.fill_between(its, ys.min(0), ys.max(0), alpha=0.15)
+            ax.fill_between(its, ys.min(0), ys.max(0), alpha=0.15, color=color)
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"eval {metric} (plain prompt)")
     bands = len(seeds) > 1 and len(variants) <= 3

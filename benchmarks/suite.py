@@ -4,7 +4,7 @@ Every part is one of the benchmark scripts beside this file, run in its own proc
 other (so no two measurements share the cores), at one of three sizes:
 
 - ``full``: what ``RESULTS.md`` reports (hours on 2 cores): the household study with every variant,
-  the shop study (GRPO, GiGPO, SIRI and four SIRI variants, 8 iterations), 3 seeds each, and every
+  the shop study with the same variants at 8 iterations, 3 seeds each, and every
   speed benchmark at its default size.
 - ``small``: every part at a small size, one seed (about 20 minutes on 2 cores once the tiny models
   are built): checks that nothing is broken and gives rough figures.
@@ -42,10 +42,8 @@ ALL_VARIANTS = ("grpo,gigpo,siri,siri-no-warmup,siri-no-gate,siri-no-adv-weight,
 STUDIES: dict[str, dict[str, list[str] | None]] = {
     "full": {"household": ["--variants", ALL_VARIANTS, "--seeds", "0,1,2", "--jobs", "2", "train.eval_episodes=70"],
              # half the shop presets' 16 iterations, SIRI's schedule halved with it (RESULTS.md says why)
-             "shop": ["--variants", "grpo,gigpo,siri,siri-skills-at-inference,siri-no-internalize,siri-no-warmup,"
-                      "siri-no-gate",
-                      "--seeds", "0,1,2", "--jobs", "2", "train.iterations=8", "train.eval_every=4",
-                      "train.eval_episodes=40", "train.save_every=2", "siri.n_req_successes=8",
+             "shop": ["--variants", ALL_VARIANTS, "--seeds", "0,1,2", "--jobs", "2", "train.iterations=8",
+                      "train.eval_every=4", "train.eval_episodes=40", "train.save_every=2", "siri.n_req_successes=8",
                       "siri.warmup_max_iters=3", "siri.mine_every=2", "siri.lambda_ramp_iters=3"]},
     "small": {"household": ["--size", "small", "--variants", ALL_VARIANTS, "--seeds", "0", "--jobs", "2"],
               "shop": ["--size", "small", "--variants", "grpo,gigpo,siri", "--seeds", "0", "--jobs", "2"]},

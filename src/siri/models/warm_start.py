@@ -100,7 +100,7 @@ class WarmStartConfig:
     env_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-# --- the demonstrator -------------------------------------------------------------------------------------------
+# --- the demonstrator ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -195,7 +195,7 @@ def make_env(config: WarmStartConfig, split: str, warm_start: bool = False) -> E
 
 
 
-# --- warm-start data ---------------------------------------------------------------------------------------
+# --- warm-start data -------------------------------------------------------------------------------------
 
 
 def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[str], None]) -> list[tuple[list[int], list[int]]]:
@@ -249,7 +249,7 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     return examples
 
 
-# --- the supervised run ---------------------------------------------------------------------------------
+# --- the supervised run ----------------------------------------------------------------------------------
 
 
 def _batches(examples: list[tuple[list[int], list[int]]], config: WarmStartConfig, rng: random.Random) -> Iterator[list[int]]:
@@ -331,8 +331,6 @@ def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], co
                 f"total {loss.item():.3f}  {time.time() - start:.0f}s")
     model.eval()
     return losses
-
-
 
 
 def warm_start_policy(policy: Policy, config: WarmStartConfig, out_dir: str | Path,
