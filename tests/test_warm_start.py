@@ -78,4 +78,6 @@ def test_warm_start_cli_writes_a_model_that_siri_eval_runs(tiny_dir: Path, tmp_p
 
     unknown = runner.invoke(app, ["model", "warm-start", str(tiny_dir), "--out", str(tmp_path / "x"), "--env", "kitchen"])
     assert unknown.exit_code != 0 and "kitchen" in unknown.output and "household" in unknown.output
+    bad_option = runner.invoke(app, ["model", "warm-start", str(tiny_dir), "--out", str(tmp_path / "x"), "-o", "clutter=3"])
+    assert bad_option.exit_code != 0 and "clutter" in bad_option.output
     assert not (tmp_path / "x").exists()

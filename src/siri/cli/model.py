@@ -70,14 +70,15 @@ def warm_start(
 
     Sparse-reward RL learns nothing until some rollout of a group succeeds. A pretrained model that never
     succeeds (SmolLM2-135M on the household) gets gradients of exactly zero. This imitates the
-    environment's searching, noisy demonstrator for a few minutes, then saves a plain model to train with:
+    environment's searching, noisy demonstrator (SmolLM2-135M: ~45 min on CPU with the defaults), then
+    saves a plain model to train with:
 
         siri model warm-start smollm2-135m --out runs/smollm2-warm -o clutter=0 -o task_types=look_at_obj_in_light
-        siri train --config household-lite-smollm2 model.name_or_path=runs/smollm2-warm
+        siri train --config household-lite-smollm2-warm-siri    # reads ./runs/smollm2-warm
     """
-    from siri.envs import ENVIRONMENTS
+    from siri.envs import ENVIRONMENTS, EnvError
     from siri.models.loading import ModelError, load_policy
-    from siri.models.warm_start import WarmStartConfig, warm_start_policy
+    from siri.models.warm_start import WarmStartConfig, make_env, warm_start_policy
 
     if env not in ENVIRONMENTS:
         raise typer.BadParameter(f"unknown environment {env!r}; choose one of: {', '.join(sorted(ENVIRONMENTS))}")
@@ -86,8 +87,9 @@ def warm_start(
                              batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 10), max_steps=max_steps,
                              env_options=parse_options(option))
     try:
+        make_env(config, "train", warm_start=True)  # bad options fail here, before minutes of model loading
         policy = load_policy(model, env=env, lora=lora, lora_r=lora_r, reference=False)
-    except ModelError as e:
+    except (EnvError, ModelError) as e:
         raise typer.BadParameter(str(e)) from e
     typer.echo(f"warm-starting {policy.name} ({policy.num_parameters(trainable_only=True):,} trainable parameters) "
                f"on {env} {config.env_options or ''}")
