@@ -178,7 +178,7 @@ def summarize(out: Path, env: str, variants: list[str], seeds: list[int], refere
         if missing:
             raise SystemExit(f"{variant}: no '{key}' evaluation in {', '.join(missing)} (for final_with_skills "
                              "the SIRI runs need siri.keep_skills_at_inference=true)")
-        last = [json.loads((r / "metrics.jsonl").read_text().splitlines()[-1]) for r in runs]
+        metrics = [[json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()] for r in runs]
         types = sorted({o[0] for e in evals for o in e[key]["outcomes"]})
         r: dict[str, Any] = {"seeds": seeds, "metric": key, "per_seed": {}, "bootstrap": {}, "per_task_type": {},
                              "paired": {}}
@@ -198,11 +198,9 @@ def summarize(out: Path, env: str, variants: list[str], seeds: list[int], refere
             r["paired"][m] = {"gain_over_bootstrap": paired_ci(final, boot)}
         # The skill bank at the end of each seed's run (SIRI variants): what was mined, kept and dropped.
         r["per_seed_skills"] = [{"mined": row.get("skills/mined_total", 0), "active": row.get("skills/active", 0),
-                                 "retired": row.get("skills/retired", 0)} for row in last]
+                                 "retired": row.get("skills/retired", 0)} for row in (m[-1] for m in metrics)]
         r["validations"] = validation_summary(runs)
-        r["per_seed_internalized_steps"] = [
-            sum(json.loads(line).get("update/internalized_steps", 0) for line in (run / "metrics.jsonl").open())
-            for run in runs]
+        r["per_seed_internalized_steps"] = [sum(row.get("update/internalized_steps", 0) for row in m) for m in metrics]
         results[variant] = r
     if reference in finals:
         for variant in variants:

@@ -66,7 +66,7 @@ def test_lora_warm_start_learns_the_demonstrator_and_saves_a_plain_model(tiny_di
 
 def test_warm_start_cli_writes_a_model_that_siri_eval_runs(tiny_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    out = tmp_path / "cli-warm"
+    out = tmp_path / "not-yet" / "cli-warm"  # its parent is created, as runs/ in a fresh clone
     result = runner.invoke(app, ["model", "warm-start", str(tiny_dir), "--out", str(out), "--episodes", "3", "--steps", "3",
                                  "--mining-examples", "1", "--max-steps", "10", "-o", "clutter=0", "--lora-r", "2"])
     assert result.exit_code == 0, result.output

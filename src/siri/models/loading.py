@@ -93,7 +93,8 @@ class Policy:
         ``extra_files`` (file name -> JSON-able) are written into the same directory, in the same atomic move.
         """
         out = Path(path)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{out.name}."))
+        out.parent.mkdir(parents=True, exist_ok=True)  # the temporary directory must sit beside it: same filesystem
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
         try:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
@@ -104,7 +105,6 @@ class Policy:
                 atomic_write_json(tmp / name, content)
             if out.exists():
                 shutil.rmtree(out)
-            out.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

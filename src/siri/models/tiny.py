@@ -21,10 +21,7 @@ import fcntl
 import hashlib
 import importlib
 import json
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from siri.envs import ENVIRONMENTS
-from siri.models.loading import ModelError, models_cache
+from siri.models.loading import ModelError, Policy, models_cache
 from siri.models.warm_start import (
     WarmStartConfig,
     make_env,
@@ -41,7 +38,6 @@ from siri.models.warm_start import (
     warm_start_examples,
 )
 from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
-from siri.utils.io import atomic_write_json
 
 TINY_FORMAT = 2  # bump when the recipe changes: it is part of the cache key
 
@@ -62,6 +58,8 @@ class TinyConfig(WarmStartConfig):
         hidden_size, num_layers, num_heads, intermediate_size: the Llama architecture.
         max_positions: context length.
         vocab_episodes: noisy rollouts per train split used for the vocabulary (eval splits: all seeds).
+            The vocabulary always comes from the default environment (``env_options`` shape only the
+            warm start), so the model reads every split.
     """
 
     hidden_size: int = 128
@@ -217,19 +215,7 @@ def build_tiny(config: TinyConfig, out_dir: Path, log: Callable[[str], None] | N
         "build_seconds": round(time.time() - started, 1),
         "torch": torch.__version__,
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / "siri_tiny.json", report)
-        atomic_write_json(tmp / "siri_policy.json", {"format": 1, "name": f"tiny-{config.env}", "base": "",
-                                                     "lora": False, "action_mode": "generate", "env": config.env})
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    Policy(model=model, tokenizer=tokenizer, name=f"tiny-{config.env}", path="", env=config.env).save(
+        out_dir, extra_files={"siri_tiny.json": report})
     log(f"built {out_dir} in {report['build_seconds']}s: {report['parameters']:,} parameters, loss {report['final_loss']:.3f}")
     return report
