@@ -17,6 +17,7 @@ Measured on 2 cores (2026-11-24; docs/tiny-model.md): up to 600 steps × 32, eve
 majority baseline (~0.70). After 2000 / 4000 steps × 32 on short prompts the model reaches only
 0.87 / 0.77 (baselines 0.74 / 0.69). A control rule that needs attention but no matching (label = the
 task starts with "put") is learned to 1.00 in 300 steps, so the training loop itself works.
+Counterfactual twins (``--twins``) at 2 layers, 1500 × 32: 0.835 against 0.737 without (baseline 0.688).
 """
 
 from __future__ import annotations
@@ -31,33 +32,51 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from siri.envs import make
+from siri.envs.household import world
 from siri.models.tiny import TinyConfig, vocabulary_corpus
 from siri.models.tokenizer import build_word_tokenizer
-from siri.models.warm_start import noisy_episode, train_warm_start
+from siri.models.warm_start import matching_twin, noisy_episode, train_warm_start
 from siri.rollout.parsing import OPEN
 from siri.rollout.prompts import build_prompt, chat_ids
 
 
-def decision_examples(tokenizer: Any, episodes: int, prompt: str, control: bool) -> list[list[tuple[list[int], list[int]]]]:
-    """Per episode: (prompt ids, target ids) of each state with something takeable in view (not right after a take)."""
+def decision_examples(tokenizer: Any, episodes: int, prompt: str, control: bool,
+                      twins: bool = False) -> list[list[tuple[list[int], list[int]]]]:
+    """Per episode: (prompt ids, target ids) of each state with something takeable in view (not right after a take).
+
+    ``twins``: each decision state that has one is followed by its counterfactual twin
+    (``siri.models.warm_start.matching_twin``: the task asks for another object, labelled as the
+    demonstrator would act on it).
+    """
     env = make("household", split="train")
     rng = random.Random(0)
+    kinds = sorted(world.OBJECT_NAMES)
+
+    def example(task: str, obs: Any, history: list[tuple[str, str]], take: bool) -> tuple[list[int], list[int]]:
+        if prompt == "full":
+            text = build_prompt("household", task, obs.text, obs.admissible_actions, obs.step, history)
+        else:
+            text = f"Your task is to: {task} Current observation: {obs.text}"
+        target = tokenizer(OPEN + ("take" if take else "go"), add_special_tokens=False)["input_ids"]
+        return chat_ids(tokenizer, [{"role": "user", "content": text}]), list(target)
+
     examples: list[list[tuple[list[int], list[int]]]] = []
     for s in range(episodes):
         examples.append([])
         episode = noisy_episode(env, 3_000_000 + s, rng, 0.0, 1.0)
         history: list[tuple[str, str]] = []
+        visited: set[str] = set()
         for obs, label in zip(episode.observations, episode.expert_actions, strict=True):
             takeable = any(a.startswith("take ") for a in obs.admissible_actions)
             if takeable and not (history and history[-1][1].startswith("take ")):
-                if prompt == "full":
-                    text = build_prompt("household", obs.task, obs.text, obs.admissible_actions, obs.step, history)
-                else:
-                    text = f"Your task is to: {obs.task} Current observation: {obs.text}"
                 take = obs.task.startswith("put") if control else label.startswith("take ")
-                target = tokenizer(OPEN + ("take" if take else "go"), add_special_tokens=False)["input_ids"]
-                examples[-1].append((chat_ids(tokenizer, [{"role": "user", "content": text}]), list(target)))
+                examples[-1].append(example(obs.task, obs, history, take))
+                twin = matching_twin(obs, label, episode.goal_object or "", kinds, visited, rng) if twins else None
+                if twin is not None:
+                    examples[-1].append(example(twin[0], obs, history, twin[1].startswith("take ")))
             history.append((obs.text, label))
+            if label.startswith("go to "):
+                visited.add(label[6:])
     return examples
 
 
@@ -73,13 +92,15 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--rope-theta", type=float, default=10000.0)
     parser.add_argument("--control", action="store_true", help="label = task starts with 'put' (no matching needed)")
+    parser.add_argument("--twins", action="store_true", help="add counterfactual twins to the training decisions")
     args = parser.parse_args()
 
     started = time.time()
     tokenizer = build_word_tokenizer(vocabulary_corpus(TinyConfig(vocab_episodes=100)))
-    examples = decision_examples(tokenizer, args.episodes, args.prompt, args.control)
+    examples = decision_examples(tokenizer, args.episodes, args.prompt, args.control, args.twins)
+    held_out_examples = decision_examples(tokenizer, args.episodes, args.prompt, args.control)[-100:]
     train = [e for episode in examples[:-100] for e in episode]
-    held_out = [e for episode in examples[-100:] for e in episode]
+    held_out = [e for episode in held_out_examples for e in episode]  # never twins: the real decisions only
     take_id, go_id = (tokenizer.convert_tokens_to_ids(t) for t in ("take", "go"))
     print(f"{len(train)} training / {len(held_out)} held-out decisions ({time.time() - started:.0f}s)")
 

@@ -370,7 +370,51 @@ def test_eval_cli_reports_metrics(tiny_dir: Path) -> None:
     shown_metrics = json.loads(shown.stdout)
     assert shown_metrics["skills"] == [skill] and metrics["skills"] == []
     assert [o["seed"] for o in shown_metrics["outcomes"]] == [0, 1] == [o["seed"] for o in metrics["outcomes"]]
-    assert all(set(o) == {"seed", "task_type", "won", "score", "steps"} for o in shown_metrics["outcomes"])
+    assert all(set(o) == {"seed", "task_type", "won", "score", "steps", "skill_ids"} for o in shown_metrics["outcomes"])
+    assert all(o["skill_ids"] == ["cli1"] for o in shown_metrics["outcomes"])
+
+
+def test_eval_cli_shows_each_episode_the_best_active_skill_of_its_task_type(tiny_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from siri.cli import app
+    from siri.envs import make
+    from siri.skills.bank import BANK_FILENAME, SkillBank
+
+    probe = make("household", split="eval_id")
+    types = [probe.reset(seed).task_type for seed in (0, 1)]
+    assert types[0] != types[1]
+    bank = SkillBank(tmp_path / BANK_FILENAME)
+    best = {}
+    for task_type in types:
+        good, weak = bank.add_candidates([f"WHEN {task_type} THEN a good rule", f"WHEN {task_type} THEN a weak rule"],
+                                         task_type, iteration=0, miner="test")
+        for _ in range(2):
+            bank.record_paired(good.id, [1.0, 1.0], [0.0, 0.0], iteration=0)
+            bank.record_paired(weak.id, [1.0, 0.0], [0.0, 0.0], iteration=0)
+        best[task_type] = good.id
+    bank.update_status(0, min_evals=2)
+    assert len(bank.skills("active")) == 4
+    bank.save()
+    args = ["eval", "--model", str(tiny_dir), "--episodes", "2", "--mode", "choose", "--max-steps", "2", "--json"]
+    result = CliRunner().invoke(app, [*args, "--skills-from", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert [o["skill_ids"] for o in metrics["outcomes"]] == [[best[types[0]]], [best[types[1]]]]
+    assert set(metrics["skills_shown"]) == set(best.values()) and metrics["skills_from"] == str(tmp_path)
+    both = CliRunner().invoke(app, [*args, "--skills-from", str(tmp_path), "--skills-top-k", "2"])
+    assert [len(o["skill_ids"]) for o in json.loads(both.stdout)["outcomes"]] == [2, 2]
+    # a missing or corrupt bank is named, never replaced by an empty one
+    wide = {"COLUMNS": "1000"}  # error boxes on one line
+    missing = CliRunner().invoke(app, [*args, "--skills-from", str(tmp_path / "nowhere")], env=wide)
+    assert missing.exit_code != 0 and "no skill bank file" in missing.output
+    (tmp_path / BANK_FILENAME).write_text("{not json")
+    corrupt = CliRunner().invoke(app, [*args, "--skills-from", str(tmp_path)], env=wide)
+    assert corrupt.exit_code != 0 and BANK_FILENAME in corrupt.output
+    mixed = CliRunner().invoke(app, [*args, "--skills-from", str(tmp_path), "--skill", "WHEN x THEN y"], env=wide)
+    assert mixed.exit_code != 0 and "not both" in mixed.output
 
 
 def test_tiny_warm_start_env_options_apply_to_the_warm_start_only() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -11,9 +13,19 @@ from typer.testing import CliRunner
 
 from micro_policy import MICRO_TINY
 from siri.cli import app
+from siri.envs import Observation
+from siri.envs.household import world
 from siri.models.loading import load_policy
 from siri.models.tiny import build_tiny
-from siri.models.warm_start import REPORT_FILE, WarmStartConfig, warm_start_examples, warm_start_policy
+from siri.models.warm_start import (
+    REPORT_FILE,
+    WarmStartConfig,
+    make_env,
+    matching_twin,
+    noisy_episode,
+    warm_start_examples,
+    warm_start_policy,
+)
 from siri.rollout.engine import left_pad
 
 LITE = {"clutter": 0.0, "task_types": ["look_at_obj_in_light"]}
@@ -81,3 +93,74 @@ def test_warm_start_cli_writes_a_model_that_siri_eval_runs(tiny_dir: Path, tmp_p
     bad_option = runner.invoke(app, ["model", "warm-start", str(tiny_dir), "--out", str(tmp_path / "x"), "-o", "clutter=3"])
     assert bad_option.exit_code != 0 and "clutter" in bad_option.output
     assert not (tmp_path / "x").exists()
+
+
+# --- matching twins ----------------------------------------------------------------------------------------
+
+def decision_state(text: str, admissible: tuple[str, ...], task: str = "put some mug in shelf.") -> Observation:
+    return Observation(text=text, task=task, task_type="pick_and_place_simple", admissible_actions=admissible, anchor=0)
+
+
+def test_matching_twin_of_a_take_asks_for_an_absent_object_and_searches_on() -> None:
+    obs = decision_state("You arrive at desk 1. On the desk 1, you see a mug 1, and a pen 2.",
+                         ("go to desk 2", "go to shelf 1", "take mug 1 from desk 1", "take pen 2 from desk 1"))
+    twin = matching_twin(obs, "take mug 1 from desk 1", "mug", ["apple", "mug", "pen"], {"desk 2"}, random.Random(0))
+    # The only object word neither asked for nor in view is "apple"; the only unvisited place is shelf 1.
+    assert twin == ("put some apple in shelf.", "go to shelf 1")
+
+
+def test_matching_twin_of_a_search_asks_for_an_object_in_view_and_takes_it() -> None:
+    obs = decision_state("You arrive at desk 1. On the desk 1, you see a pen 2.",
+                         ("go to desk 2", "take pen 2 from desk 1"))
+    assert matching_twin(obs, "go to desk 2", "mug", ["mug", "pen"], set(), random.Random(0)) == (
+        "put some pen in shelf.", "take pen 2 from desk 1")
+
+
+@pytest.mark.parametrize(("admissible", "label", "why"), [
+    (("go to desk 2", "move mug 1 to desk 1", "take pen 2 from desk 1"), "go to desk 2", "something is held"),
+    (("go to desk 2", "take mug 1 from desk 1"), "go to desk 2", "walked past the task's object (noise)"),
+    (("go to desk 2", "take pen 2 from desk 1"), "take pen 2 from desk 1", "took another object (noise)"),
+    (("go to desk 2", "look"), "go to desk 2", "nothing to take"),
+])
+def test_matching_twin_skips_states_that_are_no_clean_decision(admissible: tuple[str, ...], label: str, why: str) -> None:
+    obs = decision_state("You arrive at desk 1.", admissible)
+    assert matching_twin(obs, label, "mug", ["apple", "mug", "pen"], set(), random.Random(0)) is None, why
+
+
+def test_matching_twins_follow_the_demonstrators_rule_in_real_episodes() -> None:
+    """On real demonstrations, every twin changes only the task's object word, and its label is admissible:
+    a take of the new object exactly when that object is in view, an honest search step otherwise."""
+    config = WarmStartConfig()
+    env = make_env(config, "train")
+    rng = random.Random(5)
+    kinds = sorted(world.OBJECT_NAMES)
+    twins = 0
+    for seed in range(30):
+        episode = noisy_episode(env, seed, rng, 0.1, 1.0, 0.05)
+        assert episode.goal_object is not None and episode.goal_object in episode.observations[0].task
+        visited: set[str] = set()
+        for obs, action, label in zip(episode.observations, episode.actions, episode.expert_actions, strict=True):
+            twin = matching_twin(obs, label, episode.goal_object, kinds, visited, rng)
+            if twin is not None:
+                twins += 1
+                task, twin_label = twin
+                assert twin_label in obs.admissible_actions
+                changed = [(a, b) for a, b in zip(obs.task.split(), task.split(), strict=True) if a != b]
+                assert len(changed) == 1 and changed[0][0].strip(".") == episode.goal_object
+                new_goal = changed[0][1].strip(".")
+                in_view = any(a.split()[:2] == ["take", new_goal] for a in obs.admissible_actions)
+                assert twin_label.split()[:2] == ["take", new_goal] if in_view else twin_label.startswith(("go to ", "open "))
+            if action.startswith("go to "):
+                visited.add(action[6:])
+    assert twins >= 30
+
+
+def test_warm_start_adds_twins_only_when_asked(tiny_dir: Path) -> None:
+    tokenizer = load_policy(str(tiny_dir), reference=False).tokenizer
+    config = WarmStartConfig(sft_episodes=8, mining_examples=0)
+    plain = warm_start_examples(config, tokenizer, lambda m: None)
+    with_twins = warm_start_examples(dataclasses.replace(config, matching_twins=1.0), tokenizer, lambda m: None)
+    assert len(with_twins) > len(plain)
+    # Every original example is still there, in order; the twins are the extra ones.
+    originals = iter(with_twins)
+    assert all(any(example == other for other in originals) for example in plain)

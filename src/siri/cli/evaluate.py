@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -30,19 +31,23 @@ def evaluate(
     progress: bool = True,
     env_options: dict[str, Any] | None = None,
     skills: list[str] | None = None,
+    skills_from: str | None = None,
+    skills_top_k: int = 1,
 ) -> dict[str, Any]:
     """Load ``model``, play ``episodes`` eval episodes (seeds 0..N-1 of ``split``) and summarize them.
 
     ``env_options`` are extra environment options (e.g. ``{"clutter": 0.0}`` for household). ``skills``
-    are shown in every prompt's skills block (SIRI's skill-augmented prompt). Episode i samples from the
-    same stream with or without them, so two evaluations that differ only in skills are paired
-    (``outcomes`` lists every episode by seed).
+    are shown in every prompt's skills block (SIRI's skill-augmented prompt). ``skills_from`` (a run
+    directory or a ``skill_bank.json``) shows each episode instead the ``skills_top_k`` best active skills
+    of its task type in that bank. Episode i samples from the same stream with or without skills, so two
+    evaluations that differ only in skills are paired (``outcomes`` lists every episode by seed).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from siri.envs import make
     from siri.models.loading import load_policy
     from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect, summarize
+    from siri.skills.pipeline import bank_skills_by_seed
 
     split = split or default_eval_split(env)
     options: dict[str, Any] = {**(env_options or {}), "split": split}
@@ -51,10 +56,15 @@ def evaluate(
     size = make(env, **options).split_size()
     if size is not None and episodes > size:
         raise typer.BadParameter(f"split {split!r} of {env!r} has {size} episodes; ask for at most {size}")
+    if skills and skills_from:
+        raise typer.BadParameter("give skills as --skill texts or --skills-from a run's bank, not both")
+    shown = tuple((f"cli{k + 1}", text) for k, text in enumerate(skills or []))
+    skills_for: Callable[[int], tuple[tuple[str, str], ...]] = lambda seed: shown  # noqa: E731
+    if skills_from:
+        skills_for = bank_skills_by_seed(load_bank(skills_from), env, options, top_k=skills_top_k)
+    specs = [EpisodeSpec(group=i, seed=i, skills=skills_for(i)) for i in range(episodes)]
     policy = load_policy(model, env=env, reference=False)
     config = RolloutConfig(mode=mode or policy.action_mode, temperature=temperature, seed=seed)
-    shown = tuple((f"cli{k + 1}", text) for k, text in enumerate(skills or []))
-    specs = [EpisodeSpec(group=i, seed=i, skills=shown) for i in range(episodes)]
     won = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
@@ -67,10 +77,25 @@ def evaluate(
 
         trajectories = collect(policy, env, specs, config, env_options=options, on_episode_end=done)
     return {"model": policy.name, "env": env, "split": split, "mode": config.mode, "temperature": temperature,
-            "skills": list(skills or []), **summarize(trajectories),
+            "skills": list(skills or []), "skills_from": skills_from,
+            "skills_shown": {sid: text for spec in specs for sid, text in spec.skills}, **summarize(trajectories),
             # per episode, in seed order: what a paired comparison of two evaluations needs
             "outcomes": [{"seed": t.seed, "task_type": t.task_type, "won": bool(t.won), "score": t.score,
-                          "steps": len(t.steps)} for t in sorted(trajectories, key=lambda t: t.seed)]}
+                          "steps": len(t.steps), "skill_ids": list(t.skill_ids)}
+                         for t in sorted(trajectories, key=lambda t: t.seed)]}
+
+
+def load_bank(path: str) -> Any:
+    """The skill bank of a run directory, or a bank file; a missing or corrupt bank is a clear error."""
+    from pathlib import Path
+
+    from siri.skills.bank import BANK_FILENAME, SkillBank, SkillBankError
+
+    file = Path(path) / BANK_FILENAME if Path(path).is_dir() else Path(path)
+    try:
+        return SkillBank.load(file)
+    except SkillBankError as e:
+        raise typer.BadParameter(f"--skills-from: {e}") from e
 
 
 def eval_command(
@@ -85,6 +110,9 @@ def eval_command(
     option: list[str] = typer.Option([], "--option", "-o", help=OPTION_HELP + " Household: -o clutter=0."),
     skill: list[str] = typer.Option([], "--skill", help="Skill text shown in every prompt (repeatable), e.g. "
                                      "'WHEN the task is to look at an object THEN find the object first'."),
+    skills_from: str = typer.Option(None, "--skills-from", help="A SIRI run directory (or skill_bank.json): show "
+                                    "each episode the best active skills of its task type from that bank."),
+    skills_top_k: int = typer.Option(1, min=1, help="With --skills-from: skills shown per prompt."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Evaluate a policy: success overall and per task type, mean score and steps, invalid-action rate."""
@@ -95,7 +123,8 @@ def eval_command(
         raise typer.BadParameter(f"unknown mode {mode!r}; use generate or choose")
     try:
         result = evaluate(model, env, episodes, split, mode, temperature, max_steps, seed, progress=not as_json,
-                          env_options=parse_options(option), skills=[s.strip() for s in skill if s.strip()])
+                          env_options=parse_options(option), skills=[s.strip() for s in skill if s.strip()],
+                          skills_from=skills_from, skills_top_k=skills_top_k)
     except (ModelError, EnvError) as e:
         raise typer.BadParameter(str(e)) from e
     if as_json:

@@ -46,7 +46,7 @@ TINY_FORMAT = 2  # bump when the recipe changes: it is part of the cache key
 HOUSEHOLD_LITE: dict[str, Any] = {"clutter": 0.0, "task_types": ["look_at_obj_in_light", "pick_and_place_simple"]}
 
 
-_KEY_OPTIONAL: dict[str, Any] = {"prompt_lm_positions": 0}
+_KEY_OPTIONAL: dict[str, Any] = {"prompt_lm_positions": 0, "matching_twins": 0.0}
 
 
 @dataclass(frozen=True)

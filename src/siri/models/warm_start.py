@@ -29,8 +29,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,13 @@ class WarmStartConfig:
         imitate: "behaviour" also imitates the random actions (a noisy policy); "expert" labels
             those states with the expert's action (DAgger-style). Searches are always imitated.
         skill_prompt_share: share of prompts that show a block of trace skills.
+        matching_twins: probability that a decision state (something to take in view, nothing held)
+            also gets a counterfactual twin: the same prompt asking for another object, labelled as the
+            demonstrator would act on it (take it if it is in view, else search on). Only for envs
+            that name the goal object (household). A twin differs from its original in the task's
+            object word alone, so only "is the task's object in view?" explains both labels. It helps
+            the matching benchmark, but the full household only a little (docs/tiny-model.md). Off in
+            every default.
         mining_examples: mining-prompt examples (prompt -> trace skills).
         mining_episodes: successful episodes shown per mining example.
         mining_max_skills: skills asked for in a mining example.
@@ -85,6 +93,7 @@ class WarmStartConfig:
     invalid_action_share: float = 0.05
     imitate: str = "behaviour"
     skill_prompt_share: float = 0.2
+    matching_twins: float = 0.0
     mining_examples: int = 120
     mining_episodes: int = 2
     mining_max_skills: int = 3
@@ -113,6 +122,7 @@ class Episode:
     next_texts: list[str]
     won: bool
     expert_actions: list[str] = dataclasses.field(default_factory=list)
+    goal_object: str | None = None  # the word of the object the task asks for, where the env says it
 
 
 def noisy_episode(
@@ -124,7 +134,8 @@ def noisy_episode(
     action where the step was invalid (and, for the caller to choose, where it was random).
     """
     obs = env.reset(seed)
-    episode = Episode(seed, [], [], [], False)
+    goal_object = getattr(env, "goal_object", None)
+    episode = Episode(seed, [], [], [], False, goal_object=goal_object() if goal_object is not None else None)
     visited: set[str] = set()
     searching = getattr(env, "expert_searching", None)  # envs whose expert can say when it uses hidden state
     while True:
@@ -174,6 +185,40 @@ def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:
     return action + " now" if action + " now" not in admissible else "look around"
 
 
+def matching_twin(obs: Observation, label: str, goal: str, kinds: Sequence[str], visited: set[str],
+                  rng: random.Random) -> tuple[str, str] | None:
+    """(task, label) of a counterfactual twin of one demonstration step, or None if it has none.
+
+    Only decision states qualify: something to take in view, nothing held (no ``move`` action), and the
+    demonstrator followed the rule "take the task's object when it is in view, else search". The twin
+    asks for another object: one in view when the task's object is not (label: take it), else one of
+    ``kinds`` not in view (label: an honest search step).
+    """
+    takes: dict[str, str] = {}
+    for action in obs.admissible_actions:
+        words = action.split() or [""]
+        if words[0] == "take" and len(words) > 1:
+            takes.setdefault(words[1], action)
+        elif words[0] == "move":
+            return None
+    if not takes or not re.search(rf"\b{re.escape(goal)}\b", obs.task):
+        return None
+    if goal in takes:
+        if label.split()[:2] != ["take", goal]:
+            return None
+        others = [k for k in kinds if k not in takes]
+        twin_label = _search_step(obs.admissible_actions, visited, rng)
+        if not others or twin_label is None:
+            return None
+        other = rng.choice(others)
+    else:
+        if not label.startswith(("go to ", "open ")):
+            return None
+        other = rng.choice(sorted(takes))
+        twin_label = takes[other]
+    return re.sub(rf"\b{re.escape(goal)}\b", other, obs.task), twin_label
+
+
 def to_trajectory(episode: Episode, traj: int = 0) -> Trajectory:
     """A bare ``Trajectory`` of an episode (actions and observations only) for the miners."""
     first = episode.observations[0]
@@ -218,21 +263,40 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     # Skills shown in skill-augmented warm-start prompts: trace skills over half of each type's wins.
     skill_pool = {tt: trace_skills(tt, [to_trajectory(e) for e in eps[::2]], max_skills=4) for tt, eps in by_type.items()}
 
+    def action_example(obs: Observation, task: str, label: str, history: list[tuple[str, str]],
+                       skills: list[str]) -> tuple[list[int], list[int]]:
+        prompt = build_prompt(config.env, task, obs.text, obs.admissible_actions, obs.step, history,
+                              skills=skills, history_len=config.history_len, templates=obs.action_templates)
+        target = list(tokenizer(OPEN + label + CLOSE, add_special_tokens=False)["input_ids"])
+        return chat_ids(tokenizer, [{"role": "user", "content": prompt}]), target
+
+    # Object words to ask for in twins: everything the demonstrations ever had in view to take.
+    kinds = sorted({a.split()[1] for e in episodes for o in e.observations for a in o.admissible_actions
+                    if a.startswith("take ") and len(a.split()) > 1})
     examples: list[tuple[list[int], list[int]]] = []
+    twin_rng = random.Random(f"tiny-twins/{config.seed}")  # its own stream: twins leave the other examples as they were
+    twins = 0
     for episode in episodes:
         history: list[tuple[str, str]] = []
-        for obs, action, label in zip(episode.observations, episode.actions, episode.expert_actions, strict=True):
+        visited: set[str] = set()
+        for obs, action, expert_label in zip(episode.observations, episode.actions, episode.expert_actions, strict=True):
+            label = expert_label
             if config.imitate == "behaviour" and action in obs.admissible_actions:
                 label = action  # imitate random actions too (invalid ones never)
             skills = skill_pool.get(obs.task_type, [])
             show = skills[: rng.randint(1, len(skills))] if skills and rng.random() < config.skill_prompt_share else []
-            prompt = build_prompt(config.env, obs.task, obs.text, obs.admissible_actions, obs.step, history,
-                                  skills=show, history_len=config.history_len, templates=obs.action_templates)
-            messages = [{"role": "user", "content": prompt}]
-            target = list(tokenizer(OPEN + label + CLOSE, add_special_tokens=False)["input_ids"])
-            examples.append((chat_ids(tokenizer, messages), target))
+            examples.append(action_example(obs, obs.task, label, history, show))
+            if config.matching_twins > 0 and episode.goal_object and twin_rng.random() < config.matching_twins:
+                twin = matching_twin(obs, expert_label, episode.goal_object, kinds, visited, twin_rng)
+                if twin is not None:
+                    examples.append(action_example(obs, twin[0], twin[1], history, []))
+                    twins += 1
             history.append((obs.text, action))
+            if action.startswith("go to "):
+                visited.add(action[6:])
     n_actions = len(examples)
+    if config.matching_twins > 0:
+        log(f"warm start: {twins} of the action examples are matching twins")
     types = sorted(by_type)
     for i in range(config.mining_examples if types else 0):
         task_type = types[i % len(types)]

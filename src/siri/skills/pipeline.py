@@ -81,6 +81,21 @@ def policy_text_generator(policy: Any, max_new_tokens: int = 96) -> Callable[[li
     return generate_text
 
 
+
+def bank_skills_by_seed(bank: SkillBank, env_name: str, env_options: dict[str, Any],
+                        top_k: int = 1) -> Callable[[int], tuple[tuple[str, str], ...]]:
+    """``seed -> ((skill id, text), ...)``: the best ``top_k`` active skills of that seed's task type.
+
+    The task type comes from resetting a probe environment to the seed, so specs can carry their skills
+    before any episode runs (evaluation with skills, ``siri eval --skills-from``).
+    """
+    probe = make(env_name, **env_options)
+
+    def skills_for(seed: int) -> tuple[tuple[str, str], ...]:
+        return tuple((s.id, s.text) for s in bank.select(probe.reset(seed).task_type, top_k=top_k))
+
+    return skills_for
+
 class SiriPipeline:
     """The SIRI state machine of one run (phase, experience buffer, skill bank, schedules)."""
 
@@ -205,13 +220,7 @@ class SiriPipeline:
 
     def inference_skills(self, env_name: str, env_options: dict[str, Any]) -> Callable[[int], tuple[tuple[str, str], ...]]:
         """For the with-skills evaluation (SkillRL-style ablation): the best active skill of each task's type."""
-        probe = make(env_name, **env_options)
-
-        def skills_for(seed: int) -> tuple[tuple[str, str], ...]:
-            best = self.bank.select(probe.reset(seed).task_type, top_k=1)
-            return tuple((s.id, s.text) for s in best)
-
-        return skills_for
+        return bank_skills_by_seed(self.bank, env_name, env_options, top_k=1)
 
     # ------------------------------------------------------------------ reporting and persistence
     def counts(self) -> dict[str, int]:

@@ -197,6 +197,10 @@ class HouseholdEnv:
 
         return is_searching(self.scene, self.state)
 
+    def goal_object(self) -> str:
+        """The word of the object the task asks for ("dishsponge"), as the agent reads it in the task."""
+        return world.display(self.scene.object_kind)
+
     # ---- extras -------------------------------------------------------------------------------
     @property
     def scene(self) -> Scene:
