@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from siri.cli.env import OPTION_HELP, parse_options
+
+if TYPE_CHECKING:
+    from siri.skills.bank import SkillBank
 
 
 def default_eval_split(env: str) -> str:
@@ -85,7 +88,7 @@ def evaluate(
                          for t in sorted(trajectories, key=lambda t: t.seed)]}
 
 
-def load_bank(path: str) -> Any:
+def load_bank(path: str) -> SkillBank:
     """The skill bank of a run directory, or a bank file; a missing or corrupt bank is a clear error."""
     from pathlib import Path
 
@@ -142,3 +145,5 @@ def eval_command(
     console = Console()
     console.print(table)
     console.print(f"mean steps {result['mean_steps']:.1f}   invalid-action rate {result['invalid_rate']:.3f}")
+    for skill_id, text in result["skills_shown"].items():
+        console.print(f"skill shown {skill_id}: {text}", markup=False)

@@ -81,7 +81,6 @@ def policy_text_generator(policy: Any, max_new_tokens: int = 96) -> Callable[[li
     return generate_text
 
 
-
 def bank_skills_by_seed(bank: SkillBank, env_name: str, env_options: dict[str, Any],
                         top_k: int = 1) -> Callable[[int], tuple[tuple[str, str], ...]]:
     """``seed -> ((skill id, text), ...)``: the best ``top_k`` active skills of that seed's task type.
