@@ -272,7 +272,7 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
 
     # Object words to ask for in twins: everything the demonstrations ever had in view to take.
     kinds = sorted({a.split()[1] for e in episodes for o in e.observations for a in o.admissible_actions
-                    if a.startswith("take ") and len(a.split()) > 1})
+                    if a.startswith("take ") and len(a.split()) > 1}) if config.matching_twins > 0 else []
     examples: list[tuple[list[int], list[int]]] = []
     twin_rng = random.Random(f"tiny-twins/{config.seed}")  # its own stream: twins leave the other examples as they were
     twins = 0

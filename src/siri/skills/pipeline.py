@@ -95,6 +95,7 @@ def bank_skills_by_seed(bank: SkillBank, env_name: str, env_options: dict[str, A
 
     return skills_for
 
+
 class SiriPipeline:
     """The SIRI state machine of one run (phase, experience buffer, skill bank, schedules)."""
 
