@@ -72,7 +72,7 @@ SIZES: dict[str, tuple[int, list[str]]] = {
                   "siri.lambda_ramp_iters=1"]),
     "smoke": (1, ["train.iterations=2", "train.eval_every=1", "train.eval_episodes=2", "rollout.num_groups=1",
                   "rollout.group_size=2", "env.max_steps=4", "siri.warmup_max_iters=1", "siri.mine_every=1",
-                  "siri.min_evals=1", "siri.lambda_ramp_iters=1", "train.save_every=1"]),
+                  "siri.min_evals=2", "siri.lambda_ramp_iters=1", "train.save_every=1"]),
 }
 
 

@@ -24,6 +24,7 @@ from siri.rl.run import RunDir
 from siri.rl.trainer import Trainer, compute_advantages
 from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
 from siri.rollout.types import Trajectory
+from siri.skills.bank import SkillBank
 
 SKILL = (("s1", "WHEN you need an object THEN go to the countertop first"),)
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,32 +208,42 @@ def test_two_process_training_iterations_equal_single_process(results: dict[str,
 
 @pytest.mark.slow
 def test_torchrun_siri_train_two_processes(tmp_path: Path) -> None:
-    """`torchrun --nproc_per_node 2 -m siri train --workers ray`: both ranks collect through Ray env workers,
-    only rank 0 writes the run, and its metrics are the single-process, in-process run's."""
+    """`torchrun --nproc_per_node 2 -m siri train --workers ray` with SIRI (trace miner, a carried-over bank):
+    both ranks collect through Ray env workers, rank 0 alone writes the run and mines, the other rank plans its
+    groups' skill rollouts from rank 0's bank, and metrics and bank are the single-process, in-process run's."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
         pytest.skip("torchrun is not on the venv's PATH")
     model_dir = tmp_path / "micro"
     micro_policy(seed=0).save(model_dir)
     run_dir = tmp_path / "run"
+    single_dir = tmp_path / "single"
+    for run in (run_dir, single_dir):  # a bank carried over from another run: only rank 0 can read it
+        run.mkdir()
+        bank = SkillBank.open(run)
+        for task_type in ("pick_and_place_simple", "look_at_obj_in_light"):
+            bank.add_candidates(["WHEN you need a object THEN go to the countertop first"], task_type, 0, "trace")
+        bank.save()
     overrides = [f"model.name_or_path={model_dir}", "model.action_mode=choose", "env.max_steps=4",
-                 "rollout.num_groups=3", "rollout.group_size=2", "train.iterations=1", "train.eval_episodes=3",
-                 "train.device=cpu", "optim.micro_batch_size=8", "algo.entropy_coef=0.01"]  # a real update
+                 "rollout.num_groups=3", "rollout.group_size=2", "train.iterations=2", "train.eval_episodes=3",
+                 "train.device=cpu", "optim.micro_batch_size=8", "algo.entropy_coef=0.01",  # a real update
+                 "siri.enabled=true", "siri.warmup=false", "siri.miner=trace", "siri.mine_min_score=0",
+                 "siri.mine_every=1", "siri.min_evals=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SIRI_CACHE": str(tmp_path / "cache")}
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "siri", "train",
            "-c", "household-tiny-gigpo", "--run-dir", str(run_dir), "--no-report", "--workers", "ray",
            "env.worker_cpus=0.5", *overrides]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    single_dir = tmp_path / "single"
     single = subprocess.run([sys.executable, "-m", "siri", "train", "-c", "household-tiny-gigpo", "--run-dir",
                              str(single_dir), "--no-report", *overrides], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-3000:]
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [m["iteration"] for m in metrics] == [0, 1]  # written once, by rank 0
-    assert metrics[1]["train/episodes"] == 6  # both ranks' groups, gathered
-    assert metrics[1]["eval/episodes"] == 3 and metrics[0]["eval/episodes"] == 3
+    assert [m["iteration"] for m in metrics] == [0, 1, 2]  # written once, by rank 0
+    assert metrics[1]["train/episodes"] + metrics[1]["train_skills/episodes"] == 6  # both ranks' groups, gathered
+    assert metrics[1]["train_skills/episodes"] == 3  # one skill rollout per group, rank 1's group included
+    assert metrics[2]["eval/episodes"] == 3 and metrics[0]["eval/episodes"] == 3
     assert json.loads((run_dir / "meta.json").read_text())["world_size"] == 2
     assert (run_dir / "policy" / "siri_policy.json").exists() and (run_dir / "checkpoints" / "LATEST").exists()
     assert proc.stdout.count("run directory:") == 2  # rank 0 prints; the other rank is quiet
@@ -242,5 +253,7 @@ def test_torchrun_siri_train_two_processes(tmp_path: Path) -> None:
     assert expected[1]["grad_norm"] > 0  # the update depends on what was sampled
     for got, want in zip(metrics, expected, strict=True):
         for key, value in want.items():
-            if key.startswith(("train/", "eval/", "loss/", "adv/", "grad_norm")):
+            if key.startswith(("train/", "train_skills/", "eval/", "loss/", "adv/", "grad_norm", "skills/", "siri/")):
                 assert got[key] == pytest.approx(value, abs=1e-5), key
+    assert SkillBank.open(run_dir).to_json() == SkillBank.open(single_dir).to_json()
+    assert sum(s.utility.n for s in SkillBank.open(run_dir).skills()) > 0

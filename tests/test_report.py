@@ -33,7 +33,7 @@ def fake_run(root, name, success_slope):
     bank = SkillBank.open(run.path)
     good, bad = bank.add_candidates(["WHEN the task is to heat THEN go to the microwave | first",
                                      "WHEN you hold nothing THEN look"], "pick_heat_then_place", 5, "self")
-    for k, d in enumerate([0.5, 0.25, 0.75, 0.5]):
+    for k, d in enumerate([0.5, 0.25, 0.75, 0.5, 0.5, 0.25, 0.75, 0.5, 0.5, 0.25]):  # the gate's first look: 10
         bank.record_paired(good.id, [d], [0.0], 6 + k)
         bank.record_paired(bad.id, [0.0], [0.5 + 0.1 * k], 6 + k)
     bank.update_status(10)

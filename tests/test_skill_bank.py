@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from siri.skills.bank import BANK_FILENAME, SkillBank, SkillBankError
+from siri.skills.bank import BANK_FILENAME, SkillBank, SkillBankError, gate_of_run, near_identical
+from siri.skills.validation import Gate
 
 HEAT = "WHEN the task is to heat a apple THEN go to the microwave and heat it"
 OPEN = "WHEN the fridge is closed THEN open it"
@@ -37,40 +38,95 @@ def test_add_candidates_dedupes_near_duplicates() -> None:
         bank.get("s99")
 
 
+def test_dedupe_keeps_refinements_and_contradictions_of_known_and_retired_skills() -> None:
+    """Issue 18: with "WHEN you need a apple THEN go to the countertop first" retired, its refinement was
+    rejected as a duplicate (its words are a superset: token_set_ratio 100). Only near-identical texts are."""
+    bank = SkillBank()
+    (apple,) = bank.add_candidates([NEED_APPLE], "heat", 0, "trace")
+    apple.status = "retired"  # rejected by the gate
+    refined = "WHEN you need a apple and the countertop is empty THEN go to the fridge first"
+    contradiction = "WHEN you need a apple THEN go to the fridge first"
+    fresh = [
+        refined,
+        contradiction,
+        "WHEN you need a apple THEN go to the countertop first and then to the fridge",
+        "WHEN you need a apple THEN go to shelf 1 first",
+        "WHEN you need a apple THEN go to shelf 2 first",
+        "WHEN you need a soapbar THEN go to the sink first",
+        "WHEN you need a soapbar THEN go to the desk first",
+    ]
+    assert [s.text for s in bank.add_candidates(fresh, "heat", 2, "self")] == fresh
+    # a refinement of a skill that is still a candidate is new as well
+    more = refined + " and open it"
+    assert [s.text for s in bank.add_candidates([more], "heat", 3, "self")] == [more]
+    # near-identical texts of known skills, retired or not, are dropped: case, spaces, punctuation, one typo
+    near = [
+        NEED_APPLE.upper(), "  when you need a apple, then go to the countertop first.  ",
+        "WHEN you need a apple THEN go to the countertop  first!",
+        "WHEN you need a aple THEN go to the countertop first",  # a deletion
+        "WHEN you need a apple THEN go to the countretop first",  # a transposition
+        "WHEN you need an apple THEN go to the countertop first",  # an insertion
+        "WHEN you need a apple THEN go to shelf 1 first.", contradiction.lower(), refined.replace("empty", "emtpy"),
+    ]  # fmt: skip
+    assert bank.add_candidates(near, "heat", 4, "self") == []
+    # within one batch too, and the same text for another task type is another skill
+    assert len(bank.add_candidates(["WHEN x THEN y", "when x then y."], "cool", 5, "self")) == 1
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("WHEN a THEN go to cabinet 1", "when a, then go to cabinet 1.", True),
+        ("WHEN a THEN go to cabinet 1", "WHEN a THEN go to cabinet 10", False),  # receptacle numbers differ
+        ("WHEN a THEN go to cabinet 1", "WHEN a THEN go to cabinet 2", False),
+        ("WHEN a THEN open the fridge", "WHEN a THEN open teh fridge", True),  # one transposition
+        ("WHEN a THEN open the fridge", "WHEN a THEN open the fridge first", False),
+        ("WHEN a THEN go to the sink", "WHEN a THEN go to the desk", False),
+    ],
+)
+def test_near_identical(a: str, b: str, same: bool) -> None:
+    assert near_identical(a, b) is same and near_identical(b, a) is same
+
+
 def _record(bank: SkillBank, skill_id: str, diffs: list[float], iteration: int) -> None:
     for d in diffs:  # one group per difference: with-arm mean d, plain-arm mean 0
         bank.record_paired(skill_id, [d, d], [0.0, 0.0], iteration)
+
+
+def _ten(pattern: list[float]) -> list[float]:
+    """Ten evaluations: the default gate (looks 4..16 at alpha 0.05) takes its first look at 10."""
+    return (pattern * 10)[:10]
 
 
 def test_lifecycle_promote_retire_inconclusive_and_cap(tmp_path: Path) -> None:
     bank = SkillBank(tmp_path / BANK_FILENAME, max_active=2)
     bank.add_candidates([HEAT, OPEN, NEED_EGG, NEED_APPLE], "heat", 0, "self")
     bank.add_candidates(["WHEN stuck THEN look"], "general", 0, "self")
-    _record(bank, "s1", [0.5, 0.25, 0.75, 0.5], 1)  # LCB 0.332 > 0 -> active
-    _record(bank, "s2", [-0.5, 0.0, -0.25, -0.25], 1)  # UCB < 0 -> retired
-    _record(bank, "s3", [1.0, -1.0, 1.0], 1)  # 3 < min_evals -> stays candidate
-    _record(bank, "s5", [0.2, 0.2, 0.3, 0.1], 1)  # general, active
+    _record(bank, "s1", _ten([0.5, 0.25, 0.75, 0.5]), 1)  # LCB 0.253 > 0 -> active
+    _record(bank, "s2", _ten([-0.5, 0.0, -0.25, -0.25]), 1)  # UCB < 0 -> retired
+    _record(bank, "s3", [1.0, -1.0, 1.0], 1)  # 3 < the first look -> stays candidate
+    _record(bank, "s5", _ten([0.2, 0.2, 0.3, 0.1]), 1)  # general, active
     changes = bank.update_status(2)
     assert [(c[0], c[1], c[2]) for c in changes] == [
         ("s1", "candidate", "active"), ("s2", "candidate", "retired"), ("s5", "candidate", "active"),
     ]  # fmt: skip
     assert bank.get("s1").promoted_at == 2 and bank.get("s2").retired_at == 2
-    assert "UCB <= 0" in bank.get("s2").reason and "over 4 evaluations" in bank.get("s2").reason
-    _record(bank, "s3", [1.0], 3)  # 4 evals, noisy: still undecided
+    assert "UCB <= 0" in bank.get("s2").reason and "over 10 evaluations" in bank.get("s2").reason
+    _record(bank, "s3", [1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0], 3)  # 10 evals, noisy: still undecided
     assert bank.update_status(3) == []
-    _record(bank, "s3", [-1.0, 1.0] * 6, 4)  # 16 evals without significance
+    _record(bank, "s3", [-1.0, 1.0] * 3, 4)  # 16 evals without significance
     assert bank.update_status(4)[0][:3] == ("s3", "candidate", "retired")
     assert bank.get("s3").reason.startswith("no significant benefit")
     # the cap: a third active "heat" skill (s4, better than s1) pushes the worst one (s1) out
-    _record(bank, "s4", [1.0, 0.9, 1.0, 1.1], 5)
+    _record(bank, "s4", _ten([1.0, 0.9, 1.0, 1.1]), 5)
     bank.add_candidates(["WHEN the microwave is closed THEN open it first"], "heat", 5, "self")  # s6
-    _record(bank, "s6", [0.9, 0.9, 1.0, 1.0], 5)
+    _record(bank, "s6", _ten([0.9, 0.9, 1.0, 1.0]), 5)
     changes = bank.update_status(6)
     assert [(c[0], c[2]) for c in changes] == [("s4", "active"), ("s6", "active"), ("s1", "retired")]
     assert changes[-1][3] == "over the cap of 2 active skills for heat"
     assert [s.id for s in bank.skills("active")] == ["s4", "s5", "s6"]
     assert len(bank.skills("retired")) == 3 and bank.skills("candidate") == []
-    assert bank.utility("s4") == pytest.approx(1.0)
+    assert bank.utility("s4") == pytest.approx(0.99)
     # a saved bank reloads identically
     bank.save()
     again = SkillBank.open(tmp_path)
@@ -98,7 +154,7 @@ def test_render_block_selects_task_type_and_general_by_utility() -> None:
     bank.add_candidates(["WHEN stuck THEN look"], "general", 0, "self")
     bank.add_candidates(["WHEN the task is to cool THEN use the fridge"], "cool", 0, "self")
     for sid, d in [("s1", 0.2), ("s2", 0.6), ("s4", 0.4), ("s5", 0.9)]:
-        _record(bank, sid, [d, d + 0.1, d - 0.1, d], 0)
+        _record(bank, sid, _ten([d, d + 0.1, d - 0.1, d]), 0)
     bank.update_status(1)
     assert bank.render_block("heat") == f"- {OPEN}\n- WHEN stuck THEN look\n- {HEAT}"
     assert bank.render_block("heat", top_k=1) == f"- {OPEN}"
@@ -149,12 +205,27 @@ def test_bad_files_are_errors_naming_the_file(tmp_path: Path, mutate, message: s
     assert path.read_bytes() == before  # never silently replaced
 
 
+def test_gate_of_run_reads_the_run_config_and_tolerates_old_runs(tmp_path: Path) -> None:
+    """``siri skills`` and reports show the bounds the run's gate decided with; an old run still shows."""
+    from siri.config import TrainConfig
+
+    assert gate_of_run(tmp_path) == Gate()  # no config.yaml: the defaults
+    TrainConfig.load(None, ["siri.min_evals=2", "siri.max_evals=8", "siri.gate_alpha=0.1"]).save(
+        tmp_path / "config.yaml"
+    )
+    assert gate_of_run(tmp_path) == Gate(0.1, 2, 8)
+    (tmp_path / "config.yaml").write_text("siri:\n  min_evals: 3\n  max_evals: 12\n  confidence_z: 1.0\n")
+    assert gate_of_run(tmp_path) == Gate(0.05, 3, 12)
+    (tmp_path / "config.yaml").write_text("siri: [not, a, section")
+    assert gate_of_run(tmp_path) == Gate()
+
+
 def test_missing_file_and_bad_options(tmp_path: Path) -> None:
     with pytest.raises(SkillBankError, match="no skill bank file"):
         SkillBank.load(tmp_path / "nope.json")
     assert len(SkillBank.open(tmp_path)) == 0
-    with pytest.raises(SkillBankError, match="dedupe_threshold"):
-        SkillBank(dedupe_threshold=120)
+    with pytest.raises(SkillBankError, match="dedupe_max_edits"):
+        SkillBank(dedupe_max_edits=-1)
     with pytest.raises(SkillBankError, match="no file"):
         SkillBank().save()
 

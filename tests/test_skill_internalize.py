@@ -146,3 +146,52 @@ def test_step_weights_from_records() -> None:
     assert w.tolist() == [1.0, 0.0, 0.5, 0.0]
     with pytest.raises(ValueError, match="3 advantages for 4 steps"):
         step_weights(steps, [1.0, 1.0, 1.0], {"s1": 0.5, "s2": -0.1})
+
+
+def test_plain_scoring_refuses_a_skill_step_without_its_plain_prompt() -> None:
+    """Scored under the skill prompt instead, internalization would distil nothing and say nothing."""
+    from micro_policy import micro_policy
+    from siri.rollout.scoring import response_logprobs
+    from siri.rollout.types import StepRecord
+
+    policy = micro_policy(seed=0, reference=False)
+
+    def record(plain_prompt: list[int] | None) -> StepRecord:
+        return StepRecord(group=0, traj=0, t=0, seed=1, task_type="pick_and_place_simple", prompt_ids=[5, 6, 7, 8],
+                          response_ids=[9, 10], old_logprobs=[0.0, 0.0], action_mask=[1, 1], action="look",
+                          valid=True, reward=0.0, done=False, won=False, anchor=0, skill_ids=("s1",),
+                          plain_prompt_ids=plain_prompt)
+
+    logp, _, _ = response_logprobs(policy.model, [record([5, 8])], pad_id=policy.pad_id, plain=True)
+    skill_logp, _, _ = response_logprobs(policy.model, [record([5, 8])], pad_id=policy.pad_id, plain=False)
+    assert logp.shape == (1, 2) and not torch.allclose(logp, skill_logp)  # the plain prompt is what is scored
+    with pytest.raises(ValueError, match="plain_prompt_ids"):
+        response_logprobs(policy.model, [record([5, 8]), record(None)], pad_id=policy.pad_id, plain=True)
+
+
+def test_without_reasoning_keeps_only_the_action_part_of_a_generated_response() -> None:
+    """distill_context=action: the skill-time reasoning leaves the sequence; the action tokens stay as sampled."""
+    from micro_policy import micro_policy
+    from siri.rollout.collector import action_token_mask
+    from siri.rollout.types import StepRecord
+    from siri.skills.internalize import without_reasoning
+
+    tok = micro_policy(seed=0, reference=False).tokenizer
+    ids = tok.encode("<think> the mug is in a cabinet </think> <action> go to cabinet 1 </action>",
+                     add_special_tokens=False)
+    mask = action_token_mask(tok, ids)
+    record = StepRecord(group=0, traj=0, t=0, seed=1, task_type="pick_and_place_simple", prompt_ids=[5],
+                        response_ids=ids, old_logprobs=[-0.1 * k for k in range(len(ids))], action_mask=mask,
+                        action="go to cabinet 1", valid=True, reward=0.0, done=False, won=False, anchor=0,
+                        skill_ids=("s1",), plain_prompt_ids=[5])
+    cut = without_reasoning(record, tok)
+    assert tok.decode(cut.response_ids).startswith("<action>")
+    assert [i for i, m in zip(cut.response_ids, cut.action_mask, strict=True) if m] == \
+        [i for i, m in zip(ids, mask, strict=True) if m]  # the same action tokens carry the loss
+    assert cut.old_logprobs == record.old_logprobs[len(ids) - len(cut.response_ids):]
+    assert sum(cut.action_mask) == 4 and len(cut.response_ids) < len(ids)
+    action_only = tok.encode("<action> go to cabinet 1 </action>", add_special_tokens=False)
+    unchanged = without_reasoning(
+        StepRecord(**{**record.__dict__, "response_ids": action_only, "action_mask": action_token_mask(tok, action_only),
+                      "old_logprobs": [0.0] * len(action_only)}), tok)
+    assert unchanged.response_ids == action_only  # nothing before the tag: nothing to drop

@@ -115,22 +115,22 @@ def test_make_miner_errors() -> None:
 def test_skills_cli_table_and_json(tmp_path: Path) -> None:
     bank = SkillBank.open(tmp_path)
     bank.add_candidates(trace_skills("pick_and_place", TRAJS), "pick_and_place", 2, "trace")
-    for d in (0.5, 0.25, 0.75, 0.5):
+    for d in (0.5, 0.25, 0.75, 0.5, 0.5, 0.25, 0.75, 0.5, 0.5, 0.25):  # the default gate's first look: 10
         bank.record_paired("s1", [d], [0.0], 3)
     bank.update_status(4)
     bank.save()
     runner = CliRunner()
     result = runner.invoke(app, ["skills", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "active" in result.output and "+0.500 ± 0.168" in result.output and "candidate" in result.output
+    assert "active" in result.output and "+0.475 ± 0.222" in result.output and "candidate" in result.output
     result = runner.invoke(app, ["skills", str(tmp_path / "skill_bank.json"), "--json", "--status", "active"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     (skill,) = out["skills"]
-    assert (skill["id"], skill["evaluations"], skill["status"]) == ("s1", 4, "active")
-    assert skill["lcb"] == pytest.approx(0.3321079, abs=1e-6) and skill["ucb"] == pytest.approx(
-        0.6678921, abs=1e-6
-    )
+    assert (skill["id"], skill["evaluations"], skill["status"]) == ("s1", 10, "active")
+    # the gate's bounds at its first look (alpha 0.05 over looks 10..16): 0.475 -/+ t_9(1 - 0.00206) s / sqrt(10)
+    assert skill["lcb"] == pytest.approx(0.25254, abs=1e-4) and skill["ucb"] == pytest.approx(0.69746, abs=1e-4)
+    assert out["gate"] == {"alpha": 0.05, "min_evals": 4, "max_evals": 16, "first_look": 10}
     (tmp_path / "skill_bank.json").write_text('{"schema": "something.else"}')
     result = runner.invoke(app, ["skills", str(tmp_path)])
     assert result.exit_code == 1 and "not a SIRI skill bank" in result.output

@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from siri import envs
 from siri.rollout.types import StepRecord, Trajectory
 from siri.skills.bank import SkillBank
@@ -108,3 +110,92 @@ def test_mine_min_score_lets_shop_purchases_end_warmup_and_feed_the_miner(tmp_pa
     buffered = [t.traj for bucket in lenient.buffer.values() for t in bucket]
     assert sorted(buffered) == sorted(t.traj for t in played if t.won or t.score >= 0.5)
     assert lenient.successes == won + len(good) and lenient.phase == "skills" and lenient.mined_total > 0
+
+
+def _pipeline(tmp_path: Path, *overrides: str):
+    from siri.config import TrainConfig
+    from siri.skills.pipeline import SiriPipeline
+
+    cfg = TrainConfig.load(None, ["siri.enabled=true", "siri.warmup=false", "siri.validation_gate=true",
+                                  "siri.weighting=advantage", "siri.adv_clip=0.5", "siri.lambda_ramp_iters=4",
+                                  "siri.lambda_max=0.8", "env.max_steps=4", *overrides])
+    return SiriPipeline(cfg, tmp_path)
+
+
+def _bank_with(pipe, task_type: str, statuses_and_utilities: list[tuple[str, float]]) -> list[str]:
+    from siri.skills.validation import ACTIVE
+
+    texts = ["WHEN you need a mug THEN look in the cabinets first",
+             "WHEN the task says heat THEN carry it to the microwave and open it",
+             "WHEN nothing is on the countertop THEN search every drawer before the shelves"]
+    ids = []
+    for k, (status, utility) in enumerate(statuses_and_utilities):
+        skill = pipe.bank.add_candidates([texts[k]], task_type, 0, "trace")[0]
+        skill.status = status
+        if status == ACTIVE:
+            skill.promoted_at = 0
+        skill.utility.add(utility, 0)
+        ids.append(skill.id)
+    return ids
+
+
+def test_plan_pairs_every_skill_rollout_and_splits_groups_between_candidates_and_active_skills(tmp_path: Path) -> None:
+    from siri.skills.validation import ACTIVE, CANDIDATE
+
+    seeds = list(range(200, 280))
+    for share in (0.0, 0.5, 1.0):
+        pipe = _pipeline(tmp_path / str(share), f"siri.active_share={share}", "siri.validation_share=0.5")
+        types = {s: pipe.task_type_of(s) for s in seeds}
+        typed = sorted(set(types.values()))
+        ids = _bank_with(pipe, typed[0], [(CANDIDATE, 0.0), (ACTIVE, 0.2)])  # both kinds for this type
+        only_active = _bank_with(pipe, typed[1], [(ACTIVE, 0.1)])  # no candidate of this type: always active
+        specs = pipe.plan(3, seeds, 4)
+        assert len(specs) == 4 * len(seeds)
+        served = {"candidate": 0, "active": 0}
+        for g, seed in enumerate(seeds):
+            row = [s.skills for s in specs if s.group == g]
+            shown = [sk for sk in row if sk]
+            assert all(s.seed == seed for s in specs if s.group == g)
+            if types[seed] == typed[0]:
+                assert len(shown) == 2 and len(row) - len(shown) == 2  # paired: two with, two plain
+                served["candidate" if shown[0][0][0] == ids[0] else "active"] += 1
+            elif types[seed] == typed[1]:
+                assert [sk[0][0] for sk in shown] == only_active * 2
+            else:
+                assert not shown  # no skill of this task type: all plain
+        total = served["candidate"] + served["active"]
+        assert total >= 10
+        if share == 0.0:
+            assert served["active"] == 0
+        elif share == 1.0:
+            assert served["candidate"] == 0
+        else:
+            assert 0.25 < served["active"] / total < 0.75
+    assert pipe.plan(3, seeds, 4) == pipe.plan(3, seeds, 4)  # a pure function of (seed, iteration, bank)
+
+
+def test_internalization_with_the_gate_on_weights_only_valid_steps_of_helpful_active_skills(tmp_path: Path) -> None:
+    """Hand-computed: w = 1[active] 1[valid] 1[U > 0] clip(A, 0, c), c = 0.5; lambda = 0.8 * (k - k0 + 1) / 4."""
+    import numpy as np
+
+    from siri.skills.validation import ACTIVE, CANDIDATE
+
+    pipe = _pipeline(tmp_path)
+    helpful, harmful, candidate = _bank_with(pipe, "pick_and_place_simple",
+                                             [(ACTIVE, 0.3), (ACTIVE, -0.1), (CANDIDATE, 0.4)])
+    pipe.internalization_from = 5
+
+    def step(skills: tuple[str, ...], valid: bool = True) -> StepRecord:
+        return StepRecord(group=0, traj=0, t=0, seed=1, task_type="pick_and_place_simple", prompt_ids=[1],
+                          response_ids=[2], old_logprobs=[0.0], action_mask=[1], action="look", valid=valid,
+                          reward=0.0, done=False, won=False, anchor=0, skill_ids=skills, plain_prompt_ids=[1])
+
+    records = [step((helpful,)), step((helpful,)), step((helpful,)), step((helpful,), valid=False),
+               step((harmful,)), step((candidate,)), step(()), step((helpful,))]
+    advantages = np.array([0.2, 1.7, -0.4, 0.9, 0.8, 0.8, 0.8, 0.0])
+    assert pipe.internalization(4, records, advantages) == ([], 0.0)  # before k0: nothing, lambda 0
+    chosen, lam = pipe.internalization(6, records, advantages)
+    assert lam == pytest.approx(0.8 * 2 / 4)
+    assert chosen == [(0, pytest.approx(0.2)), (1, pytest.approx(0.5))]  # step 3: invalid; 7: A = 0
+    _, lam_late = pipe.internalization(20, records, advantages)
+    assert lam_late == pytest.approx(0.8)

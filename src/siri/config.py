@@ -1,9 +1,11 @@
 """Typed configs: nested dataclasses, loaded from YAML, overridden by ``key=value`` from the CLI.
 
-Every field carries a ``help`` text (``opt(default, "help")``) and optionally ``min``/``max``;
-``Literal`` types give the allowed choices. Loading is strict: an unknown key or a value of the
-wrong type is a ``ConfigError`` that names the key and the valid keys or values, so a typo never
-silently trains with a default.
+Every field carries a ``help`` text (``opt(default, "help")``) and optionally inclusive ``min``/``max``
+or exclusive ``gt``/``lt`` bounds (checked at load, per element for tuples and lists, and shown by
+``help_text``); ``Literal`` types give the allowed choices. A bound is exactly what the code that
+consumes the value accepts, so a bad value fails at load, not hours into a run. Loading is strict:
+an unknown key or a value of the wrong type is a ``ConfigError`` that names the key and the valid
+keys or values, so a typo never silently trains with a default.
 
     cfg = TrainConfig.load("configs/household-tiny-gigpo.yaml", ["algo.gamma=0.9", "train.seed=3"])
     cfg.save(run_dir / "config.yaml")           # resolved YAML, loads back to an equal config
@@ -42,9 +44,15 @@ class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key and what is allowed."""
 
 
-def opt(default: Any, help: str, *, min: float | None = None, max: float | None = None) -> Any:
-    """A documented config field. Mutable defaults (list/dict) are copied per instance."""
-    meta = {"help": help, "min": min, "max": max}
+def opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+        gt: float | None = None, lt: float | None = None) -> Any:
+    """A documented config field with optional bounds: ``min <= x <= max``, ``gt < x < lt``.
+
+    Mutable defaults (list/dict) are copied per instance.
+    """
+    if (min is not None and gt is not None) or (max is not None and lt is not None):
+        raise TypeError("give a field min or gt (and max or lt), not both")
+    meta = {"help": help, "min": min, "max": max, "gt": gt, "lt": lt}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -161,16 +169,60 @@ def _flow(value: Any) -> str:
 
 
 def _check_range(value: Any, f: dataclasses.Field, key: str) -> None:
+    """Raise unless ``value`` (each element of a tuple/list) lies within the field's bounds."""
+    if isinstance(value, tuple | list):
+        for i, v in enumerate(value):
+            _check_range(v, f, f"{key}[{i}]")
+        return
     if not isinstance(value, int | float) or isinstance(value, bool):
         return
-    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    m = f.metadata
+    lo, hi, gt, lt = m.get("min"), m.get("max"), m.get("gt"), m.get("lt")
     if lo is not None and value < lo:
         raise ConfigError(f"bad value for '{key}': {value} is below the minimum {lo}")
     if hi is not None and value > hi:
         raise ConfigError(f"bad value for '{key}': {value} is above the maximum {hi}")
+    if gt is not None and not value > gt:
+        raise ConfigError(f"bad value for '{key}': {value} must be > {gt} (allowed: {bounds_text(f)})")
+    if lt is not None and not value < lt:
+        raise ConfigError(f"bad value for '{key}': {value} must be < {lt} (allowed: {bounds_text(f)})")
+
+
+def _num(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def bounds_text(f: dataclasses.Field) -> str:
+    """The field's bounds as an interval, e.g. ``[0, 1]``, ``(0, 1]``, ``>= 1``, ``> 0``; "" if unbounded."""
+    m = f.metadata
+    lo, hi = m.get("min"), m.get("max")
+    gt, lt = m.get("gt"), m.get("lt")
+    low = f"[{_num(lo)}" if lo is not None else f"({_num(gt)}" if gt is not None else None
+    high = f"{_num(hi)}]" if hi is not None else f"{_num(lt)})" if lt is not None else None
+    if low and high:
+        return f"{low}, {high}"
+    if low:
+        return (">= " if lo is not None else "> ") + low[1:]
+    if high:
+        return ("<= " if hi is not None else "< ") + high[:-1]
+    return ""
+
+
+# Keys that existed once: a config naming one (e.g. the config.yaml of an older run) gets this explanation.
+REMOVED_KEYS = {
+    "siri.confidence_z": (
+        "'siri.confidence_z' was removed: its normal-z gate, re-tested after every evaluation, promoted "
+        "skills with no effect up to 40% of the time; the gate is now a Student-t test with alpha spending "
+        "over its looks, set by siri.gate_alpha (default 0.05; docs/skill-gate.md). There is no exact "
+        "translation: delete the confidence_z line (a run resumed so continues with the new gate) and set "
+        "siri.gate_alpha if wanted"
+    ),
+}
 
 
 def _unknown_key(key: str, prefix: str, valid: Sequence[str]) -> ConfigError:
+    if f"{prefix}{key}" in REMOVED_KEYS:
+        return ConfigError(REMOVED_KEYS[f"{prefix}{key}"])
     where = f"under '{prefix[:-1]}'" if prefix else "at the top level"
     close = difflib.get_close_matches(key.split(".")[-1], valid, n=1)
     hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
@@ -292,7 +344,10 @@ class Config:
                 lines.append(tp.help_text(prefix + "  "))
                 continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            lines.append(f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}): {f.metadata.get('help', '')}")
+            bounds = bounds_text(f)
+            allowed = f" (allowed: {bounds})" if bounds else ""
+            lines.append(f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}): {f.metadata.get('help', '')}"
+                         f"{allowed}")
         return "\n".join(lines)
 
 
@@ -356,7 +411,8 @@ class ModelSection(Config):
     lora: bool = opt(False, "train LoRA adapters instead of all weights (reference policy = adapters off)")
     lora_r: int = opt(16, "LoRA rank", min=1)
     lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / r)", min=1)
-    lora_dropout: float = opt(0.0, "LoRA dropout", min=0.0, max=1.0)
+    lora_dropout: float = opt(0.0, "LoRA dropout (active in the update only: > 0 makes the update's log-probs "
+                                "differ from the sampling ones, so PPO ratios start away from 1)", min=0.0, max=1.0)
     action_mode: Literal["generate", "choose"] = opt(
         "generate", "generate: free text + action projection (the paper); choose: decoding constrained to "
         "the admissible actions (makes small models useful; exact log-probs)")
@@ -373,7 +429,7 @@ class RolloutSection(Config):
     num_groups: int = opt(16, "groups (distinct tasks) per iteration (the paper: 16)", min=1)
     history: int = opt(2, "recent observation/action pairs shown in the prompt (the paper: 2)", min=0)
     temperature: float = opt(1.0, "sampling temperature for training rollouts (the paper: 1.0)", min=0.0)
-    top_p: float = opt(1.0, "nucleus sampling mass", min=0.0, max=1.0)
+    top_p: float = opt(1.0, "nucleus sampling mass (0 would keep no token)", gt=0.0, max=1.0)
     max_new_tokens: int = opt(48, "response token budget per step in generate mode", min=1)
     invalid_penalty: float = opt(0.1, "subtracted from the reward of a step with an invalid action (the paper: 0.1)",
                                  min=0.0)
@@ -396,7 +452,7 @@ class AlgoSection(Config):
         "trajectory", "episode-advantage statistics per trajectory (the paper) or per step (verl-agent)")
     similarity: float | None = opt(
         None, "if set, step groups join observations whose text similarity >= this (rapidfuzz ratio), "
-        "instead of exact anchor keys", min=0.0, max=1.0)
+        "instead of exact anchor keys", gt=0.0, max=1.0)
     clip: float = opt(0.2, "PPO clip range (low side, and high side unless clip_high is set)", min=0.0)
     clip_high: float | None = opt(None, "PPO clip range on the high side (clip-higher); None = clip", min=0.0)
     kl_coef: float = opt(0.01, "weight of the low-variance (k3) KL to the reference policy", min=0.0)
@@ -415,7 +471,7 @@ class OptimSection(Config):
 
     lr: float = opt(1e-6, "AdamW learning rate (the paper: 1e-6 for 7B models)", min=0.0)
     weight_decay: float = opt(0.01, "AdamW weight decay", min=0.0)
-    betas: tuple[float, float] = opt((0.9, 0.999), "AdamW betas")
+    betas: tuple[float, float] = opt((0.9, 0.999), "AdamW betas (bounds per element, as torch checks)", min=0.0, lt=1.0)
     grad_clip: float = opt(1.0, "max global gradient norm (0 = no clipping)", min=0.0)
     micro_batch_size: int = opt(8, "steps (sequences) per forward/backward; gradients accumulate", min=1)
     mini_batches: int = opt(1, "optimizer steps per PPO epoch (the batch is split in this many parts)", min=1)
@@ -434,7 +490,8 @@ class TrainSection(Config):
     eval_every: int = opt(10, "evaluate every this many iterations (0 = only at the end)", min=0)
     eval_episodes: int = opt(64, "episodes per evaluation, on fixed eval seeds", min=1)
     eval_temperature: float = opt(0.4, "sampling temperature for evaluation (the paper: 0.4; 0 = greedy)", min=0.0)
-    seed: int = opt(0, "seed for sampling, task order and initialization")
+    seed: int = opt(0, "seed for sampling, task order and initialization (numpy rejects negative seeds; vLLM "
+                    "passes it to numpy's 32-bit legacy seeding)", min=0, max=2**32 - 1)
     save_every: int = opt(10, "write a checkpoint every this many iterations (0 = only at the end)", min=0)
     run_dir: str | None = opt(None, "run directory; None = runs/<preset>-<timestamp>")
     device: str = opt("auto", "'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
@@ -466,19 +523,34 @@ class SiriSection(Config):
     validation_share: float = opt(0.5, "after the warm-up, the share of each group's rollouts that show one "
                                   "skill (candidate under validation, or active for internalization); the "
                                   "rest are plain and form the paired baseline", min=0.0, max=1.0)
+    active_share: float = opt(0.5, "after the warm-up, the share of groups that show an active skill (whose "
+                              "rollouts feed internalization) rather than a candidate under validation, among "
+                              "groups whose task type has both; the rest validate candidates", min=0.0, max=1.0)
     validation_gate: bool = opt(True, "ablation switch: False activates every mined skill without validation")
     promote_lcb: float = opt(0.0, "activate a skill when the lower confidence bound of its utility exceeds this")
-    retire_ucb: float = opt(0.0, "retire a skill when the upper confidence bound of its utility falls below this")
-    min_evals: int = opt(4, "paired evaluations before a skill can be promoted or retired", min=1)
-    max_evals: int = opt(16, "retire a still-undecided skill after this many paired evaluations", min=1)
-    confidence_z: float = opt(1.645, "z of the utility confidence bounds (1.645 = one-sided 95%)", min=0.0)
+    retire_ucb: float = opt(0.0, "retire a skill when the upper confidence bound of its utility falls to "
+                            "this or below")
+    min_evals: int = opt(4, "paired evaluations before a skill can be promoted or retired (the gate may need "
+                         "more: its first look is where n same-signed differences are significant, "
+                         "2**-n <= its level)", min=2)
+    max_evals: int = opt(16, "a candidate's last look: retired as inconclusive after this many paired "
+                         "evaluations; at least log2(1/gate_alpha), or no look could promote", min=5)
+    gate_alpha: float = opt(0.05, "the validation gate's false-promotion probability: a Student-t test at "
+                            "each look with Bonferroni alpha spending over the looks (docs/skill-gate.md)",
+                            min=0.001, max=0.5)
     max_active_per_type: int = opt(4, "active skills kept per task type (best utility first)", min=1)
     lambda_max: float = opt(0.5, "final weight of the internalization loss", min=0.0)
-    lambda_ramp_iters: int = opt(20, "iterations over which lambda ramps linearly from 0 to lambda_max", min=0)
-    adv_clip: float = opt(1.0, "c: internalization weights use the advantage clipped to [0, c]", min=0.0)
+    lambda_ramp_iters: int = opt(20, "lambda rises linearly over this many iterations: lambda_max / ramp in the "
+                                 "first iteration with an active skill, lambda_max from the ramp-th on (0 or 1: "
+                                 "lambda_max at once)", min=0)
+    adv_clip: float = opt(1.0, "c: internalization weights use the advantage clipped to [0, c]", gt=0.0)
     weighting: Literal["advantage", "utility", "uniform"] = opt(
         "advantage", "internalization weights: utility>0 x clipped advantage (SIRI), utility>0 only, or uniform "
         "(ablation switches)")
+    distill_context: Literal["sampled", "action"] = opt(
+        "sampled", "generate mode: what the distilled action is scored after under the plain prompt: the "
+        "reasoning sampled while the skill was visible (sampled), or nothing but the plain prompt (action: "
+        "the response is cut at <action>); choose mode has no reasoning, so both are the same")
     action_tokens_only: bool = opt(True, "distill only the action tokens (False = the whole response; ablation)")
     keep_skills_at_inference: bool = opt(
         False, "also evaluate the final policy with its best active skill in the prompt (summary "
@@ -487,6 +559,9 @@ class SiriSection(Config):
     def __post_init__(self) -> None:
         if self.max_evals < self.min_evals:
             raise ValueError(f"max_evals ({self.max_evals}) must be >= min_evals ({self.min_evals})")
+        from siri.skills.validation import Gate
+
+        Gate(self.gate_alpha, self.min_evals, self.max_evals)  # its error says which max_evals would do
 
 
 @dataclass
@@ -500,6 +575,13 @@ class TrainConfig(Config):
     optim: OptimSection = field(default_factory=OptimSection, metadata={"help": "optimizer"})
     train: TrainSection = field(default_factory=TrainSection, metadata={"help": "loop, evaluation, checkpoints"})
     siri: SiriSection = field(default_factory=SiriSection, metadata={"help": "SIRI phases (off = plain RL)"})
+
+    def __post_init__(self) -> None:
+        s = self.siri
+        if s.enabled and s.miner == "external" and not (s.miner_url and s.miner_model):
+            # Checked here because the pipeline only needs them at its first mining round, after the warm-up.
+            raise ValueError("siri.miner=external needs siri.miner_url (OpenAI-compatible base URL, e.g. the one "
+                             "`siri serve` prints) and siri.miner_model")
 
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"

@@ -70,15 +70,17 @@ class RunData:
         return spans
 
 
-def _load_skills(run_path: Path, z: float = 1.96) -> list[dict[str, Any]]:
-    """The run's skills as plain dicts with a two-sided 95% CI of the utility (bank errors propagate)."""
-    from siri.skills.bank import BANK_FILENAME, SkillBank
+def _load_skills(run_path: Path) -> list[dict[str, Any]]:
+    """The run's skills as plain dicts with the validation gate's bounds of the utility at each skill's
+    current look (what the gate decided with; infinite before its first look). Bank errors propagate."""
+    from siri.skills.bank import BANK_FILENAME, SkillBank, gate_of_run
 
     if not (run_path / BANK_FILENAME).exists():
         return []
+    gate = gate_of_run(run_path)
     rows = []
     for s in SkillBank.load(run_path / BANK_FILENAME):
-        lo, hi = s.utility.bounds(z)
+        lo, hi = s.bounds(gate)
         rows.append({"id": s.id, "text": s.text, "status": s.status, "task_type": s.task_type, "miner": s.miner,
                      "mean": s.utility.mean, "n": s.utility.n, "ci": (lo, hi), "mined": s.iteration,
                      "promoted": s.promoted_at, "retired": s.retired_at, "reason": s.reason})
@@ -174,14 +176,14 @@ def _utility_plot(run: RunData) -> str | None:
     if not skills:
         return None
     means = [s["mean"] for s in skills]
-    # Skills with one evaluation have an infinite interval: draw no bar rather than an endless one.
+    # Skills before the gate's first look have an infinite interval: draw no bar rather than an endless one.
     half = [(s["ci"][1] - s["mean"]) if math.isfinite(s["ci"][1]) else 0.0 for s in skills]
     colors = [STATUS_COLORS.get(s["status"], "#6b7280") for s in skills]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(skills) + 1.5), layout="constrained")
     ax.barh(range(len(skills)), means, xerr=half, color=colors, capsize=2)
     ax.set_yticks(range(len(skills)), [s["id"] for s in skills], fontsize=7)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel("utility U(g) = mean R(with g) - mean R(without g), 95% CI")
+    ax.set_xlabel("utility U(g) = mean R(with g) - mean R(without g), the validation gate's bounds")
     ax.set_title(f"{run.name}: skill utilities (green active, grey candidate, red retired)")
     return _png(fig)
 
@@ -212,7 +214,7 @@ def _summary_rows(run: RunData) -> tuple[list[str], list[list[str]]]:
 
 
 def _skill_rows(run: RunData) -> tuple[list[str], list[list[str]]]:
-    header = ["id", "status", "task type", "utility", "95% CI", "evals", "mined", "promoted", "retired", "miner",
+    header = ["id", "status", "task type", "utility", "gate bounds", "evals", "mined", "promoted", "retired", "miner",
               "text", "why (last status change)"]
     order = {"active": 0, "candidate": 1, "retired": 2}
     rows = []

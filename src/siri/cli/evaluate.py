@@ -92,11 +92,11 @@ def load_bank(path: str) -> SkillBank:
     """The skill bank of a run directory, or a bank file; a missing or corrupt bank is a clear error."""
     from pathlib import Path
 
-    from siri.skills.bank import BANK_FILENAME, SkillBank, SkillBankError
+    from siri.skills.bank import BANK_FILENAME, SkillBank, SkillBankError, gate_of_run
 
     file = Path(path) / BANK_FILENAME if Path(path).is_dir() else Path(path)
     try:
-        return SkillBank.load(file)
+        return SkillBank.load(file, gate=gate_of_run(file.parent))  # ranked by the run's own bounds
     except SkillBankError as e:
         raise typer.BadParameter(f"--skills-from: {e}") from e
 

@@ -18,12 +18,27 @@ def skills(
     task_type: str | None = typer.Option(
         None, "--task-type", help="Only skills for this task type (and general)."
     ),
-    z: float = typer.Option(1.645, help="z of the confidence interval shown (1.645: one-sided 95%)."),
+    alpha: float | None = typer.Option(
+        None, help="gate_alpha of the bounds shown; default: the run's (config.yaml beside the bank)."
+    ),
 ) -> None:
-    """Print every skill: status, task type, utility ± CI half-width, evaluations, text."""
-    from siri.skills.bank import BANK_FILENAME, SkillBank, SkillBankError
+    """Print every skill: status, task type, utility ± the gate's bound at its current look, n, text.
+
+    The bounds are the ones the validation gate decides with (docs/skill-gate.md): with the run's
+    gate_alpha, min_evals and max_evals, at the skill's number of evaluations; before the gate's first
+    look nothing is decided and no bound is shown.
+    """
+    from siri.skills.bank import BANK_FILENAME, SkillBank, SkillBankError, gate_of_run
+    from siri.skills.validation import Gate
 
     path = run_dir if run_dir.is_file() else run_dir / BANK_FILENAME
+    gate = gate_of_run(path.parent)
+    if alpha is not None:
+        try:
+            gate = Gate(alpha, gate.min_evals, gate.max_evals)
+        except ValueError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from e
     try:
         bank = SkillBank.load(path)
         rows = bank.skills(status, task_type)
@@ -37,23 +52,27 @@ def skills(
     if as_json:
         out = []
         for s in rows:
-            lcb, ucb = s.bounds(z)
+            lcb, ucb = s.bounds(gate)
             out.append({"id": s.id, "status": s.status, "task_type": s.task_type, "utility": s.utility.mean,
                         "lcb": finite(lcb), "ucb": finite(ucb), "evaluations": s.utility.n, "std": s.utility.std,
                         "miner": s.miner, "iteration": s.iteration, "promoted_at": s.promoted_at,
                         "retired_at": s.retired_at, "reason": s.reason, "text": s.text})  # fmt: skip
-        typer.echo(json.dumps({"bank": str(path), "z": z, "skills": out}, indent=2))
+        gate_json = {"alpha": gate.alpha, "min_evals": gate.min_evals, "max_evals": gate.max_evals,
+                     "first_look": gate.first_look}
+        typer.echo(json.dumps({"bank": str(path), "gate": gate_json, "skills": out}, indent=2))
         return
 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{path} ({len(rows)} skills)")
-    for column in ("id", "status", "task type", "utility ± CI", "n", "miner", "text"):
+    table = Table(title=f"{path} ({len(rows)} skills)",
+                  caption=f"± the validation gate's bound (gate_alpha={gate.alpha:g}); none before its "
+                          f"first look at {gate.first_look} evaluations")
+    for column in ("id", "status", "task type", "utility ± bound", "n", "miner", "text"):
         table.add_column(column, overflow="fold", justify="right" if column in ("n",) else "left")
     colors = {"active": "green", "candidate": "yellow", "retired": "dim"}
     for s in rows:
-        half = s.utility.half_width(z)
+        half = s.bounds(gate)[1] - s.utility.mean  # symmetric bounds; infinite before the first look
         utility = (
             "-"
             if s.utility.n == 0

@@ -10,9 +10,10 @@ import importlib
 import inspect
 from typing import Any
 
-from siri.envs.base import BatchEnv, Env, EnvError, EpisodeTracker, Observation, Step
+from siri.envs.base import BatchEnv, Env, EnvError, EpisodeTracker, Observation, Step, split_seed
 
-__all__ = ["ENVIRONMENTS", "BatchEnv", "Env", "EnvError", "EpisodeTracker", "Observation", "Step", "make"]
+__all__ = ["ENVIRONMENTS", "BatchEnv", "Env", "EnvError", "EpisodeTracker", "Observation", "Step", "make",
+           "split_seed"]
 
 # name -> ("module:factory", one-line description)
 ENVIRONMENTS: dict[str, tuple[str, str]] = {

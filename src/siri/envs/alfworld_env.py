@@ -5,7 +5,8 @@ Plays ALFWorld game files (``game.tw-pddl`` with ``traj_data.json`` beside it) t
 instances, ``AlfredInfos`` records the game file). Where the games come from:
 
 - ``games``: a folder (searched recursively, as ALFWorld does), one game file, or a list of them —
-  e.g. household scenes written by ``siri env export-alfworld``;
+  e.g. household scenes written by ``siri env export-alfworld`` — or a mapping from split to any of
+  these (``{train: games/train, eval_id: games/eval}``), so training and evaluation use separate games;
 - otherwise ``$ALFWORLD_DATA/json_2.1.1/{train,valid_seen,valid_unseen}`` for split
   ``train``/``eval_id``/``eval_ood`` (the official data, where a user has downloaded it).
 
@@ -60,7 +61,8 @@ class AlfworldEnv:
 
     Args:
         games: folder of games, one game file, a list of game files, or a comma-separated string of
-            them; default: the official data under ``$ALFWORLD_DATA`` for ``split``.
+            them, or a mapping split -> one of these; default: the official data under
+            ``$ALFWORLD_DATA`` for ``split``.
         split: "train", "eval_id" (valid_seen) or "eval_ood" (valid_unseen); only picks the official
             data folder when ``games`` is not given.
         max_steps: the episode ends (truncated) after this many actions.
@@ -72,7 +74,7 @@ class AlfworldEnv:
 
     def __init__(
         self,
-        games: str | list[str] | None = None,
+        games: str | list[str] | dict[str, str | list[str]] | None = None,
         split: str = "train",
         max_steps: int = 50,
         success_reward: float = 1.0,
@@ -99,7 +101,14 @@ class AlfworldEnv:
         self._task_type = ""
 
     @staticmethod
-    def _collect(games: str | list[str] | None, split: str) -> list[Path]:
+    def _collect(games: str | list[str] | dict[str, str | list[str]] | None, split: str) -> list[Path]:
+        if isinstance(games, dict):
+            unknown = sorted(set(games) - set(SPLIT_DIRS))
+            if unknown or split not in games:
+                raise EnvError(f"alfworld: games maps splits to game folders; it names {sorted(games)}, "
+                               f"needs {split!r}" + (f" and knows no split {unknown}" if unknown else "")
+                               + f" (splits: {', '.join(SPLIT_DIRS)})")
+            games = games[split]
         if games is None:
             data = os.environ.get("ALFWORLD_DATA")
             if not data:

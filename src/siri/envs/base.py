@@ -21,6 +21,22 @@ class EnvError(Exception):
     """A misuse of an environment (unknown name/option, step after done, bad seed): the message says how to fix it."""
 
 
+def split_seed(seed: int, split_size: int | None) -> int:
+    """The episode of a split that a drawn task seed names: ``seed mod split_size`` (unlimited splits: itself).
+
+    The trainer draws task seeds from ``[0, 2**31)``; a split with a finite number of episodes (the shop's
+    goals, a folder of ALFWorld games, the household's eval scenes) accepts only ``0..size-1``. This is the
+    one place where one becomes the other, so every environment with a finite split trains the same way.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise EnvError(f"a task seed must be a non-negative int, got {seed!r}")
+    if split_size is None:
+        return seed
+    if split_size < 1:
+        raise EnvError(f"this split has no episodes (size {split_size}); nothing to draw a task from")
+    return seed % split_size
+
+
 @dataclass(frozen=True)
 class Observation:
     """What the agent sees at one point of an episode.

@@ -177,9 +177,9 @@ def resolve(name_or_path: str, env: str = "household", build: bool = True) -> tu
     """(local directory or hub id, tiny env) for a model name; builds/converts cached models if needed."""
     key = name_or_path.strip()
     if key == "tiny" or key.startswith("tiny-"):
-        from siri.models.tiny import ensure_tiny
+        from siri.models.tiny import TINY_FOR_ENV, ensure_tiny
 
-        tiny_env = env if key == "tiny" else key.removeprefix("tiny-")
+        tiny_env = TINY_FOR_ENV.get(env, env) if key == "tiny" else key.removeprefix("tiny-")
         return ensure_tiny(tiny_env, build=build, log=lambda m: print(m, file=sys.stderr, flush=True)), tiny_env
     if key.lower() in SMOLLM2_NAMES:
         return ensure_smollm2(), ""
@@ -201,6 +201,7 @@ def load_policy(
     lora: bool = False,
     lora_r: int = 16,
     lora_alpha: int | None = None,
+    lora_dropout: float = 0.0,
     lora_targets: str | list[str] = "all-linear",
     dtype: str = "float32",
     device: str | None = None,
@@ -259,7 +260,7 @@ def load_policy(
         elif lora:
             from peft import LoraConfig, get_peft_model
 
-            config = LoraConfig(r=lora_r, lora_alpha=lora_alpha or 2 * lora_r, lora_dropout=0.0,
+            config = LoraConfig(r=lora_r, lora_alpha=lora_alpha or 2 * lora_r, lora_dropout=lora_dropout,
                                 target_modules=lora_targets, task_type="CAUSAL_LM")
             model = get_peft_model(model, config)
     if not use_lora and reference:

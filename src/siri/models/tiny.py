@@ -83,6 +83,11 @@ class TinyConfig(WarmStartConfig):
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
+# Environments that speak another one's language use its tiny model: games exported from household scenes
+# are the household world in ALFWorld's own engine, with the same text (`siri env parity`).
+TINY_FOR_ENV = {"alfworld": "household"}
+
+
 def default_config(env: str) -> TinyConfig:
     """The recipe ``load_policy("tiny", env=...)`` builds.
 
@@ -93,6 +98,10 @@ def default_config(env: str) -> TinyConfig:
     them. Without it the model never learns to copy a product id or an option from the page (eval
     score 0.00); with it, 0.15 (docs/tiny-model.md). Expect a low starting success there.
     """
+    if env in TINY_FOR_ENV:
+        raise ModelError(f"no tiny model is built for {env!r}: {env} plays the {TINY_FOR_ENV[env]} tiny model "
+                         f"(model.name_or_path=tiny, or tiny-{TINY_FOR_ENV[env]}); build that with "
+                         f"`siri model build-tiny --env {TINY_FOR_ENV[env]}`")
     if env not in ENVIRONMENTS:
         raise ModelError(f"no tiny model for environment {env!r}; choose one of: household, shop")
     if env == "shop":

@@ -7,7 +7,8 @@ Layout::
       meta.json            versions, seeds, command line, start time
       metrics.jsonl        one JSON object per iteration (train stats; eval stats when evaluated)
       events.out.tfevents* TensorBoard scalars (same numbers as metrics.jsonl)
-      skills.json          the skill bank (SIRI runs)
+      skill_bank.json      the skill bank (SIRI runs), rewritten after every iteration
+      skill_bank.start.json  the bank the run started from (a resume before the first checkpoint uses it)
       summary.json         end-of-run evaluations (bootstrap / end of warm-up / final)
       checkpoints/
         LATEST             name of the newest complete checkpoint

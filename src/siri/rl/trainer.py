@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import random
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from siri.config import TrainConfig
+from siri.envs import split_seed
 from siri.rl.advantages import compute_gigpo, compute_grpo, compute_rloo
 from siri.rl.distributed import Dist, rank_device
 from siri.rl.distributed import setup as setup_distributed
@@ -114,7 +114,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, run: RunDir, policy: Any, start_iteration: int = 0,
-                 dist: Dist | None = None) -> None:
+                 dist: Dist | None = None, resume: bool = False) -> None:
         import torch
 
         self.cfg = cfg
@@ -129,6 +129,8 @@ class Trainer:
         )
         self.env_options = {"split": cfg.env.split, "max_steps": cfg.env.max_steps, **cfg.env.options}
         self.eval_options = {**self.env_options, "split": cfg.env.eval_split}
+        self.train_split_size = _split_size(cfg.env.name, self.env_options)  # None: every seed is a new task
+        self.eval_split_size = _split_size(cfg.env.name, self.eval_options)
         self.mode = cfg.model.action_mode
         self.summary: dict[str, Any] = {"evals": {}}
         self.last_outcomes: list[tuple[str, bool, float]] | None = None
@@ -136,9 +138,9 @@ class Trainer:
         if cfg.siri.enabled:
             from siri.skills.pipeline import SiriPipeline
 
-            # Only rank 0 writes the run directory; other ranks keep their identical skill bank in scratch.
-            siri_dir = run.path if self.dist.is_main else Path(tempfile.mkdtemp(prefix=f"siri-rank{self.dist.rank}-"))
-            self.siri = SiriPipeline(cfg, siri_dir)
+            # Rank 0 reads and writes the bank and mines; the other ranks receive its bank.
+            self.siri = SiriPipeline(cfg, run.path, resume=resume, is_main=self.dist.is_main,
+                                     broadcast=self.dist.broadcast)
         self.engine = make_engine(cfg, policy, self.dist)
         self._env_batches: dict[tuple[str, int], Any] = {}
 
@@ -180,14 +182,13 @@ class Trainer:
         if checkpoint is None:
             if dist.is_main:
                 run.truncate_metrics(-1)
-            trainer = cls(cfg, run, policy, dist=dist)
-            return trainer
+            return cls(cfg, run, policy, dist=dist, resume=True)
         weights = run.load_checkpoint(checkpoint, "model")
         missing = _load_trainable(policy.model, weights)
         if missing:
             raise RunDirError(f"{checkpoint}/model.pt does not match the model of {run.path}: missing {missing[:5]}")
         start = int(run.load_checkpoint(checkpoint, "iteration")["iteration"])
-        trainer = cls(cfg, run, policy, start_iteration=start, dist=dist)
+        trainer = cls(cfg, run, policy, start_iteration=start, dist=dist, resume=True)
         trainer.optimizer.load_state_dict(run.load_checkpoint(checkpoint, "optimizer"))
         state = run.load_checkpoint(checkpoint, "trainer")
         trainer.summary = state["summary"]
@@ -226,7 +227,9 @@ class Trainer:
         start = time.time()
         phase = self.siri.phase if self.siri is not None else cfg.algo.name
         rng = np.random.default_rng(iteration_seed(cfg.train.seed, it, 0))
-        group_seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=cfg.rollout.num_groups)]
+        # A finite split (shop goals, ALFWorld game folders) takes the drawn seed modulo its size.
+        group_seeds = [split_seed(int(s), self.train_split_size)
+                       for s in rng.integers(0, 2**31 - 1, size=cfg.rollout.num_groups)]
         if self.siri is not None:
             specs = self.siri.plan(it, group_seeds, cfg.rollout.group_size)
         else:
@@ -308,6 +311,10 @@ class Trainer:
         policy_records = [records[i] for i in plain]
         policy_adv = [float(advantages[i]) for i in plain]
         int_records = [records[i] for i, _ in internalize]
+        if cfg.siri.distill_context == "action" and self.mode == "generate":
+            from siri.skills.internalize import without_reasoning
+
+            int_records = [without_reasoning(r, self.policy.tokenizer) for r in int_records]
         int_weights = [w for _, w in internalize]
         if not policy_records and not int_records:
             return {}
@@ -408,7 +415,7 @@ class Trainer:
         """Plain-prompt evaluation on the fixed eval seeds 0..eval_episodes-1 (``with_skills``: ablation)."""
         cfg = self.cfg
         n = cfg.train.eval_episodes
-        size = _split_size(cfg.env.name, self.eval_options)
+        size = self.eval_split_size
         if size is not None:
             n = min(n, size)
         skills_for: Callable[[int], tuple[tuple[str, str], ...]] = lambda seed: ()  # noqa: E731
@@ -524,7 +531,8 @@ def _load_policy(cfg: TrainConfig, load_policy: Callable[..., Any], dist: Dist |
     device = rank_device(dist or Dist(), cfg.train.device)
     policy = load_policy(
         cfg.model.name_or_path, env=cfg.env.name, lora=cfg.model.lora, lora_r=cfg.model.lora_r,
-        lora_alpha=cfg.model.lora_alpha, dtype=cfg.model.dtype if cfg.model.dtype != "auto" else "float32",
+        lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
+        dtype=cfg.model.dtype if cfg.model.dtype != "auto" else "float32",
         device=device, action_mode=cfg.model.action_mode, reference=cfg.algo.kl_coef > 0,
     )
     if cfg.model.gradient_checkpointing:  # renamed in transformers 5.x; the old name warns, then goes in v6

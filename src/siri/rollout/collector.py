@@ -212,16 +212,22 @@ def collect(
     return trajectories
 
 
-def action_token_mask(tokenizer: Any, response_ids: Sequence[int]) -> list[int]:
-    """1 for the response tokens that spell the action between ``<action>`` and ``</action>``, else 0.
+def decoded_ends(tokenizer: Any, response_ids: Sequence[int]) -> tuple[str, list[int]]:
+    """The decoded response and, per prefix length k, the characters its first k tokens decode to.
 
-    Works for any tokenizer by mapping each token to the characters it adds to the decoded text.
+    Works for any tokenizer (no offsets needed): ``ends[k]`` is the length of the first k tokens' text.
     """
     ids = list(response_ids)
     ends = [0]
     for k in range(1, len(ids) + 1):
         ends.append(len(tokenizer.decode(ids[:k], skip_special_tokens=False, clean_up_tokenization_spaces=False)))
-    text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False), ends
+
+
+def action_token_mask(tokenizer: Any, response_ids: Sequence[int]) -> list[int]:
+    """1 for the response tokens that spell the action between ``<action>`` and ``</action>``, else 0."""
+    ids = list(response_ids)
+    text, ends = decoded_ends(tokenizer, ids)
     open_at, close_at = text.find("<action>"), text.find("</action>")
     mask = [0] * len(ids)
     if open_at < 0 or close_at < 0 or close_at < open_at:

@@ -48,6 +48,11 @@ def response_logprobs(
         raise ValueError("no records to score")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 to score log-probs, got {temperature}")
+    if plain:
+        unpaired = [i for i, r in enumerate(records) if r.uses_skills and r.plain_prompt_ids is None]
+        if unpaired:  # scoring them under the skill prompt would distil nothing: say so instead
+            raise ValueError(f"{len(unpaired)} skill-prompt step(s) (first: record {unpaired[0]}) carry no "
+                             "plain_prompt_ids; internalization must score them under the plain prompt")
     prompts = [r.plain_prompt_ids if plain and r.plain_prompt_ids is not None else r.prompt_ids for r in records]
     lengths = [len(r.response_ids) for r in records]
     if min(lengths) == 0:

@@ -5,10 +5,11 @@ change the caller saves, and validated field by field on load: a corrupt, foreig
 ``SkillBankError`` naming the file and the problem, never silently replaced (a run that resumes from a
 broken bank must stop, not forget its skills).
 
-Lifecycle: ``add_candidates`` (near-duplicates of any known skill, retired ones included, are dropped
-so a rejected skill is not re-validated forever) -> ``record_paired`` per evaluation ->
-``update_status`` (promote / retire, see ``siri.skills.validation``; then the cap on active skills
-per task type keeps the highest lower confidence bounds).
+Lifecycle: ``add_candidates`` (near-identical texts of a known skill, retired ones included, are
+dropped so a rejected skill is not re-validated forever; refinements and contradictions are new
+skills, see ``near_identical``) -> ``record_paired`` per evaluation -> ``update_status`` (promote /
+retire by the gate of ``siri.skills.validation``; then the cap on active skills per task type keeps
+the highest lower confidence bounds).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rapidfuzz import fuzz, utils
+from rapidfuzz import utils
+from rapidfuzz.distance import DamerauLevenshtein
 
 from siri.rollout.types import Trajectory
 from siri.skills.validation import (
@@ -29,6 +32,7 @@ from siri.skills.validation import (
     CANDIDATE,
     RETIRED,
     STATUSES,
+    Gate,
     UtilityStats,
     collect_paired,
     decide,
@@ -40,6 +44,7 @@ from siri.utils.io import atomic_write_json
 SCHEMA = "siri.skillbank"
 VERSION = 1
 BANK_FILENAME = "skill_bank.json"
+START_BANK_FILENAME = "skill_bank.start.json"  # the bank a run started from (SiriPipeline)
 GENERAL = "general"
 
 
@@ -79,14 +84,38 @@ class Skill:
     retired_at: int | None = None
     reason: str = ""
 
-    def bounds(self, z: float = 1.645) -> tuple[float, float]:
-        return self.utility.bounds(z)
+    def bounds(self, gate: Gate | None = None) -> tuple[float, float]:
+        """(LCB, UCB) of the utility at the gate's current look for this skill (infinite before its first)."""
+        return (gate or Gate()).bounds(self.utility, candidate=self.status == CANDIDATE)
 
 
-def _rank_key(skill: Skill, z: float = 1.645) -> tuple[float, float, int]:
+def _rank_key(skill: Skill, gate: Gate) -> tuple[float, float, int]:
     """Best first: higher lower bound, then higher mean, then older id (stable)."""
-    lcb, _ = skill.bounds(z)
+    lcb, _ = skill.bounds(gate)
     return (-lcb if math.isfinite(lcb) else math.inf, -skill.utility.mean, int(skill.id[1:]))
+
+
+_NUMBERS = re.compile(r"\d+")
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, punctuation as spaces, single spaces: what dedupe compares."""
+    return " ".join(utils.default_process(text).split())
+
+
+def near_identical(a: str, b: str, max_edits: int = 1) -> bool:
+    """Whether two skill texts are the same skill written slightly differently.
+
+    After ``normalize_text`` they must carry the same numbers (receptacle numbers: "shelf 1" and
+    "shelf 2" are different advice) and differ by at most ``max_edits`` character edits (insertion,
+    deletion, substitution, transposition): case, whitespace, punctuation and a typo. A whole-string
+    edit distance, unlike a token-set ratio, sees a refinement ("... and the countertop is empty ...")
+    or a contradiction ("go to the fridge" for "go to the countertop") as the new skill it is.
+    """
+    x, y = normalize_text(a), normalize_text(b)
+    if _NUMBERS.findall(x) != _NUMBERS.findall(y):
+        return False
+    return DamerauLevenshtein.distance(x, y, score_cutoff=max_edits) <= max_edits
 
 
 class SkillBank:
@@ -94,21 +123,28 @@ class SkillBank:
 
     Args:
         path: the JSON file; ``None`` keeps the bank in memory (``save`` then needs a path).
-        dedupe_threshold: rapidfuzz ``token_set_ratio`` (0-100, case and punctuation ignored) at or
-            above which a new skill counts as a near-duplicate of a known one of the same task type.
+        dedupe_max_edits: character edits (after normalising case, punctuation and spaces) within which
+            a new text is the same skill as a known one of the same task type (``near_identical``).
         max_active: cap on active skills per task type ("general" counts as its own type).
+        gate: the validation gate whose bounds rank active skills (``select``); ``update_status``
+            replaces it with the one it decides with.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, dedupe_threshold: float = 95.0, max_active: int = 8
+        self,
+        path: str | os.PathLike[str] | None = None,
+        dedupe_max_edits: int = 1,
+        max_active: int = 8,
+        gate: Gate | None = None,
     ) -> None:
-        if not 0 <= dedupe_threshold <= 100:
-            raise SkillBankError(f"dedupe_threshold must be in [0, 100], got {dedupe_threshold}")
+        if not 0 <= dedupe_max_edits <= 10:
+            raise SkillBankError(f"dedupe_max_edits must be in [0, 10], got {dedupe_max_edits}")
         if max_active < 1:
             raise SkillBankError(f"max_active must be >= 1, got {max_active}")
         self.path = Path(path) if path is not None else None
-        self.dedupe_threshold = dedupe_threshold
+        self.dedupe_max_edits = dedupe_max_edits
         self.max_active = max_active
+        self.gate = gate or Gate()
         self._skills: dict[str, Skill] = {}
         self._next_id = 1
 
@@ -130,8 +166,14 @@ class SkillBank:
             raise SkillBankError(f"{path}: no skill bank file here") from e
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SkillBankError(f"{path}: not a readable JSON skill bank ({e}); fix or move the file") from e
+        return cls.from_json(raw, path, source=str(path), **options)
+
+    @classmethod
+    def from_json(cls, raw: Any, path: str | os.PathLike[str] | None = None, source: str = "skill bank",
+                  **options: Any) -> SkillBank:
+        """A bank from ``to_json()`` data (validated like a file; ``source`` names it in errors)."""
         bank = cls(path, **options)
-        bank._next_id, skills = _parse_bank(raw, str(path))
+        bank._next_id, skills = _parse_bank(raw, source)
         bank._skills = {s.id: s for s in skills}
         return bank
 
@@ -187,7 +229,7 @@ class SkillBank:
         """Active skills for ``task_type`` (its own and "general"), best first, at most ``top_k``."""
         if top_k is not None and top_k < 0:
             raise SkillBankError(f"top_k must be >= 0 or None, got {top_k}")
-        ranked = sorted(self.skills(ACTIVE, task_type), key=_rank_key)
+        ranked = sorted(self.skills(ACTIVE, task_type), key=lambda s: _rank_key(s, self.gate))
         return ranked if top_k is None else ranked[:top_k]
 
     def render_block(self, task_type: str, top_k: int | None = None) -> str:
@@ -197,12 +239,15 @@ class SkillBank:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def is_duplicate(self, text: str, task_type: str) -> Skill | None:
-        """The known skill of the same task type that ``text`` nearly duplicates, if any."""
+        """The known skill of the same task type, of any status, that ``text`` is near-identical to.
+
+        Retired skills count: re-mining the text of a skill the gate rejected would only validate it
+        again (and an inconclusive one again and again). Only near-identical texts count: a refinement
+        of a skill (more condition, other strategy) or a contradiction of it is a new skill to validate,
+        even when the old one was retired.
+        """
         for s in self._skills.values():
-            if s.task_type != task_type:
-                continue
-            score = fuzz.token_set_ratio(text, s.text, processor=utils.default_process)
-            if score >= self.dedupe_threshold:
+            if s.task_type == task_type and near_identical(text, s.text, self.dedupe_max_edits):
                 return s
         return None
 
@@ -284,19 +329,21 @@ class SkillBank:
         retire_ucb: float = 0.0,
         min_evals: int = 4,
         max_evals: int = 16,
-        z: float = 1.645,
+        alpha: float = 0.05,
         gate: bool = True,
     ) -> list[tuple[str, str, str, str]]:
         """Promote and retire by the paired utility, then enforce the cap on active skills.
 
         Returns the changes as (skill id, old status, new status, reason). With ``gate=False`` every
         candidate becomes active (the ablation) and the cap ranks by the same key, so it still holds.
+        The bank keeps the ``Gate`` of these settings for ranking (``select``).
         """
+        self.gate = Gate(alpha, min_evals, max_evals)
         changes: list[tuple[str, str, str, str]] = []
         for s in self._skills.values():
             new, reason = decide(
                 s.status, s.utility, promote_lcb=promote_lcb, retire_ucb=retire_ucb,
-                min_evals=min_evals, max_evals=max_evals, z=z, gate=gate,
+                min_evals=min_evals, max_evals=max_evals, alpha=alpha, gate=gate,
             )  # fmt: skip
             if new != s.status:
                 changes.append((s.id, s.status, new, reason))
@@ -306,7 +353,7 @@ class SkillBank:
             if s.status == ACTIVE:
                 by_type.setdefault(s.task_type, []).append(s)
         for task_type, active in sorted(by_type.items()):
-            for s in sorted(active, key=lambda s: _rank_key(s, z))[self.max_active :]:
+            for s in sorted(active, key=lambda s: _rank_key(s, self.gate))[self.max_active :]:
                 reason = f"over the cap of {self.max_active} active skills for {task_type}"
                 changes.append((s.id, ACTIVE, RETIRED, reason))
                 self._set_status(s, RETIRED, iteration, reason)
@@ -319,6 +366,31 @@ class SkillBank:
             skill.promoted_at = iteration
         elif status == RETIRED:
             skill.retired_at = iteration
+
+
+def gate_of_run(run_dir: str | os.PathLike[str]) -> Gate:
+    """The gate a run decided with, from its config.yaml (defaults for what it does not say).
+
+    For showing bounds (``siri skills``, reports): it never fails. A run written before ``gate_alpha``
+    existed (its config has ``confidence_z``) is shown with the current gate at the default level.
+    """
+    import yaml
+
+    siri: Any = {}
+    try:
+        raw = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        siri = raw.get("siri", {}) if isinstance(raw, dict) else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        pass
+    defaults = Gate()
+    try:
+        return Gate(
+            float(siri.get("gate_alpha", defaults.alpha)),
+            int(siri.get("min_evals", defaults.min_evals)),
+            int(siri.get("max_evals", defaults.max_evals)),
+        )
+    except (AttributeError, TypeError, ValueError):
+        return defaults
 
 
 def format_skill_block(texts: Sequence[str]) -> str:

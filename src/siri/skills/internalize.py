@@ -12,6 +12,20 @@ plain and skill rollouts in the same group). Ablations: mode "utility" drops the
 
     L_int = - sum_{b,t} w_b * rho_bt * logp_bt * mask_bt / normalizer
 
+Only valid actions of skills that are active with U > 0 get a weight (``SiriPipeline.internalization``);
+a skill step is always scored under its plain prompt, and one without it is an error, never a silent
+re-score under the skill prompt.
+
+What the plain prompt conditions on: the re-scored sequence is ``plain prompt + the whole sampled
+response``, and only the action tokens carry loss. In ``choose`` mode the response *is* the action.
+In ``generate`` mode the action tokens are scored after the ``<think>`` text that was sampled while the
+skill was visible, so that reasoning (which may quote the skill) is part of the context being
+distilled: the policy learns "after this reasoning, take this action" under the plain prompt, not
+"take this action from the plain prompt alone". ``action_tokens_only=False`` (ablation) distils the
+reasoning tokens as well, which teaches the policy to produce such reasoning itself.
+``siri.distill_context=action`` (``without_reasoning``) drops the skill-time reasoning instead: the
+response is cut to start at ``<action>``, so the plain prompt alone must predict the action.
+
 ``rho`` is an optional per-token importance correction pi_theta(token | plain) / pi_old(token | skill
 prompt), clipped to [0, rho_max] and detached: the tokens were sampled under the skill prompt, and
 the correction damps tokens the plain policy already finds far likelier (rho <= rho_max) and keeps
@@ -24,11 +38,14 @@ split into micro-batches, so that the gradients add up to the full-batch gradien
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
+from siri.rollout.collector import decoded_ends
 from siri.rollout.types import StepRecord
 
 WEIGHT_MODES = ("advantage", "utility", "uniform")
@@ -90,6 +107,25 @@ def step_weights(
     return internalization_weights(
         used, utility, torch.tensor(list(advantages), dtype=torch.float32), clip_c, mode
     )
+
+
+def without_reasoning(record: StepRecord, tokenizer: Any) -> StepRecord:
+    """``record`` with its response cut to start at the token where ``<action>`` begins.
+
+    The first kept token may carry a few characters before the tag (a BPE token such as " <"); the ids
+    stay the sampled ones, so nothing is re-tokenized. A response without reasoning before its action
+    tag (choose mode, or no tag at all) is returned unchanged.
+    """
+    ids = list(record.response_ids)
+    text, ends = decoded_ends(tokenizer, ids)
+    open_at = text.find("<action>")
+    if open_at <= 0:
+        return record
+    start = next(k for k in range(len(ids)) if ends[k + 1] > open_at)
+    if start == 0:
+        return record
+    return dataclasses.replace(record, response_ids=ids[start:], old_logprobs=list(record.old_logprobs[start:]),
+                               action_mask=list(record.action_mask[start:]))
 
 
 def internalization_mask(

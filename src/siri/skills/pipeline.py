@@ -3,11 +3,12 @@
 The trainer asks this object three things each iteration:
 
 - ``plan``: which rollouts of each group show a skill. During warm-up none do. Afterwards, in each
-  group, ``validation_share`` of the rollouts show one skill of the group's task type (candidates
-  first, least evaluated first, then active skills) and the rest are plain. Every skill rollout is
-  therefore paired with plain rollouts of the same initial state: candidates collect evidence for
-  promotion, active skills keep being checked (and are retired if they stop helping) while their
-  rollouts supply the internalization data.
+  group, ``validation_share`` of the rollouts show one skill of the group's task type and the rest are
+  plain. A group serves either candidates (least evaluated first) or active skills: where its task type
+  has both, ``active_share`` of such groups serve active ones. Every skill rollout is therefore paired
+  with plain rollouts of the same initial state: candidates collect evidence for promotion, active
+  skills keep being checked (and are retired if they stop helping) while their rollouts supply the
+  internalization data.
 - ``observe``: after collection, successful plain trajectories (won, or scoring at least
   ``mine_min_score`` when set) enter the experience buffer, paired
   utilities are recorded and statuses updated (promote on LCB > threshold, retire on UCB <= 0), the
@@ -15,8 +16,9 @@ The trainer asks this object three things each iteration:
   ``mine_every`` iterations the miner (by default the policy itself, frozen for the call) writes
   candidate skills from the buffer.
 - ``internalization``: which skill steps to distil under the plain prompt, with weights
-  ``w = 1[skill active] * 1[U > 0] * clip(A, 0, c)`` and ``lambda(k)`` ramping from the first
-  iteration that had an active skill.
+  ``w = 1[skill active] * 1[action valid] * 1[U > 0] * clip(A, 0, c)`` and ``lambda(k)`` ramping from
+  the first iteration that had an active skill (``lambda_max / lambda_ramp_iters`` in that iteration,
+  ``lambda_max`` from ``lambda_ramp_iters`` iterations on).
 
 Skills are one per rollout, which keeps prompts short (small models have short contexts) and makes
 every skill rollout a clean paired evaluation of exactly one skill.
@@ -37,11 +39,11 @@ from siri.config import TrainConfig
 from siri.envs import make
 from siri.rollout.collector import EpisodeSpec
 from siri.rollout.types import StepRecord, Trajectory
-from siri.skills.bank import BANK_FILENAME, SkillBank
+from siri.skills.bank import BANK_FILENAME, GENERAL, START_BANK_FILENAME, SkillBank
 from siri.skills.internalize import lambda_schedule, step_weights
 from siri.skills.miners import Miner, make_miner
 from siri.skills.mining import is_success
-from siri.skills.validation import ACTIVE, CANDIDATE, RETIRED, assign_validation
+from siri.skills.validation import ACTIVE, CANDIDATE, RETIRED, Gate, assign_validation
 
 BUFFER_PER_TYPE = 64  # successful plain trajectories kept per task type (newest first out)
 
@@ -97,13 +99,31 @@ def bank_skills_by_seed(bank: SkillBank, env_name: str, env_options: dict[str, A
 
 
 class SiriPipeline:
-    """The SIRI state machine of one run (phase, experience buffer, skill bank, schedules)."""
+    """The SIRI state machine of one run (phase, experience buffer, skill bank, schedules).
 
-    def __init__(self, cfg: TrainConfig, run_path: str | Path) -> None:
+    The bank a run starts from is ``RUN_DIR/skill_bank.json`` if one is there when the run is created
+    (a bank carried over from another run), else empty; it is kept as ``skill_bank.start.json``, so a
+    resumed run (``resume=True``) killed before its first checkpoint restarts from the same bank, not
+    from the one its first iterations wrote; with a checkpoint, ``load_state`` then takes the
+    checkpoint's bank.
+
+    Under ``torchrun`` (``is_main``/``broadcast`` from ``siri.rl.distributed.Dist``) only rank 0 reads
+    and writes files and runs the miner; the other ranks receive rank 0's bank, so every rank plans the
+    same skill rollouts even when the miner samples. Everything else (buffer, utilities, statuses) is
+    computed on every rank from the same gathered trajectories.
+    """
+
+    def __init__(self, cfg: TrainConfig, run_path: str | Path, *, resume: bool = False, is_main: bool = True,
+                 broadcast: Callable[[Any], Any] | None = None) -> None:
         self.cfg = cfg
         self.s = cfg.siri
         self.run_path = Path(run_path)
-        self.bank = SkillBank.open(self.run_path, max_active=self.s.max_active_per_type)
+        self.is_main = is_main
+        self._broadcast = broadcast or (lambda obj: obj)
+        bank = None
+        if is_main:
+            bank = self._start_bank(resume)
+        self.bank = self._shared(bank)
         self.phase = "warmup" if self.s.warmup else "skills"
         self.warmup_ended_at: int | None = None if self.s.warmup else 0
         self.internalization_from: int | None = None
@@ -114,6 +134,32 @@ class SiriPipeline:
         self._task_types: dict[int, str] = {}
         self._probe = make(cfg.env.name, split=cfg.env.split, max_steps=cfg.env.max_steps, **cfg.env.options)
         self._miner: Miner | None = None
+
+    def _start_bank(self, resume: bool) -> SkillBank:
+        """Rank 0: the bank this run starts from (see the class docstring); recorded on a fresh start."""
+        start = self.run_path / START_BANK_FILENAME
+        options = self._bank_options()
+        if resume:  # the start bank, never the one the killed run's iterations wrote
+            bank = SkillBank.load(start, **options) if start.exists() else SkillBank(**options)
+            bank.path = self.run_path / BANK_FILENAME
+        else:
+            bank = SkillBank.open(self.run_path, **options)
+            bank.save(start)
+        bank.save()
+        return bank
+
+    def _bank_options(self) -> dict[str, Any]:
+        """This run's cap and gate, so banks rank active skills by the run's own bounds from the start."""
+        return {"max_active": self.s.max_active_per_type,
+                "gate": Gate(self.s.gate_alpha, self.s.min_evals, self.s.max_evals)}
+
+    def _shared(self, bank: SkillBank | None) -> SkillBank:
+        """Rank 0's ``bank`` on every rank (other ranks keep it in memory only: rank 0 writes the files)."""
+        raw = self._broadcast(bank.to_json() if self.is_main and bank is not None else None)
+        if self.is_main and bank is not None:
+            return bank
+        return SkillBank.from_json(raw, None, source="the skill bank broadcast by rank 0",
+                                   **self._bank_options())
 
     # ------------------------------------------------------------------ planning
     def task_type_of(self, seed: int) -> str:
@@ -126,15 +172,28 @@ class SiriPipeline:
         if self.phase == "warmup" or not len(self.bank):
             return [EpisodeSpec(group=g, seed=s) for g, s in enumerate(group_seeds) for _ in range(group_size)]
         types = [self.task_type_of(s) for s in group_seeds]
-        queue = self.bank.validation_queue() + [s.id for s in self.bank.skills(ACTIVE)]
-        plan = assign_validation(
-            [group_size] * len(group_seeds), queue, share=self.s.validation_share,
-            seed=int(np.random.default_rng([self.cfg.train.seed, iteration, 7]).integers(2**31)),
-            per_group=1, group_types=types, candidate_types=self.bank.task_types(),
-        )
+        kinds = self.bank.task_types()
+        candidates = self.bank.validation_queue()
+        active = [s.id for s in self.bank.skills(ACTIVE)]
+
+        def has_skill_for(pool: list[str], task_type: str) -> bool:
+            return any(kinds[k] in (task_type, GENERAL) for k in pool)
+
+        # Each group serves either candidates (validation) or active skills (internalization data, and the
+        # check that keeps them honest); ``active_share`` of the groups that could do both serve active ones.
+        draws = np.random.default_rng([self.cfg.train.seed, iteration, 8]).random(len(group_seeds))
+        serves_active = [has_skill_for(active, t) and (not has_skill_for(candidates, t) or d < self.s.active_share)
+                         for t, d in zip(types, draws, strict=True)]
+        seed = int(np.random.default_rng([self.cfg.train.seed, iteration, 7]).integers(2**31))
+        plans = {
+            flag: assign_validation(
+                [group_size if sa == flag else 0 for sa in serves_active], queue,
+                share=self.s.validation_share, seed=seed, per_group=1, group_types=types, candidate_types=kinds)
+            for flag, queue in ((False, candidates), (True, active))
+        }
         specs = []
-        for g, (seed, row) in enumerate(zip(group_seeds, plan, strict=True)):
-            for skill_id in row:
+        for g, seed in enumerate(group_seeds):
+            for skill_id in plans[serves_active[g]][g]:
                 skills = () if skill_id is None else ((skill_id, self.bank.get(skill_id).text),)
                 specs.append(EpisodeSpec(group=g, seed=seed, skills=skills))
         return specs
@@ -168,7 +227,7 @@ class SiriPipeline:
         """Promote/retire skills by their paired utility with this run's validation settings."""
         return self.bank.update_status(
             iteration, promote_lcb=self.s.promote_lcb, retire_ucb=self.s.retire_ucb, min_evals=self.s.min_evals,
-            max_evals=self.s.max_evals, z=self.s.confidence_z, gate=self.s.validation_gate,
+            max_evals=self.s.max_evals, alpha=self.s.gate_alpha, gate=self.s.validation_gate,
         )
 
     def miner(self, policy: Any) -> Miner:
@@ -188,16 +247,23 @@ class SiriPipeline:
         return self._miner
 
     def mine(self, iteration: int, policy: Any) -> int:
-        """Every task type with successes: the newest M of them -> up to K candidates. Returns how many were added."""
-        miner = self.miner(policy)
+        """Every task type with successes: the newest M of them -> up to K candidates. Returns how many were added.
+
+        Rank 0 mines; every rank then holds rank 0's bank (a sampling miner would write other texts elsewhere).
+        """
         added = 0
-        for task_type in sorted(self.buffer):
-            recent = self.buffer[task_type][-self.s.mine_trajectories :]
-            if not recent:
-                continue
-            texts = miner.mine(task_type, recent, self.s.max_skills_per_mine)
-            new = self.bank.add_candidates(texts, task_type, iteration, miner.name, sources=[t.traj for t in recent])
-            added += len(new)
+        if self.is_main:
+            miner = self.miner(policy)
+            for task_type in sorted(self.buffer):
+                recent = self.buffer[task_type][-self.s.mine_trajectories :]
+                if not recent:
+                    continue
+                texts = miner.mine(task_type, recent, self.s.max_skills_per_mine)
+                new = self.bank.add_candidates(texts, task_type, iteration, miner.name,
+                                               sources=[t.traj for t in recent])
+                added += len(new)
+        added = int(self._broadcast(added))
+        self.bank = self._shared(self.bank)
         self.mined_total += added
         self.last_mined = iteration
         return added
@@ -209,8 +275,9 @@ class SiriPipeline:
         if self.internalization_from is None:
             return [], 0.0
         lam = lambda_schedule(iteration, self.internalization_from, self.s.lambda_ramp_iters, self.s.lambda_max)
+        # Invalid actions (bad format, not admissible) are never distilled, whatever their advantage.
         idx = [i for i, r in enumerate(records)
-               if r.skill_ids and all(self.bank.get(s).status == ACTIVE for s in r.skill_ids)]
+               if r.skill_ids and r.valid and all(self.bank.get(s).status == ACTIVE for s in r.skill_ids)]
         if not idx or lam <= 0:
             return [], lam
         utilities = {s: self.bank.utility(s) for i in idx for s in records[i].skill_ids}
@@ -236,7 +303,8 @@ class SiriPipeline:
         }
 
     def save(self) -> None:
-        self.bank.save()
+        if self.is_main:
+            self.bank.save()
 
     def checkpoint_files(self) -> dict[str, str]:
         import json
@@ -257,6 +325,9 @@ class SiriPipeline:
         self.buffer = defaultdict(list, state["buffer"])
         self.successes = state["successes"]
         self.mined_total = state["mined_total"]
-        self.bank = SkillBank.load(checkpoint / BANK_FILENAME, max_active=self.s.max_active_per_type)
-        self.bank.path = self.run_path / BANK_FILENAME
-        self.bank.save()
+        bank = None
+        if self.is_main:
+            bank = SkillBank.load(checkpoint / BANK_FILENAME, **self._bank_options())
+            bank.path = self.run_path / BANK_FILENAME
+            bank.save()
+        self.bank = self._shared(bank)

@@ -15,7 +15,8 @@ it. With ``search_hint=True`` the list also starts with the literal ``search[<yo
 On every other page the admissible actions are exactly the clickables.
 
 Splits: "train" and "eval" are fixed goal lists of the catalog (generated catalog: 4,500 train and
-500 eval goals); the seed picks goal ``seed % split_size()``, so seeds beyond the split size wrap around.
+500 eval goals); the seed picks goal ``seed % split_size()`` (``siri.envs.base.split_seed``, the rule the trainer
+applies to every finite split), so seeds beyond the split size wrap around.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from siri.envs.base import EnvError, EpisodeTracker, Observation, Step
+from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, split_seed
 from siri.envs.shop.catalog import Catalog, Goal, load_catalog
 from siri.envs.shop.expert import ShopExpert
 from siri.envs.shop.reward import shop_reward
@@ -85,9 +86,10 @@ class ShopEnv:
         return len(self.goals)
 
     def reset(self, seed: int) -> Observation:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise EnvError(f"shop: seed must be a non-negative int, got {seed!r}")
-        self.goal_index = seed % len(self.goals)
+        try:
+            self.goal_index = split_seed(seed, len(self.goals))
+        except EnvError as e:
+            raise EnvError(f"shop: {e}") from None
         self.goal = self.goals[self.goal_index]
         self.page = Page()
         self.score = 0.0
