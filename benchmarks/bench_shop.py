@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from siri.envs.shop import ShopEnv
-from siri.envs.shop.catalog import CATALOG_SEED, DEFAULT_NUM_PRODUCTS
 from siri.envs.shop.generate import generate_catalog
+from siri.envs.shop.loading import CATALOG_SEED, DEFAULT_NUM_PRODUCTS
 from siri.envs.shop.search import SEARCH_RETURN_N, SearchIndex, suggested_queries, tokenize
 from siri.utils.io import atomic_write_json
 

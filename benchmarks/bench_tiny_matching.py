@@ -5,7 +5,7 @@ right move is "take" exactly when the task's object word is among the objects in
 fast testbed for that one decision (1-3 minutes), so that recipes (sizes, init, learning rate, data)
 can be compared before paying for a full warm start:
 
-1. Decision states come from the honest searching demonstrator (``siri.models.warm_start.noisy_episode``):
+1. Decision states come from the honest searching demonstrator (``siri.sft.demonstrator.noisy_episode``):
    every state with something takeable in view, labelled "take" or "go" by what the demonstrator did.
 2. A fresh model of the given shape learns to answer ``<action>take`` / ``<action>go`` from either the
    full step prompt (``--prompt full``) or a short one (task + current observation, ``--prompt short``).
@@ -33,11 +33,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from siri.envs import make
 from siri.envs.household import world
-from siri.models.tiny import TinyConfig, vocabulary_corpus
 from siri.models.tokenizer import build_word_tokenizer
-from siri.models.warm_start import matching_twin, noisy_episode, train_warm_start
 from siri.rollout.parsing import OPEN
 from siri.rollout.prompts import build_prompt, chat_ids
+from siri.sft.demonstrator import matching_twin, noisy_episode
+from siri.sft.tiny import TinyConfig, vocabulary_corpus
+from siri.sft.warm_start import train_warm_start
 
 
 def decision_examples(tokenizer: Any, episodes: int, prompt: str, control: bool,
@@ -45,7 +46,7 @@ def decision_examples(tokenizer: Any, episodes: int, prompt: str, control: bool,
     """Per episode: (prompt ids, target ids) of each state with something takeable in view (not right after a take).
 
     ``twins``: each decision state that has one is followed by its counterfactual twin
-    (``siri.models.warm_start.matching_twin``: the task asks for another object, labelled as the
+    (``siri.sft.demonstrator.matching_twin``: the task asks for another object, labelled as the
     demonstrator would act on it).
     """
     env = make("household", split="train")

@@ -1,7 +1,7 @@
 """Update throughput: micro-batches of similar lengths (what the trainer does) vs in collection order.
 
 The trainer sorts a batch's steps by prompt + response length before cutting micro-batches
-(``siri.rl.trainer._by_length``), so that left padding wastes little compute; the loss is a sum over
+(``siri.rl.update.by_length``), so that left padding wastes little compute; the loss is a sum over
 steps, so the order changes nothing else. This benchmark collects real household steps with the tiny
 model, then times forward + backward of ``response_logprobs`` (the policy-loss pass) over the same
 steps in both orders, and reports tokens/s, the padded share of the computed tokens, and peak memory.
@@ -22,10 +22,10 @@ import torch
 
 from bench_rollout import peak_rss_mb  # benchmarks/ is on sys.path: run as a script
 from siri.models.loading import load_policy
-from siri.models.tiny import HOUSEHOLD_LITE
-from siri.rl.trainer import _by_length
+from siri.rl.scoring import response_logprobs
+from siri.rl.update import by_length
 from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
-from siri.rollout.scoring import response_logprobs
+from siri.sft.tiny import HOUSEHOLD_LITE
 from siri.utils.io import atomic_write_json
 
 OUT = Path(__file__).parent / "out" / "update.json"
@@ -69,7 +69,7 @@ def main() -> None:
     collection_order = list(range(len(records)))
     rows = {
         "collection order": time_pass(policy, records, collection_order, args.micro_batch, args.repeats),
-        "sorted by length": time_pass(policy, records, _by_length(collection_order, records), args.micro_batch,
+        "sorted by length": time_pass(policy, records, by_length(collection_order, records), args.micro_batch,
                                       args.repeats),
     }
     speedup = rows["collection order"]["seconds"] / rows["sorted by length"]["seconds"]

@@ -331,7 +331,7 @@ def main() -> None:
     metric = PRIMARY_METRIC[args.env]
     results = summarize(out, args.env, variants, seeds)
     plot(out, results, variants, seeds, metric)
-    from siri.report import build_report
+    from siri.runs.report import build_report
 
     build_report([run_dir(out, v, seeds[0]) for v in variants if v not in RUNS_OF], out)
     payload = {"env": args.env, "variants": variants, "seeds": seeds, "overrides": extra, "metric": metric,

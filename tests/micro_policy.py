@@ -7,10 +7,10 @@ import copy
 import random
 
 from siri.envs import make
-from siri.models.loading import Policy
-from siri.models.tiny import TinyConfig
+from siri.models.policy import Policy
 from siri.models.tokenizer import build_word_tokenizer
 from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
+from siri.sft.tiny import TinyConfig
 
 # A warm-started tiny model at micro size (~10 s to build): the real tiny recipe, for pipeline tests.
 MICRO_TINY = TinyConfig(env="household", seed=3, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,

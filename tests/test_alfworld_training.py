@@ -19,9 +19,10 @@ import pytest
 from micro_policy import MICRO_TINY
 from siri.envs import EnvError, split_seed
 from siri.envs.household import TASK_TYPES
-from siri.models.loading import ModelError, resolve
-from siri.models.tiny import build_tiny, default_config
-from siri.rl.run import RunDir
+from siri.models.loading import resolve
+from siri.models.policy import ModelError
+from siri.runs.run_dir import RunDir
+from siri.sft.tiny import build_tiny, default_config
 from siri.skills.bank import SkillBank
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from micro_policy import MICRO_TINY
-from siri.models.tiny import build_tiny
+from siri.sft.tiny import build_tiny
 from siri.skills.bank import SkillBank
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from siri.config import PRESETS_DIR, ConfigError, TrainConfig, preset_path
+from siri.config import PRESETS_DIR, TrainConfig, preset_path
+from siri.utils.config import ConfigError
 
 PRESETS = sorted(PRESETS_DIR.glob("*.yaml"))
 
@@ -263,6 +264,7 @@ def test_every_documented_bound_trains(micro_model: Path, one_thread: None, tmp_
     from siri.rl.trainer import Trainer
     from siri.skills.bank import SkillBank
     from siri.skills.internalize import lambda_schedule, step_weights
+    from siri.skills.validation import Gate
 
     run = tmp_path / "run"
     run.mkdir()
@@ -273,7 +275,7 @@ def test_every_documented_bound_trains(micro_model: Path, one_thread: None, tmp_
                                        "trace")
         for diff in (1.0, 0.5, 1.0, 0.5):
             bank.record_paired(skill.id, [diff], [0.0], 0)
-    bank.update_status(0, gate=False)  # active skills with a positive utility: SIRI internalizes from iteration 1
+    bank.update_status(0, Gate(enabled=False))  # active skills with a positive utility: SIRI internalizes from iteration 1
     bank.save()
     cfg = TrainConfig.load(preset_path("household-tiny-gigpo"), [
         f"model.name_or_path={micro_model}", "model.action_mode=choose", "rollout.num_groups=1",
@@ -294,3 +296,12 @@ def test_every_documented_bound_trains(micro_model: Path, one_thread: None, tmp_
         assert trainer.evaluate()["eval/episodes"] >= 1
     finally:
         trainer.close()
+
+
+def test_options_for_is_the_one_way_to_environment_options() -> None:
+    cfg = TrainConfig.load(None, ["env.options={clutter: 0.0}", "env.max_steps=7", "env.eval_split=eval_ood"])
+    assert cfg.env.options_for() == {"split": "train", "max_steps": 7, "clutter": 0.0}
+    assert cfg.env.options_for(cfg.env.eval_split) == {"split": "eval_ood", "max_steps": 7, "clutter": 0.0}
+    for key in ("split", "max_steps"):
+        with pytest.raises(ConfigError, match=f"set env.{key} itself, not inside env.options"):
+            TrainConfig.load(None, [f"env.options.{key}=3"])

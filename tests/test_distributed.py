@@ -16,14 +16,15 @@ import pytest
 import torch
 
 from micro_policy import clone, micro_policy
-from siri.config import TrainConfig
+from siri.config import TrainConfig, preset_path
 from siri.models.loading import load_policy
-from siri.models.tiny import TinyConfig, build_tiny
 from siri.rl.distributed import Dist, setup
-from siri.rl.run import RunDir
 from siri.rl.trainer import Trainer, compute_advantages
+from siri.rl.update import UpdateBatch
 from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
 from siri.rollout.types import Trajectory
+from siri.runs.run_dir import RunDir
+from siri.sft.tiny import TinyConfig, build_tiny
 from siri.skills.bank import SkillBank
 
 SKILL = (("s1", "WHEN you need an object THEN go to the countertop first"),)
@@ -57,8 +58,9 @@ def _update(batch: dict[str, Any], scenario: str, dist: Dist, out: Path) -> None
     overrides, lr = SCENARIOS[scenario]
     trainer = Trainer(_config(overrides), RunDir(out / "run"), clone(batch["policy"]), dist=dist)
     trainer.optimizer = torch.optim.SGD(trainer.params, lr=lr)
-    stats = trainer.update(batch["records"], batch["advantages"], batch["plain"], batch["internalize"],
-                           batch["lam"], seed=123)
+    stats = trainer.update(UpdateBatch(records=batch["records"], advantages=batch["advantages"],
+                                       policy_steps=batch["plain"], internalized=batch["internalize"],
+                                       lam=batch["lam"], seed=123))
     weights = {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}
     torch.save({"weights": weights, "stats": stats}, out / f"{scenario}-rank{dist.rank}-of-{dist.world}.pt")
 
@@ -91,7 +93,7 @@ def _train(policy: Any, dist: Dist, out: Path) -> None:
     """Two ``Trainer.step`` iterations; saves their metrics, every collection's actions, and the weights."""
     run = out / f"train-run-rank{dist.rank}-of-{dist.world}"
     run.mkdir()
-    cfg = TrainConfig.load(ROOT / "configs" / "household-tiny-gigpo.yaml", TRAIN)
+    cfg = TrainConfig.load(preset_path("household-tiny-gigpo"), TRAIN)
     trainer = _RecordingTrainer(cfg, RunDir(run), clone(policy), dist=dist)
     start = {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}
     metrics = [trainer.step() for _ in range(2)]

@@ -6,16 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from siri.rollout.types import StepRecord, Trajectory
-from siri.skills.mining import (
+from siri.skills.prompts import (
     MINING_TEMPLATE_WORDS,
-    household_event,
     mining_messages,
     mining_words,
     parse_skills,
     render_trajectory,
-    shop_events,
-    trace_skills,
 )
+from siri.skills.trace import household_event, shop_events, trace_skills
 
 
 def make_traj(
@@ -160,7 +158,7 @@ def test_trace_skills_heat_plan_merges_episodes() -> None:
         make_traj(HEAT_EGG, "put a hot egg in countertop.", "pick_heat_then_place", traj=1),
         make_traj(HEAT_EGG, "put a hot egg in countertop.", "pick_heat_then_place", won=False, traj=2),
     ]
-    skills = trace_skills("pick_heat_then_place", trajs)
+    skills = trace_skills("household", "pick_heat_then_place", trajs)
     assert skills[0] == (
         "WHEN the task is to heat a apple or a egg and put it in the countertop or the fridge "
         "THEN find and take the apple or the egg, then go to the microwave and heat it, "
@@ -171,8 +169,8 @@ def test_trace_skills_heat_plan_merges_episodes() -> None:
     assert (
         "WHEN the cabinet or the fridge is closed THEN open it before you take from it or put in it" in skills
     )
-    assert trace_skills("pick_heat_then_place", trajs, max_skills=1) == skills[:1]
-    assert trace_skills("pick_cool_then_place", trajs) == []
+    assert trace_skills("household", "pick_heat_then_place", trajs, max_skills=1) == skills[:1]
+    assert trace_skills("household", "pick_cool_then_place", trajs) == []
 
 
 def test_trace_skills_many_objects_become_role_words_and_two_object_tasks() -> None:
@@ -186,7 +184,7 @@ def test_trace_skills_many_objects_become_role_words_and_two_object_tasks() -> N
         )
         for i, o in enumerate(objs)
     ]
-    assert trace_skills("pick_and_place", trajs)[0] == (
+    assert trace_skills("household", "pick_and_place", trajs)[0] == (
         "WHEN the task is to put a object in the fridge THEN find and take the object, "
         "then go to the fridge and move it there"
     )
@@ -195,7 +193,7 @@ def test_trace_skills_many_objects_become_role_words_and_two_object_tasks() -> N
         "put two cd in safe.",
         "pick_two_obj_and_place",
     )
-    assert trace_skills("pick_two_obj_and_place", [two])[0].startswith(
+    assert trace_skills("household", "pick_two_obj_and_place", [two])[0].startswith(
         "WHEN the task is to put two cd in the safe THEN"
     )
     lamp = make_traj(
@@ -203,7 +201,7 @@ def test_trace_skills_many_objects_become_role_words_and_two_object_tasks() -> N
         "look at book under the desklamp.",
         "look_at_obj_in_light",
     )
-    assert trace_skills("look_at_obj_in_light", [lamp])[0] == (
+    assert trace_skills("household", "look_at_obj_in_light", [lamp])[0] == (
         "WHEN the task is to look at a book under the desklamp THEN find and take the book, "
         "then go to the desklamp and use it"
     )
@@ -221,7 +219,7 @@ def test_shop_events_and_trace() -> None:
         "click[buy now]",
     ]
     assert shop_events(actions) == ["search", "page", "item", "details", "back", "option", "option", "buy"]
-    skills = trace_skills("shirt", [make_traj(actions, "i want a red cotton shirt", "shirt")])
+    skills = trace_skills("shop", "shirt", [make_traj(actions, "i want a red cotton shirt", "shirt")])
     assert skills[0] == (
         "WHEN the task is to buy a shirt item THEN search with the key words of the instruction, then click a item "
         "that matches, then click the options the instruction asks for, then click buy now"
@@ -232,15 +230,34 @@ def test_shop_events_and_trace() -> None:
 
 def test_trace_skills_generic_fallback() -> None:
     traj = make_traj(["unlock door 1 with key 2", "unlock door 1 with key 2", "east"], "escape", "tw_escape")
-    assert trace_skills("tw_escape", [traj]) == [
+    assert trace_skills("textworld", "tw_escape", [traj]) == [
         "WHEN the task type is tw escape THEN unlock door with key, then east"
     ]
+
+
+def test_trace_rules_are_picked_by_environment_not_by_the_actions() -> None:
+    """The same household episode: household rules in household and alfworld, the generic rule elsewhere."""
+    traj = make_traj(["take apple 1 from countertop 1", "move apple 1 to fridge 1"], "put a apple in fridge.",
+                     "pick_and_place")  # fmt: skip
+    household = trace_skills("household", "pick_and_place", [traj])
+    assert household[0] == (
+        "WHEN the task is to put a apple in the fridge THEN find and take the apple, "
+        "then go to the fridge and move it there"
+    )
+    assert trace_skills("alfworld", "pick_and_place", [traj]) == household
+    assert trace_skills("textworld", "pick_and_place", [traj]) == [
+        "WHEN the task type is pick and place THEN take apple from countertop, then move apple to fridge"
+    ]
+    assert trace_skills("shop", "pick_and_place", [traj]) == trace_skills("textworld", "pick_and_place", [traj])
+    shop = make_traj(["search[red shirt]", "click[b01]", "click[buy now]"], "red shirt", "shirt")
+    assert trace_skills("household", "shirt", [shop]) == []  # no household subgoal in shop clicks
 
 
 def test_trace_words_come_from_env_text_or_template() -> None:
     """The tiny model's word-level vocabulary is env text + MINING_VOCAB_TEXT: trace skills must fit it."""
     cases = [
         (
+            "household",
             "pick_heat_then_place",
             [
                 make_traj(HEAT_APPLE, "put a hot apple in fridge.", "pick_heat_then_place"),
@@ -248,6 +265,7 @@ def test_trace_words_come_from_env_text_or_template() -> None:
             ],
         ),
         (
+            "shop",
             "shirt",
             [
                 make_traj(
@@ -256,13 +274,13 @@ def test_trace_words_come_from_env_text_or_template() -> None:
             ],
         ),
     ]
-    for task_type, trajs in cases:
+    for env, task_type, trajs in cases:
         env_words = set(mining_words(task_type.replace("_", " ")))
         for t in trajs:
             env_words |= set(mining_words(t.task))
             for s in t.steps:
                 env_words |= set(mining_words(s.action))
-        for skill in trace_skills(task_type, trajs):
+        for skill in trace_skills(env, task_type, trajs):
             unknown = set(mining_words(skill)) - env_words - MINING_TEMPLATE_WORDS
             assert not unknown, (skill, unknown)
         msgs = mining_messages(task_type, [render_trajectory(t, t.task) for t in trajs], 3)
@@ -285,7 +303,7 @@ def test_trace_skills_drop_detours_and_exploration_noise() -> None:
         "move apple 1 to fridge 1",
     ]
     clean = make_traj(HEAT_APPLE, "put a hot apple in fridge.", "pick_heat_then_place", traj=1)
-    skills = trace_skills("pick_heat_then_place", [make_traj(noisy, "t", "pick_heat_then_place"), clean])
+    skills = trace_skills("household", "pick_heat_then_place", [make_traj(noisy, "t", "pick_heat_then_place"), clean])
     assert skills[0] == (
         "WHEN the task is to heat a apple and put it in the fridge THEN find and take the apple, "
         "then go to the microwave and heat it, then go to the fridge and move it there"

@@ -17,10 +17,10 @@ from micro_policy import clone, micro_policy
 from siri.config import TrainConfig
 from siri.envs import EnvError, make_batch
 from siri.envs.ray_workers import RayBatchEnv
-from siri.models.loading import Policy
-from siri.rl.run import RunDir
+from siri.models.policy import Policy
 from siri.rl.trainer import Trainer
 from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
+from siri.runs.run_dir import RunDir
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'siri-rl[ray]')")
 

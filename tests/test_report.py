@@ -6,8 +6,10 @@ import subprocess
 
 import pytest
 
-from siri.report import build_report
-from siri.rl.run import RunDir
+from siri.cli.train import print_summary
+from siri.runs.report import build_report
+from siri.runs.run_dir import RunDir
+from siri.runs.summary import evaluation_table, read_summary
 from siri.skills.bank import SkillBank
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -54,10 +56,25 @@ def test_report_files_and_content(tmp_path):
     assert "active" in html and "retired" in html and "WHEN the task is to heat" in html
     assert "first" in html and "algo:" in html and "&quot;torch&quot;" in html
     md = md_path.read_text()
-    assert "|  | bootstrap | final |" in md and "| success | 0.200 | 0.600 |" in md
+    assert "|  | bootstrap | final (plain) |" in md and "| success | 0.200 | 0.600 |" in md
     assert "\\|" in md  # the | inside a skill text is escaped
     for link in re.findall(r"\]\((report_files/[^)]+)\)", md):
         assert (path / link).is_file()
+
+
+def test_train_cli_and_report_show_the_same_evaluation_table(tmp_path, capsys):
+    path = fake_run(tmp_path, "siri-run", 0.05)
+    summary = read_summary(RunDir.open(path))
+    header, rows = evaluation_table(summary)
+    assert header == ["", "bootstrap", "final (plain)"]
+    assert [r[0] for r in rows] == ["iteration", "success", "score", "  pick_and_place"]
+    _, md_path = build_report([path])
+    md = md_path.read_text()
+    print_summary(summary, path)
+    printed = capsys.readouterr().out
+    for row in rows:
+        assert "| " + " | ".join(row) + " |" in md
+        assert all(cell.strip() in printed for cell in row)
 
 
 def test_overlay_of_several_runs(tmp_path):

@@ -10,14 +10,16 @@ import pytest
 import torch
 
 from siri.envs import make
-from siri.models.loading import ModelError, Policy, load_policy
-from siri.models.tiny import TinyConfig, build_tiny
+from siri.models.loading import load_policy
+from siri.models.policy import ModelError, Policy
 from siri.models.tokenizer import build_word_tokenizer, unknown_words
-from siri.models.warm_start import noisy_episode
-from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect, summarize
+from siri.rl.scoring import response_logprobs, score_records
+from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
 from siri.rollout.engine import HFEngine
+from siri.rollout.evaluation import summarize
 from siri.rollout.prompts import build_prompt, plain_prompt_ids, prompt_ids, skills_block
-from siri.rollout.scoring import response_logprobs, score_records
+from siri.sft.demonstrator import noisy_episode
+from siri.sft.tiny import TinyConfig, build_tiny
 
 MICRO = TinyConfig(env="household", seed=1, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
                    vocab_episodes=30, sft_episodes=6, mining_examples=4, train_steps=4, batch_size=4, warmup_steps=1)
@@ -101,7 +103,7 @@ def test_searching_demonstrator_does_not_know_where_things_are() -> None:
 
 def test_shop_vocabulary_covers_unseen_shop_episodes() -> None:
     """The shop tokenizer (catalog words + rollouts) has every word of unseen shop episodes."""
-    from siri.models.tiny import vocabulary_corpus
+    from siri.sft.tiny import vocabulary_corpus
 
     tok = build_word_tokenizer(vocabulary_corpus(TinyConfig(env="shop", vocab_episodes=10)))
     rng = random.Random(7)
@@ -382,6 +384,7 @@ def test_eval_cli_shows_each_episode_the_best_active_skill_of_its_task_type(tiny
     from siri.cli import app
     from siri.envs import make
     from siri.skills.bank import BANK_FILENAME, SkillBank
+    from siri.skills.validation import Gate
 
     probe = make("household", split="eval_id")
     types = [probe.reset(seed).task_type for seed in (0, 1)]
@@ -395,7 +398,7 @@ def test_eval_cli_shows_each_episode_the_best_active_skill_of_its_task_type(tiny
             bank.record_paired(good.id, [1.0, 1.0], [0.0, 0.0], iteration=0)
             bank.record_paired(weak.id, [1.0, 0.0], [0.0, 0.0], iteration=0)
         best[task_type] = good.id
-    bank.update_status(0, gate=False)  # two evaluations are too few for the gate; ranked by utility
+    bank.update_status(0, Gate(enabled=False))  # two evaluations are too few for the gate; ranked by utility
     assert len(bank.skills("active")) == 4
     bank.save()
     args = ["eval", "--model", str(tiny_dir), "--episodes", "2", "--mode", "choose", "--max-steps", "2", "--json"]
@@ -418,7 +421,7 @@ def test_eval_cli_shows_each_episode_the_best_active_skill_of_its_task_type(tiny
 
 
 def test_tiny_warm_start_env_options_apply_to_the_warm_start_only() -> None:
-    from siri.models.warm_start import make_env
+    from siri.sft.demonstrator import make_env
 
     bare = TinyConfig(env_options={"clutter": 0.0})
     assert make_env(bare, "train", warm_start=True).clutter == 0.0

@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from siri.rl.run import RunDir, RunDirError
+from siri.runs.run_dir import RunDir, RunDirError
+from siri.utils.io import atomic_dir
 
 
 def make_run(tmp_path):
@@ -50,9 +51,11 @@ def test_checkpoints_are_atomic_pruned_and_validated(tmp_path):
     assert [p.name for p in run.list_checkpoints()] == ["iter-000004", "iter-000006"]
     assert torch.equal(run.load_checkpoint(latest, "model")["w"], torch.full((2,), 6.0))
     assert (latest / "note.txt").read_text() == "6"
-    # A leftover temporary directory (killed mid-save) is not a checkpoint.
+    # A leftover temporary directory (killed mid-save) is not a checkpoint; the next save removes it.
     (run.checkpoints / ".iter-000008.tmp").mkdir()
     assert run.latest_checkpoint().name == "iter-000006"
+    run.save_checkpoint(6, {"model": {"w": torch.full((2,), 6.0)}}, {"note.txt": "6"}, keep=2)
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["LATEST", "iter-000004", "iter-000006"]
     # Damage is reported with the file's name, never silently replaced.
     (latest / "model.pt").write_bytes(b"not a torch file")
     with pytest.raises(RunDirError, match=r"model\.pt.*corrupt"):
@@ -70,3 +73,19 @@ def test_open_requires_a_run_directory(tmp_path):
     with pytest.raises(RunDirError, match=r"summary\.json is not valid JSON"):
         RunDir.open(run.path).read_json("summary.json")
     assert json.loads((run.path / "meta.json").read_text())["versions"]["torch"]
+
+
+def test_atomic_dir_appears_complete_or_not_at_all(tmp_path):
+    target = tmp_path / "sub" / "out"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+        assert tmp.parent == target.parent and not target.exists()
+    assert [p.name for p in target.iterdir()] == ["a"]
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "b").write_text("2")
+        raise RuntimeError("killed mid-write")
+    assert [p.name for p in target.parent.iterdir()] == ["out"]  # the old one intact, no temporary left
+    assert [p.name for p in target.iterdir()] == ["a"]
+    with atomic_dir(target) as tmp:
+        (tmp / "c").write_text("3")
+    assert [p.name for p in target.iterdir()] == ["c"]  # replaced whole, not merged

@@ -19,7 +19,7 @@ import torch
 from siri.rollout.types import StepRecord, Trajectory
 from siri.serve import RequestError, load_chat_model, make_server, parse_request
 from siri.skills.miners import ExternalMiner, MinerError, chat_completion
-from siri.skills.mining import MINING_VOCAB_TEXT, mining_words, parse_skills
+from siri.skills.prompts import MINING_VOCAB_TEXT, mining_words, parse_skills
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
@@ -138,7 +138,7 @@ def test_external_miner_round_trip_over_http(server: tuple[str, object]) -> None
     )
     skills = miner.mine("pick_and_place", [_traj()], max_skills=3)
     # The same prompt generated in-process, greedily, must be exactly what came over the wire.
-    from siri.skills.miners import mining_prompts
+    from siri.skills.prompts import mining_prompts
 
     (messages,) = mining_prompts("pick_and_place", [_traj()], 3)
     [(local_text, _)], prompt_tokens, _ = chat.complete(messages, max_tokens=24, temperature=0.0)

@@ -15,7 +15,7 @@ from siri.envs import EnvError
 from siri.envs.shop import SPLITS, ShopEnv, catalog_texts, load_catalog, vocabulary_texts
 from siri.envs.shop.generate import generate_catalog
 from siri.envs.shop.reward import attribute_present, options_match, product_text, shop_reward, winning_options
-from siri.envs.shop.search import suggested_queries, tokenize
+from siri.envs.shop.search import catalog_index, suggested_queries, tokenize
 from siri.envs.shop.specs import CATEGORIES
 from siri.envs.shop.webshop_files import export_webshop, load_webshop_catalog
 
@@ -81,7 +81,7 @@ def test_catalog_is_hard_near_duplicates_and_budgets_matter():
     for g in goals:
         hits = [
             catalog.products[i]
-            for i in catalog.index.search(suggested_queries(g.instruction, g.attributes, g.options)[0])[:10]
+            for i in catalog_index(catalog).search(suggested_queries(g.instruction, g.attributes, g.options)[0])[:10]
         ]
         rewards = []
         for p in hits:

@@ -11,6 +11,7 @@ from siri.envs.shop.reward import winning_options
 from siri.envs.shop.search import (
     SEARCH_RETURN_N,
     SearchIndex,
+    catalog_index,
     instruction_keywords,
     product_document,
     suggested_queries,
@@ -68,7 +69,7 @@ def test_fast_scores_equal_rank_bm25_reference():
 
 def test_index_is_built_once_and_shared():
     a, b = ShopEnv(num_products=400), ShopEnv(num_products=400, split="eval")
-    assert a.catalog is b.catalog and a.catalog.index is b.catalog.index
+    assert a.catalog is b.catalog and catalog_index(a.catalog) is catalog_index(b.catalog)
 
 
 def test_document_follows_webshop_fields():
@@ -94,13 +95,13 @@ def test_expert_query_finds_a_winning_product(split):
     found_target = found_winner = 0
     for g in goals:
         query = suggested_queries(g.instruction, g.attributes, g.options)[0]
-        hits = [catalog.products[i] for i in catalog.index.search(query)]
+        hits = [catalog.products[i] for i in catalog_index(catalog).search(query)]
         found_target += any(p.asin == g.asin for p in hits)
         if any(winning_options(p, g) is not None for p in hits):
             found_winner += 1
         else:
             # rare: the expert then falls back to the title; the title query must find the target.
-            title_hits = catalog.index.search(" ".join(tokenize(catalog.by_asin[g.asin].title)))
+            title_hits = catalog_index(catalog).search(" ".join(tokenize(catalog.by_asin[g.asin].title)))
             assert catalog.by_asin[g.asin] in [catalog.products[i] for i in title_hits]
     assert found_winner / len(goals) > 0.97
     assert found_target / len(goals) > 0.7  # often a near-duplicate that also earns 1 ranks above it

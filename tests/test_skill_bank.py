@@ -139,7 +139,7 @@ def test_lifecycle_promote_retire_inconclusive_and_cap(tmp_path: Path) -> None:
 def test_gate_off_activates_all_candidates_under_the_cap() -> None:
     bank = SkillBank(max_active=2)
     bank.add_candidates([HEAT, OPEN, NEED_EGG], "heat", 0, "trace")
-    changes = bank.update_status(1, gate=False)
+    changes = bank.update_status(1, Gate(enabled=False))
     assert [(c[0], c[2]) for c in changes] == [
         ("s1", "active"),
         ("s2", "active"),
@@ -148,7 +148,7 @@ def test_gate_off_activates_all_candidates_under_the_cap() -> None:
     ]
 
 
-def test_render_block_selects_task_type_and_general_by_utility() -> None:
+def test_select_picks_task_type_and_general_by_utility() -> None:
     bank = SkillBank()
     bank.add_candidates([HEAT, OPEN, NEED_EGG], "heat", 0, "self")
     bank.add_candidates(["WHEN stuck THEN look"], "general", 0, "self")
@@ -156,12 +156,13 @@ def test_render_block_selects_task_type_and_general_by_utility() -> None:
     for sid, d in [("s1", 0.2), ("s2", 0.6), ("s4", 0.4), ("s5", 0.9)]:
         _record(bank, sid, _ten([d, d + 0.1, d - 0.1, d]), 0)
     bank.update_status(1)
-    assert bank.render_block("heat") == f"- {OPEN}\n- WHEN stuck THEN look\n- {HEAT}"
-    assert bank.render_block("heat", top_k=1) == f"- {OPEN}"
-    assert (
-        bank.render_block("cool") == "- WHEN the task is to cool THEN use the fridge\n- WHEN stuck THEN look"
-    )
-    assert bank.render_block("clean", top_k=0) == ""
+    def texts(task_type: str, top_k: int | None = None) -> list[str]:
+        return [s.text for s in bank.select(task_type, top_k)]
+
+    assert texts("heat") == [OPEN, "WHEN stuck THEN look", HEAT]
+    assert texts("heat", top_k=1) == [OPEN]
+    assert texts("cool") == ["WHEN the task is to cool THEN use the fridge", "WHEN stuck THEN look"]
+    assert texts("clean", top_k=0) == []
     assert [s.id for s in bank.select("clean")] == ["s4"]  # s3 (NEED_EGG) is still a candidate
 
 

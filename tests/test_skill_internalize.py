@@ -8,13 +8,8 @@ import random
 import pytest
 import torch
 
-from siri.skills.internalize import (
-    internalization_loss,
-    internalization_mask,
-    internalization_weights,
-    lambda_schedule,
-    skill_utility,
-)
+from siri.rl.losses import internalization_loss
+from siri.skills.internalize import internalization_weights, lambda_schedule, skill_utility
 
 # Five steps: used skill?, utility of the shown skill, GiGPO advantage.
 USED = torch.tensor([True, True, True, False, True])
@@ -53,9 +48,6 @@ def test_loss_by_hand() -> None:
     # uniform: steps 0,1,2,4: -(-3 - 0.6 - 5 - 4) = 12.6 over 2 + 3 + 2 + 2 tokens
     wu = internalization_weights(USED, UTIL, ADV, mode="uniform")
     assert internalization_loss(LOGP, MASK, wu).item() == pytest.approx(12.6 / 9)
-    # whole response vs action tokens: the mask switch
-    assert internalization_mask(MASK, torch.ones_like(MASK), whole_response=True).sum().item() == 15
-    assert internalization_mask(MASK, torch.ones_like(MASK)) is MASK
 
 
 def test_importance_correction_by_hand() -> None:
@@ -151,7 +143,7 @@ def test_step_weights_from_records() -> None:
 def test_plain_scoring_refuses_a_skill_step_without_its_plain_prompt() -> None:
     """Scored under the skill prompt instead, internalization would distil nothing and say nothing."""
     from micro_policy import micro_policy
-    from siri.rollout.scoring import response_logprobs
+    from siri.rl.scoring import response_logprobs
     from siri.rollout.types import StepRecord
 
     policy = micro_policy(seed=0, reference=False)

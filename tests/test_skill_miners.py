@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 from siri.cli import app
 from siri.rollout.types import StepRecord, Trajectory
 from siri.skills.bank import SkillBank
-from siri.skills.miners import MinerError, SelfMiner, TraceMiner, make_miner, mining_prompts
-from siri.skills.mining import successes, trace_skills
+from siri.skills.miners import MinerError, SelfMiner, TraceMiner, make_miner
+from siri.skills.prompts import mining_prompts, successes
+from siri.skills.trace import trace_skills
 
 
 def _traj(traj: int, obj: str, won: bool = True, task_type: str = "pick_and_place", score: float | None = None
@@ -45,10 +46,13 @@ TRAJS = [
 
 
 def test_trace_miner_is_trace_skills() -> None:
-    miner = make_miner("trace")
+    miner = make_miner("trace", env="household")
     assert miner.name == "trace"
-    assert miner.mine("pick_and_place", TRAJS, 2) == trace_skills("pick_and_place", TRAJS)[:2]
-    assert TraceMiner().mine("pick_and_place", [], 3) == []
+    assert miner.mine("pick_and_place", TRAJS, 2) == trace_skills("household", "pick_and_place", TRAJS)[:2]
+    assert TraceMiner("household").mine("pick_and_place", [], 3) == []
+    generic = make_miner("trace", env="textworld").mine("pick_and_place", TRAJS, 2)
+    assert generic == trace_skills("textworld", "pick_and_place", TRAJS)[:2] and generic != miner.mine(
+        "pick_and_place", TRAJS, 2)
 
 
 def test_mining_prompts_chunk_won_episodes_of_the_task_type() -> None:
@@ -68,9 +72,10 @@ def test_min_score_makes_good_partial_scores_successes() -> None:
     assert successes(trajs, "pick_and_place") == []
     assert successes(trajs, "pick_and_place", min_score=0.5) == [close]
     assert successes(trajs, "general", min_score=0.75) == [close, trajs[2]]  # the bound is inclusive
-    assert trace_skills("pick_and_place", trajs) == []
-    assert trace_skills("pick_and_place", trajs, min_score=0.5) == trace_skills("pick_and_place", [_traj(5, "pen")])
-    assert make_miner("trace", min_score=0.5).mine("pick_and_place", trajs, 3) != []
+    assert trace_skills("household", "pick_and_place", trajs) == []
+    assert trace_skills("household", "pick_and_place", trajs, min_score=0.5) == trace_skills(
+        "household", "pick_and_place", [_traj(5, "pen")])
+    assert make_miner("trace", env="household", min_score=0.5).mine("pick_and_place", trajs, 3) != []
     prompts = mining_prompts("pick_and_place", trajs, 3, min_score=0.5)
     assert len(prompts) == 1 and "take pen 1 from desk 6" in prompts[0][1]["content"]
     assert "cd" not in prompts[0][1]["content"]
@@ -110,11 +115,13 @@ def test_make_miner_errors() -> None:
         make_miner("gpt")
     with pytest.raises(ValueError, match="bad options for the external miner"):
         make_miner("external", base_url="http://127.0.0.1:1/v1")  # no model
+    with pytest.raises(ValueError, match="bad options for the trace miner"):
+        make_miner("trace")  # no env: the trace rules are the environment's
 
 
 def test_skills_cli_table_and_json(tmp_path: Path) -> None:
     bank = SkillBank.open(tmp_path)
-    bank.add_candidates(trace_skills("pick_and_place", TRAJS), "pick_and_place", 2, "trace")
+    bank.add_candidates(trace_skills("household", "pick_and_place", TRAJS), "pick_and_place", 2, "trace")
     for d in (0.5, 0.25, 0.75, 0.5, 0.5, 0.25, 0.75, 0.5, 0.5, 0.25):  # the default gate's first look: 10
         bank.record_paired("s1", [d], [0.0], 3)
     bank.update_status(4)

@@ -17,7 +17,7 @@ from siri import envs
 from siri.rollout.types import StepRecord, Trajectory
 from siri.skills.bank import SkillBank
 from siri.skills.miners import TraceMiner
-from siri.skills.validation import assign_validation
+from siri.skills.validation import Gate, assign_validation
 
 PLAIN_EXPERT_PROB = 0.5
 
@@ -50,7 +50,7 @@ def test_paired_validation_promotes_helpful_and_retires_harmful(tmp_path: Path) 
     # Warm-up: plain rollouts; mine the successes with the trace miner.
     warm = [play(env, seed, seed, seed, PLAIN_EXPERT_PROB, ()) for seed in range(12)]
     assert 0 < sum(t.won for t in warm) < len(warm)
-    texts = TraceMiner().mine("pick_and_place_simple", warm, max_skills=3)
+    texts = TraceMiner("household").mine("pick_and_place_simple", warm, max_skills=3)
     bank = SkillBank.open(tmp_path)
     added = bank.add_candidates(texts, "pick_and_place_simple", iteration=0, miner="trace", sources=[0, 1])
     assert len(added) == 3
@@ -73,7 +73,7 @@ def test_paired_validation_promotes_helpful_and_retires_harmful(tmp_path: Path) 
                 )
                 traj_id += 1
         bank.record_rollouts(batch, iteration, value=lambda t: t.score)
-        bank.update_status(iteration, min_evals=4, max_evals=24)
+        bank.update_status(iteration, Gate(min_evals=4, max_evals=24))
         bank.save()
 
     bank = SkillBank.open(tmp_path)  # the decisions survive a reload
@@ -81,7 +81,7 @@ def test_paired_validation_promotes_helpful_and_retires_harmful(tmp_path: Path) 
     assert bank.get(harmful).status == "retired" and bank.get(harmful).reason.startswith("UCB <= 0")
     assert bank.get(neutral).status != "active"
     assert bank.get(helpful).utility.mean > 0.2 > -0.2 > bank.get(harmful).utility.mean
-    assert bank.render_block("pick_and_place_simple") == f"- {bank.get(helpful).text}"
+    assert [s.text for s in bank.select("pick_and_place_simple")] == [bank.get(helpful).text]
 
 
 def test_mine_min_score_lets_shop_purchases_end_warmup_and_feed_the_miner(tmp_path: Path) -> None:

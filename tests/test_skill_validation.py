@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from siri.config import ConfigError, TrainConfig, preset_path
+from siri.config import TrainConfig, preset_path
 from siri.rollout.types import Trajectory
 from siri.skills.gate_sim import GateSetting, gate_decision, preset_settings, run_gate, simulate_differences
 from siri.skills.validation import (
@@ -24,6 +24,7 @@ from siri.skills.validation import (
     t_quantile,
     t_sf,
 )
+from siri.utils.config import ConfigError
 
 # Four paired evaluations, each (with-skill returns, plain returns) of one group.
 TOY = [
@@ -99,19 +100,19 @@ def test_decisions() -> None:
     assert decide("active", _stats([1, -1] * 8)) == ("active", "")
     assert decide("retired", good) == ("retired", "")
     # threshold: promote only when reliably above 0.4 (LCB = 0.475 - 3.81 * 0.1844 / sqrt(10) = 0.253)
-    assert decide("candidate", good, promote_lcb=0.4) == ("candidate", "")
+    assert decide("candidate", good, Gate(promote_lcb=0.4)) == ("candidate", "")
     # all-zero differences: the skill changes nothing, UCB = 0 -> retired at the first look
     assert decide("candidate", _stats([0.0] * 9)) == ("candidate", "")
     assert decide("candidate", _stats([0.0] * 10))[0] == "retired"
     # gate off: every candidate becomes active at once, nothing is retired on utility
-    assert decide("candidate", UtilityStats(), gate=False)[0] == "active"
-    assert decide("active", bad, gate=False) == ("active", "")
+    assert decide("candidate", UtilityStats(), Gate(enabled=False))[0] == "active"
+    assert decide("active", bad, Gate(enabled=False)) == ("active", "")
     with pytest.raises(ValueError, match="min_evals"):
-        decide("candidate", good, min_evals=1)
+        decide("candidate", good, Gate(min_evals=1))
     with pytest.raises(ValueError, match="status"):
         decide("bogus", good)
     with pytest.raises(ValueError, match=r"max_evals=4 is too few for gate_alpha=0.05.*max_evals >= 5"):
-        decide("candidate", good, min_evals=2, max_evals=4)
+        decide("candidate", good, Gate(min_evals=2, max_evals=4))
 
 
 def test_a_candidate_past_max_evals_has_its_last_look_at_the_level_of_max_evals() -> None:
@@ -193,33 +194,16 @@ def test_all_equal_positive_differences_do_not_promote_at_min_evals() -> None:
     for setting in preset_settings():
         n = setting.min_evals
         stats = _stats([0.25] * n)
-        assert decide("candidate", stats, min_evals=n, max_evals=setting.max_evals, alpha=setting.alpha) == (
+        assert decide("candidate", stats, Gate(setting.alpha, n, setting.max_evals)) == (
             "candidate",
             "",
         )
         # the same holds up to the gate's first look; there, n same-signed differences are significant
         first = Gate(setting.alpha, n, setting.max_evals).first_look
         assert first >= 7
-        assert (
-            decide(
-                "candidate",
-                _stats([0.25] * (first - 1)),
-                min_evals=n,
-                max_evals=setting.max_evals,
-                alpha=setting.alpha,
-            )[0]
-            == "candidate"
-        )
-        assert (
-            decide(
-                "candidate",
-                _stats([0.25] * first),
-                min_evals=n,
-                max_evals=setting.max_evals,
-                alpha=setting.alpha,
-            )[0]
-            == "active"
-        )
+        gate = Gate(setting.alpha, n, setting.max_evals)
+        assert decide("candidate", _stats([0.25] * (first - 1)), gate)[0] == "candidate"
+        assert decide("candidate", _stats([0.25] * first), gate)[0] == "active"
 
 
 # --- the false-promotion rate of zero-effect skills, simulated at every preset's settings -------------
@@ -355,11 +339,15 @@ def test_assign_validation_respects_task_types() -> None:
 # --- the gate's config -------------------------------------------------------------------------------------
 
 
-def test_gate_config_is_checked_at_load_and_old_runs_get_a_clear_error(tmp_path: Path) -> None:
+def test_gate_config_is_checked_before_a_run_and_old_runs_get_a_clear_error(tmp_path: Path) -> None:
     cfg = TrainConfig.load(preset_path("alfworld-qwen7b-siri"))
     assert (cfg.siri.gate_alpha, cfg.siri.min_evals, cfg.siri.max_evals) == (0.05, 4, 16)
+    # whether an alpha leaves the gate a look is the gate's rule, checked before a run starts
+    from siri.skills.pipeline import SiriPipeline
+
+    too_few = TrainConfig.load(None, ["siri.gate_alpha=0.001", "siri.max_evals=5"])
     with pytest.raises(ConfigError, match=r"max_evals=5 is too few for gate_alpha=0.001.*max_evals >= 10"):
-        TrainConfig.load(None, ["siri.gate_alpha=0.001", "siri.max_evals=5"])
+        SiriPipeline.check_config(too_few)
     with pytest.raises(ConfigError, match=r"bad value for 'siri.gate_alpha'"):
         TrainConfig.load(None, ["siri.gate_alpha=0.6"])
     # the config.yaml of a run written before the change: a clear error naming the file and the new key

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from micro_policy import MICRO_TINY
-from siri.config import TrainConfig
+from siri.config import TrainConfig, preset_path
 from siri.models.loading import load_policy
-from siri.models.tiny import build_tiny
-from siri.rl.run import RunDir
 from siri.rl.trainer import Trainer
+from siri.runs.run_dir import RunDir
+from siri.sft.tiny import build_tiny
 from siri.skills.bank import SkillBank
 
 
@@ -29,7 +29,7 @@ def micro_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def small_config(model: Path, *extra: str) -> TrainConfig:
-    return TrainConfig.load("configs/household-tiny-gigpo.yaml", [
+    return TrainConfig.load(preset_path("household-tiny-gigpo"), [
         f"model.name_or_path={model}", "model.action_mode=choose", "rollout.num_groups=2", "rollout.group_size=3",
         "env.max_steps=4", "train.iterations=3", "train.eval_every=2", "train.eval_episodes=3", "train.save_every=1",
         "optim.lr=0.01", *extra])
@@ -126,6 +126,7 @@ def test_skipping_zero_advantage_steps_changes_nothing_but_the_work(tmp_path: Pa
 
     from micro_policy import clone, micro_policy
     from siri.rl.trainer import compute_advantages
+    from siri.rl.update import UpdateBatch
     from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
 
     policy = micro_policy(seed=0)
@@ -145,7 +146,8 @@ def test_skipping_zero_advantage_steps_changes_nothing_but_the_work(tmp_path: Pa
         trainer = Trainer(cfg, RunDir(tmp_path / f"run-{skip}-{sgd}-{int(abs(adv).sum() > 0)}"), clone(policy))
         if sgd:  # SGD: weights differ only as gradients do (Adam would blow rounding noise up to ~lr steps)
             trainer.optimizer = torch.optim.SGD(trainer.params, lr=0.05)
-        stats = trainer.update(records, adv, list(range(len(records))), [], 0.0, seed=1)
+        stats = trainer.update(UpdateBatch(records=records, advantages=adv, policy_steps=list(range(len(records))),
+                                           seed=1))
         return {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}, stats
 
     skipped, s_skip = update(True, advantages, sgd=True)

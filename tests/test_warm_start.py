@@ -16,17 +16,11 @@ from siri.cli import app
 from siri.envs import Observation
 from siri.envs.household import world
 from siri.models.loading import load_policy
-from siri.models.tiny import build_tiny
-from siri.models.warm_start import (
-    REPORT_FILE,
-    WarmStartConfig,
-    make_env,
-    matching_twin,
-    noisy_episode,
-    warm_start_examples,
-    warm_start_policy,
-)
 from siri.rollout.engine import left_pad
+from siri.sft.config import WarmStartConfig
+from siri.sft.demonstrator import make_env, matching_twin, noisy_episode
+from siri.sft.tiny import build_tiny
+from siri.sft.warm_start import REPORT_FILE, warm_start_examples, warm_start_policy
 
 LITE = {"clutter": 0.0, "task_types": ["look_at_obj_in_light"]}
 

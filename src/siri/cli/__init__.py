@@ -7,6 +7,7 @@ import typer
 from siri.cli import env as env_cli
 from siri.cli import evaluate as evaluate_cli
 from siri.cli import model as model_cli
+from siri.cli import report as report_cli
 from siri.cli import serve as serve_cli
 from siri.cli import skills as skills_cli
 from siri.cli import train as train_cli
@@ -23,8 +24,8 @@ app = typer.Typer(
 )
 app.command("quickstart")(train_cli.quickstart)
 app.command("train")(train_cli.train)
-app.command("report")(train_cli.report)
-app.command("config")(train_cli.config_help)
+app.command("report")(report_cli.report)
+app.command("config")(report_cli.config_help)
 app.add_typer(env_cli.app, name="env")
 app.add_typer(model_cli.app, name="model")
 app.command("eval")(evaluate_cli.eval_command)

@@ -11,44 +11,21 @@ from typing import Any
 
 import typer
 
+from siri.cli.common import OPTION_HELP, fail, parse_options
 from siri.envs import ENVIRONMENTS, EnvError, make
 
 app = typer.Typer(
     help="Environments: list them, play one by hand, check experts, export to ALFWorld.", no_args_is_help=True
 )
 
-OPTION_HELP = "Extra environment option as key=value (repeatable), e.g. -o max_steps=20 -o task_types=a,b."
 QUIT_WORDS = {"quit", "q", "exit"}
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
-def parse_options(options: list[str], split: str | None = None) -> dict[str, Any]:
-    """``-o key=value`` items -> environment options, values typed by YAML (plus ``split`` if given)."""
-    import yaml
-
-    parsed: dict[str, Any] = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise _fail(f"option {item!r} is not key=value (example: -o max_steps=20)")
-        try:
-            parsed[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            parsed[key.strip()] = value
-    if split is not None:
-        parsed["split"] = split
-    return parsed
 
 
 def _make(name: str, options: list[str], split: str | None) -> Any:
     try:
         return make(name, **parse_options(options, split))
     except EnvError as e:
-        raise _fail(str(e)) from e
+        raise fail(str(e)) from e
 
 
 @app.command("list")
@@ -71,7 +48,7 @@ def play(
     try:
         obs = env.reset(seed)
     except EnvError as e:
-        raise _fail(str(e)) from e
+        raise fail(str(e)) from e
     total = 0.0
     while True:
         typer.echo(f"\n{obs.text}\n")
@@ -126,20 +103,20 @@ def check(
 ) -> None:
     """Play episodes with a policy and report success rate and mean score overall and per task type."""
     if policy not in ("expert", "random"):
-        raise _fail(f"unknown policy {policy!r}; choose expert or random")
+        raise fail(f"unknown policy {policy!r}; choose expert or random")
     env = _make(name, option, split)
     if episodes is None:
         size = env.split_size()
         episodes = 100 if size is None else max(size - seed_start, 0)
     if episodes < 1:
-        raise _fail(f"--episodes must be >= 1 (got {episodes})")
+        raise fail(f"--episodes must be >= 1 (got {episodes})")
     per_type: dict[str, list[tuple[bool, float, int, int]]] = defaultdict(list)
     try:
         for seed in range(seed_start, seed_start + episodes):
             task_type, won, score, steps, invalid = _run_episode(env, seed, policy)
             per_type[task_type].append((won, score, steps, invalid))
     except EnvError as e:
-        raise _fail(str(e)) from e
+        raise fail(str(e)) from e
 
     def summary(rows: list[tuple[bool, float, int, int]]) -> dict[str, float]:
         n = len(rows)
@@ -186,7 +163,7 @@ def _parse_seeds(text: str) -> list[int]:
             else:
                 seeds.append(int(part))
         except ValueError:
-            raise _fail(
+            raise fail(
                 f"bad --seeds {text!r}: use A-B (inclusive), a number, or a comma list like 0-9,20"
             ) from None
     return seeds
@@ -208,7 +185,7 @@ def export_alfworld(
     try:
         paths = [export_scene(seed, split, out, types) for seed in _parse_seeds(seeds)]
     except EnvError as e:
-        raise _fail(str(e)) from e
+        raise fail(str(e)) from e
     for p in paths:
         typer.echo(str(p))
     typer.echo(f"exported {len(paths)} game(s) to {out}", err=True)
@@ -229,13 +206,13 @@ def parity(
     from siri.envs.household.parity import run_parity
 
     if episodes < 1:
-        raise _fail(f"--episodes must be >= 1 (got {episodes})")
+        raise fail(f"--episodes must be >= 1 (got {episodes})")
     seeds = list(range(seed_start, seed_start + episodes))
     try:
         with tempfile.TemporaryDirectory(prefix="siri-parity-") as tmp:
             results = run_parity(seeds, split, out or tmp, random_steps=random_steps)
     except EnvError as e:
-        raise _fail(str(e)) from e
+        raise fail(str(e)) from e
     failed = [r for r in results if not r.ok]
     if as_json:
         rows = [

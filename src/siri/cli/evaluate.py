@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from siri.cli.env import OPTION_HELP, parse_options
+from siri.cli.common import OPTION_HELP, parse_options
 
 if TYPE_CHECKING:
     from siri.skills.bank import SkillBank
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
 
 def default_eval_split(env: str) -> str:
     """The environment's first evaluation split (``eval*`` or ``test*``), else ``train``."""
-    from siri.models.tiny import env_splits
+    from siri.envs import env_splits
 
     splits = env_splits(env)
     return next((s for s in splits if s.startswith(("eval", "test"))), "train")
@@ -49,7 +48,8 @@ def evaluate(
 
     from siri.envs import make
     from siri.models.loading import load_policy
-    from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect, summarize
+    from siri.rollout.collector import RolloutConfig, collect
+    from siri.rollout.evaluation import SkillsFor, evaluate, outcomes, summarize
     from siri.skills.pipeline import bank_skills_by_seed
 
     split = split or default_eval_split(env)
@@ -62,10 +62,9 @@ def evaluate(
     if skills and skills_from:
         raise typer.BadParameter("give skills as --skill texts or --skills-from a run's bank, not both")
     shown = tuple((f"cli{k + 1}", text) for k, text in enumerate(skills or []))
-    skills_for: Callable[[int], tuple[tuple[str, str], ...]] = lambda seed: shown  # noqa: E731
+    skills_for: SkillsFor = lambda seed: shown  # noqa: E731
     if skills_from:
         skills_for = bank_skills_by_seed(load_bank(skills_from), env, options, top_k=skills_top_k)
-    specs = [EpisodeSpec(group=i, seed=i, skills=skills_for(i)) for i in range(episodes)]
     policy = load_policy(model, env=env, reference=False)
     config = RolloutConfig(mode=mode or policy.action_mode, temperature=temperature, seed=seed)
     won = 0
@@ -78,14 +77,13 @@ def evaluate(
             won += bool(traj.won)
             bar.update(task, advance=1, description=f"eval {policy.name} on {env}/{split}  success {won}")
 
-        trajectories = collect(policy, env, specs, config, env_options=options, on_episode_end=done)
+        trajectories = evaluate(
+            lambda specs: collect(policy, env, specs, config, env_options=options, on_episode_end=done), episodes,
+            skills_for)
     return {"model": policy.name, "env": env, "split": split, "mode": config.mode, "temperature": temperature,
             "skills": list(skills or []), "skills_from": skills_from,
-            "skills_shown": {sid: text for spec in specs for sid, text in spec.skills}, **summarize(trajectories),
-            # per episode, in seed order: what a paired comparison of two evaluations needs
-            "outcomes": [{"seed": t.seed, "task_type": t.task_type, "won": bool(t.won), "score": t.score,
-                          "steps": len(t.steps), "skill_ids": list(t.skill_ids)}
-                         for t in sorted(trajectories, key=lambda t: t.seed)]}
+            "skills_shown": {sid: text for seed in range(episodes) for sid, text in skills_for(seed)},
+            **summarize(trajectories), "outcomes": outcomes(trajectories)}
 
 
 def load_bank(path: str) -> SkillBank:
@@ -120,7 +118,7 @@ def eval_command(
 ) -> None:
     """Evaluate a policy: success overall and per task type, mean score and steps, invalid-action rate."""
     from siri.envs import EnvError
-    from siri.models.loading import ModelError
+    from siri.models.policy import ModelError
 
     if mode is not None and mode not in ("generate", "choose"):
         raise typer.BadParameter(f"unknown mode {mode!r}; use generate or choose")

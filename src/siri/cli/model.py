@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from siri.cli.env import OPTION_HELP, parse_options
+from siri.cli.common import OPTION_HELP, parse_options
 
 app = typer.Typer(help="Models: build the tiny default policy, warm-start a real LM on demonstrations, inspect a model.",
                   no_args_is_help=True)
@@ -19,8 +19,8 @@ def build_tiny(
     force: bool = typer.Option(False, help="Rebuild even if a cached model exists."),
 ) -> None:
     """Build (or rebuild) the tiny warm-started model for ENV and print its build report."""
-    from siri.models.loading import ModelError
-    from siri.models.tiny import ensure_tiny
+    from siri.models.policy import ModelError
+    from siri.sft.tiny import ensure_tiny
 
     try:
         path = ensure_tiny(env, force=force, log=typer.echo)
@@ -37,7 +37,8 @@ def info(
     env: str = typer.Option("household", help="Environment for 'tiny'."),
 ) -> None:
     """Load MODEL and print where it lives, its size and its default action mode."""
-    from siri.models.loading import ModelError, load_policy
+    from siri.models.loading import load_policy
+    from siri.models.policy import ModelError
 
     try:
         policy = load_policy(model, env=env, reference=False)
@@ -77,8 +78,11 @@ def warm_start(
         siri train --config household-lite-smollm2-warm-siri    # reads ./runs/smollm2-warm
     """
     from siri.envs import ENVIRONMENTS, EnvError
-    from siri.models.loading import ModelError, load_policy
-    from siri.models.warm_start import WarmStartConfig, make_env, warm_start_policy
+    from siri.models.loading import load_policy
+    from siri.models.policy import ModelError
+    from siri.sft.config import WarmStartConfig
+    from siri.sft.demonstrator import make_env
+    from siri.sft.warm_start import warm_start_policy
 
     if env not in ENVIRONMENTS:
         raise typer.BadParameter(f"unknown environment {env!r}; choose one of: {', '.join(sorted(ENVIRONMENTS))}")

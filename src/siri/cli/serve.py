@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from siri.cli.common import fail
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -25,8 +27,7 @@ def serve(
     try:
         chat = load_chat_model(model, device=device)
     except Exception as e:
-        typer.echo(f"error: cannot load model {model!r}: {e}", err=True)
-        raise typer.Exit(1) from e
+        raise fail(f"cannot load model {model!r}: {e}", code=1) from e
     server = make_server(chat, host, port)
     bound_host, bound_port = server.server_address[:2]
     typer.echo(f"serving {chat.name} at http://{bound_host}:{bound_port}/v1 (Ctrl-C to stop)")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import typer
+
+from siri.cli.common import fail
 
 
 def skills(
@@ -29,22 +32,19 @@ def skills(
     look nothing is decided and no bound is shown.
     """
     from siri.skills.bank import BANK_FILENAME, SkillBank, SkillBankError, gate_of_run
-    from siri.skills.validation import Gate
 
     path = run_dir if run_dir.is_file() else run_dir / BANK_FILENAME
     gate = gate_of_run(path.parent)
     if alpha is not None:
         try:
-            gate = Gate(alpha, gate.min_evals, gate.max_evals)
+            gate = dataclasses.replace(gate, alpha=alpha)
         except ValueError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1) from e
+            raise fail(str(e), code=1) from e
     try:
         bank = SkillBank.load(path)
         rows = bank.skills(status, task_type)
     except SkillBankError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
+        raise fail(str(e), code=1) from e
 
     def finite(x: float) -> float | None:
         return x if math.isfinite(x) else None

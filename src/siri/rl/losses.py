@@ -1,4 +1,4 @@
-"""Policy-gradient losses on per-token tensors: PPO clip, low-variance KL, entropy, token log-probs.
+"""Per-token losses of the update: PPO clip, low-variance KL, entropy, token log-probs, internalization.
 
 Shapes: every per-token tensor is ``[B, T]`` (batch of sequences, response positions) with a float
 ``mask`` that is 1 on the tokens that are trained (response tokens; prompt and padding are 0).
@@ -227,3 +227,64 @@ def actor_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: t
     elif entropy_coef:
         raise ValueError("entropy_coef > 0 needs entropy (per-token, from entropy_from_logits)")
     return loss, stats
+
+
+def internalization_loss(
+    logp: torch.Tensor,
+    mask: torch.Tensor,
+    weights: torch.Tensor,
+    old_logp: torch.Tensor | None = None,
+    rho_max: float | None = None,
+    normalizer: str | float = "weighted_tokens",
+) -> torch.Tensor:
+    """SIRI's L_int: raise the plain-prompt log-probs of skill-guided tokens, weighted per step.
+
+        L_int = - sum_{b,t} w_b * rho_bt * logp_bt * mask_bt / normalizer
+
+    The weights ``w`` and which tokens are distilled are SIRI's choice (``siri.skills.internalize``).
+    ``rho`` is an optional per-token importance correction pi_theta(token | plain) / pi_old(token | skill
+    prompt), clipped to [0, rho_max] and detached: the tokens were sampled under the skill prompt, and the
+    correction damps tokens the plain policy already finds far likelier (rho <= rho_max) and keeps tokens it
+    finds unlikely from dominating. The default normalizer ("weighted_tokens") is the number of masked
+    tokens in steps with w > 0, so L_int is a weighted mean log-likelihood per internalized token,
+    independent of how many skill steps happened to carry zero weight; "tokens" divides by every masked
+    token of the batch; a number divides by that constant (use the global token count when one batch is
+    split into micro-batches, so that the gradients add up to the full-batch gradient).
+
+    Args:
+        logp: [B, T] log-probs of the response tokens under the plain prompt (current policy, with grad).
+        mask: [B, T] 1 for tokens to internalize (0 on padding).
+        weights: [B] per-step weights from ``internalization_weights``.
+        old_logp: [B, T] log-probs under the skill prompt at sampling time; with ``rho_max`` it enables
+            the clipped importance correction.
+        rho_max: upper clip of the importance ratio (``None``: no correction).
+        normalizer: "weighted_tokens", "tokens", or a positive number (see above).
+
+    Returns a scalar; 0 (still connected to ``logp``) when nothing is weighted.
+    """
+    if logp.dim() != 2 or mask.shape != logp.shape or weights.shape != logp.shape[:1]:
+        raise ValueError(
+            f"expected logp and mask [B, T] and weights [B], got {tuple(logp.shape)}, "
+            f"{tuple(mask.shape)}, {tuple(weights.shape)}"
+        )
+    mask = mask.to(logp.dtype)
+    token_w = weights.detach().to(logp.dtype)[:, None] * mask
+    if rho_max is not None:
+        if old_logp is None or old_logp.shape != logp.shape:
+            raise ValueError("the importance correction needs old_logp with the same shape as logp")
+        if rho_max <= 0:
+            raise ValueError(f"rho_max must be > 0, got {rho_max}")
+        rho = torch.exp(logp.detach() - old_logp.detach()).clamp(0.0, rho_max)
+        token_w = token_w * rho
+    if normalizer == "weighted_tokens":
+        denom = (mask * (weights.detach() > 0).to(logp.dtype)[:, None]).sum()
+    elif normalizer == "tokens":
+        denom = mask.sum()
+    elif isinstance(normalizer, (int, float)) and not isinstance(normalizer, bool) and normalizer > 0:
+        denom = torch.tensor(float(normalizer), dtype=logp.dtype)
+    else:
+        raise ValueError(
+            f"normalizer must be 'weighted_tokens', 'tokens' or a positive number, got {normalizer!r}"
+        )
+    total = -(token_w * logp).sum()
+    return total / denom if float(denom) > 0 else total * 0.0

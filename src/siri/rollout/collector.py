@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from siri.config import TrainConfig
 from siri.envs import BatchEnv, Env, Observation, make
+from siri.models.policy import Policy
 from siri.rollout.choose import choice_ids
 from siri.rollout.engine import GenerationEngine, HFEngine, row_seed
 from siri.rollout.parsing import Projection, project
@@ -53,14 +55,18 @@ def episode_seed(seed: int, index: int, turn: int) -> int:
 
 @dataclass
 class RolloutConfig:
-    """How episodes are sampled.
+    """How one collection samples its episodes.
+
+    The config's ``rollout`` section is what a user sets for a run; this is what one collection needs
+    of it (training and evaluation differ in temperature, nucleus and seed). Build it from a run's
+    config with ``RolloutConfig.of_run``, the one place that maps the section onto it.
 
     Attributes:
         mode: "generate" (free text + projection, the paper) or "choose" (trie-constrained actions).
         temperature: sampling temperature (1.0 training, 0.4 validation, 0 greedy).
         top_p: nucleus sampling mass (log-probs ignore the truncation; see engine.py).
         max_new_tokens: response budget in generate mode (choose mode uses the longest action).
-        history_len: observation/action pairs shown in the prompt (the paper: 2).
+        history: observation/action pairs shown in the prompt (the paper: 2).
         invalid_penalty: subtracted from the reward of a step whose action is invalid (the paper: 0.1).
         seed: sampling seed; the same specs and seed give the same rollouts (see ``episode_seed``).
     """
@@ -69,14 +75,25 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 48
-    history_len: int = 2
+    history: int = 2
     invalid_penalty: float = 0.1
     seed: int = 0
+
+    @classmethod
+    def of_run(cls, cfg: TrainConfig, seed: int, evaluation: bool = False) -> RolloutConfig:
+        """The sampling of a run's training rollouts, or (``evaluation``) of its evaluations.
+
+        Evaluation samples at ``train.eval_temperature`` with the full distribution (``top_p`` 1).
+        """
+        r = cfg.rollout
+        return cls(mode=cfg.model.action_mode, temperature=cfg.train.eval_temperature if evaluation else r.temperature,
+                   top_p=1.0 if evaluation else r.top_p, max_new_tokens=r.max_new_tokens, history=r.history,
+                   invalid_penalty=r.invalid_penalty, seed=seed)
 
     def __post_init__(self) -> None:
         if self.mode not in ("generate", "choose"):
             raise ValueError(f"unknown rollout mode {self.mode!r}; use 'generate' or 'choose'")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 or self.history_len < 0:
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 or self.history < 0:
             raise ValueError(f"bad rollout config {self}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
 
 
@@ -90,7 +107,7 @@ def _env_factory(env: str | Callable[[], Env], env_options: dict[str, Any] | Non
 
 
 def collect(
-    policy: Any,
+    policy: Policy,
     env: str | Callable[[], Env],
     specs: Sequence[EpisodeSpec],
     config: RolloutConfig | None = None,
@@ -141,7 +158,7 @@ def collect(
         for i in active:
             obs, spec = observations[i], specs[i]
             args = dict(env_name=env_name, task=obs.task, observation=obs.text, admissible=obs.admissible_actions,
-                        step=obs.step, history=histories[i], history_len=config.history_len,
+                        step=obs.step, history=histories[i], history_len=config.history,
                         templates=obs.action_templates)
             prompts.append(prompt_ids(tokenizer, build_prompt(**args, skills=[text for _, text in spec.skills])))
             plains.append(prompt_ids(tokenizer, build_prompt(**args)) if spec.skills else None)
@@ -238,24 +255,3 @@ def action_token_mask(tokenizer: Any, response_ids: Sequence[int]) -> list[int]:
         if a < hi and b > lo and text[max(a, lo) : min(b, hi)].strip():
             mask[k] = 1
     return mask
-
-
-def summarize(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
-    """Evaluation metrics: success overall and per task type, mean score and return, mean steps, invalid-action rate."""
-    n = len(trajectories)
-    steps = [s for t in trajectories for s in t.steps]
-    per_type: dict[str, list[Trajectory]] = {}
-    for t in trajectories:
-        per_type.setdefault(t.task_type, []).append(t)
-    return {
-        "episodes": n,
-        "success": sum(t.won for t in trajectories) / max(1, n),
-        "score": sum(t.score for t in trajectories) / max(1, n),
-        "return": sum(t.ret for t in trajectories) / max(1, n),
-        "mean_steps": len(steps) / max(1, n),
-        "invalid_rate": sum(not s.valid for s in steps) / max(1, len(steps)),
-        "per_task_type": {
-            k: {"episodes": len(v), "success": sum(t.won for t in v) / len(v), "score": sum(t.score for t in v) / len(v)}
-            for k, v in sorted(per_type.items())
-        },
-    }

@@ -10,7 +10,7 @@ Selected with ``rollout.engine=vllm``. Importing this module never imports vLLM;
   token, like ``HFEngine``.
 - **Log-probs.** ``SamplingParams(logprobs=0)`` returns the sampled token's log-prob; the engine is
   built with ``logprobs_mode="processed_logprobs"`` (after temperature), the quantity the trainer uses.
-  The trainer recomputes the old log-probs with the training model anyway (``Trainer.update``), so a
+  The trainer recomputes the old log-probs with the training model anyway (``siri.rl.update``), so a
   numerical gap between the two engines never enters the importance ratio.
 - **Action modes.** ``generate`` only. ``choose`` mode (trie-constrained decoding, exact constrained
   log-probs) stays with ``HFEngine``: vLLM's structured outputs may spell a choice with another
@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from siri.models.policy import Policy
 from siri.rollout.engine import Generation, row_seeds, stop_token_ids
 from siri.rollout.parsing import CLOSE
 
@@ -212,7 +213,7 @@ class VLLMEngine:
         self.lora_request: Any = None
 
     @classmethod
-    def from_policy(cls, policy: Any, *, world: int = 1, seed: int = 0, **llm_kwargs: Any) -> VLLMEngine:
+    def from_policy(cls, policy: Policy, *, world: int = 1, seed: int = 0, **llm_kwargs: Any) -> VLLMEngine:
         """An engine on the policy's base weights, then synced with its current (trained) weights."""
         require_vllm()
         lora_rank = None
@@ -244,7 +245,7 @@ class VLLMEngine:
         return [generation_from_output(o.outputs[0].token_ids, o.outputs[0].logprobs, o.outputs[0].finish_reason,
                                        o.outputs[0].stop_reason, self.close_id) for o in outputs]
 
-    def sync(self, policy: Any) -> None:
+    def sync(self, policy: Policy) -> None:
         """Push the policy's current weights (or LoRA adapters) into the engine."""
         self.version += 1
         if policy.lora:

@@ -232,10 +232,6 @@ class SkillBank:
         ranked = sorted(self.skills(ACTIVE, task_type), key=lambda s: _rank_key(s, self.gate))
         return ranked if top_k is None else ranked[:top_k]
 
-    def render_block(self, task_type: str, top_k: int | None = None) -> str:
-        """The skills block of a prompt: one "- <skill>" line per selected skill ("" if none)."""
-        return format_skill_block([s.text for s in self.select(task_type, top_k)])
-
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def is_duplicate(self, text: str, task_type: str) -> Skill | None:
@@ -322,29 +318,19 @@ class SkillBank:
         return {s.id: s.task_type for s in self._skills.values()}
 
     def update_status(
-        self,
-        iteration: int,
-        *,
-        promote_lcb: float = 0.0,
-        retire_ucb: float = 0.0,
-        min_evals: int = 4,
-        max_evals: int = 16,
-        alpha: float = 0.05,
-        gate: bool = True,
+        self, iteration: int, gate: Gate | None = None
     ) -> list[tuple[str, str, str, str]]:
-        """Promote and retire by the paired utility, then enforce the cap on active skills.
+        """Promote and retire by the paired utility under ``gate``, then enforce the cap on active skills.
 
-        Returns the changes as (skill id, old status, new status, reason). With ``gate=False`` every
+        Returns the changes as (skill id, old status, new status, reason). With a disabled gate every
         candidate becomes active (the ablation) and the cap ranks by the same key, so it still holds.
-        The bank keeps the ``Gate`` of these settings for ranking (``select``).
+        ``gate`` (default: the bank's own) becomes the bank's gate for ranking (``select``).
         """
-        self.gate = Gate(alpha, min_evals, max_evals)
+        if gate is not None:
+            self.gate = gate
         changes: list[tuple[str, str, str, str]] = []
         for s in self._skills.values():
-            new, reason = decide(
-                s.status, s.utility, promote_lcb=promote_lcb, retire_ucb=retire_ucb,
-                min_evals=min_evals, max_evals=max_evals, alpha=alpha, gate=gate,
-            )  # fmt: skip
+            new, reason = decide(s.status, s.utility, self.gate)
             if new != s.status:
                 changes.append((s.id, s.status, new, reason))
                 self._set_status(s, new, iteration, reason)
@@ -388,14 +374,12 @@ def gate_of_run(run_dir: str | os.PathLike[str]) -> Gate:
             float(siri.get("gate_alpha", defaults.alpha)),
             int(siri.get("min_evals", defaults.min_evals)),
             int(siri.get("max_evals", defaults.max_evals)),
+            promote_lcb=float(siri.get("promote_lcb", defaults.promote_lcb)),
+            retire_ucb=float(siri.get("retire_ucb", defaults.retire_ucb)),
+            enabled=bool(siri.get("validation_gate", defaults.enabled)),
         )
     except (AttributeError, TypeError, ValueError):
         return defaults
-
-
-def format_skill_block(texts: Sequence[str]) -> str:
-    """One "- <skill>" line per skill: what a skills block of a prompt holds."""
-    return "\n".join(f"- {t}" for t in texts)
 
 
 # --- validation of a loaded file -------------------------------------------------------------------

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siri.skills.validation import CANDIDATE, UtilityStats, assign_validation, decide
+from siri.skills.validation import CANDIDATE, Gate, UtilityStats, assign_validation, decide
 
 MODELS = ("bernoulli", "zeros", "penalties", "shop", "ties")
 _BETA = {"bernoulli": (1.0, 1.0), "penalties": (1.0, 1.0), "zeros": (0.15, 0.15)}
@@ -64,7 +64,7 @@ class GateSetting:
 
 
 def preset_settings(names: Iterable[str] | None = None) -> list[GateSetting]:
-    """The gate settings of every preset in configs/ with SIRI enabled (or of the named presets)."""
+    """The gate settings of every shipped preset (siri/presets/) with SIRI enabled (or of the named presets)."""
     from siri.config import PRESETS_DIR, TrainConfig, preset_path
 
     if names is None:
@@ -134,16 +134,11 @@ Decision = Callable[[str, UtilityStats], str]
 def gate_decision(setting: GateSetting) -> Decision:
     """The project's own ``decide`` with a preset's settings (what ``SkillBank.update_status`` calls)."""
 
+    gate = Gate(alpha=setting.alpha, min_evals=setting.min_evals, max_evals=setting.max_evals,
+                promote_lcb=setting.promote_lcb, retire_ucb=setting.retire_ucb)
+
     def next_status(status: str, stats: UtilityStats) -> str:
-        return decide(
-            status,
-            stats,
-            promote_lcb=setting.promote_lcb,
-            retire_ucb=setting.retire_ucb,
-            min_evals=setting.min_evals,
-            max_evals=setting.max_evals,
-            alpha=setting.alpha,
-        )[0]
+        return decide(status, stats, gate)[0]
 
     return next_status
 

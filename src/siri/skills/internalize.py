@@ -8,9 +8,9 @@ weighted per step by
 
 where U is the paired utility of the skill(s) shown and A the step's GiGPO advantage (computed with
 plain and skill rollouts in the same group). Ablations: mode "utility" drops the advantage factor
-(w = 1[used] * 1[U > 0]); mode "uniform" keeps every used-skill step (w = 1[used]).
-
-    L_int = - sum_{b,t} w_b * rho_bt * logp_bt * mask_bt / normalizer
+(w = 1[used] * 1[U > 0]); mode "uniform" keeps every used-skill step (w = 1[used]). The loss itself,
+``L_int = - sum_{b,t} w_b * rho_bt * logp_bt * mask_bt / normalizer``, lives beside the other losses
+(``siri.rl.losses.internalization_loss``); this module decides the weights and what they weigh.
 
 Only valid actions of skills that are active with U > 0 get a weight (``SiriPipeline.internalization``);
 a skill step is always scored under its plain prompt, and one without it is an error, never a silent
@@ -25,15 +25,6 @@ distilled: the policy learns "after this reasoning, take this action" under the 
 reasoning tokens as well, which teaches the policy to produce such reasoning itself.
 ``siri.distill_context=action`` (``without_reasoning``) drops the skill-time reasoning instead: the
 response is cut to start at ``<action>``, so the plain prompt alone must predict the action.
-
-``rho`` is an optional per-token importance correction pi_theta(token | plain) / pi_old(token | skill
-prompt), clipped to [0, rho_max] and detached: the tokens were sampled under the skill prompt, and
-the correction damps tokens the plain policy already finds far likelier (rho <= rho_max) and keeps
-tokens it finds unlikely from dominating. The default normalizer ("weighted_tokens") is the number of
-masked tokens in steps with w > 0, so L_int is a weighted mean log-likelihood per internalized token,
-independent of how many skill steps happened to carry zero weight; "tokens" divides by every masked
-token of the batch; a number divides by that constant (use the global token count when one batch is
-split into micro-batches, so that the gradients add up to the full-batch gradient).
 """
 
 from __future__ import annotations
@@ -126,62 +117,6 @@ def without_reasoning(record: StepRecord, tokenizer: Any) -> StepRecord:
         return record
     return dataclasses.replace(record, response_ids=ids[start:], old_logprobs=list(record.old_logprobs[start:]),
                                action_mask=list(record.action_mask[start:]))
-
-
-def internalization_mask(
-    action_mask: torch.Tensor, response_mask: torch.Tensor, whole_response: bool = False
-) -> torch.Tensor:
-    """The tokens to internalize: the action tokens (default) or every response token (ablation)."""
-    return response_mask if whole_response else action_mask
-
-
-def internalization_loss(
-    logp: torch.Tensor,
-    mask: torch.Tensor,
-    weights: torch.Tensor,
-    old_logp: torch.Tensor | None = None,
-    rho_max: float | None = None,
-    normalizer: str | float = "weighted_tokens",
-) -> torch.Tensor:
-    """L_int for a padded batch.
-
-    Args:
-        logp: [B, T] log-probs of the response tokens under the plain prompt (current policy, with grad).
-        mask: [B, T] 1 for tokens to internalize (0 on padding).
-        weights: [B] per-step weights from ``internalization_weights``.
-        old_logp: [B, T] log-probs under the skill prompt at sampling time; with ``rho_max`` it enables
-            the clipped importance correction.
-        rho_max: upper clip of the importance ratio (``None``: no correction).
-        normalizer: "weighted_tokens", "tokens", or a positive number (see the module docstring).
-
-    Returns a scalar; 0 (still connected to ``logp``) when nothing is weighted.
-    """
-    if logp.dim() != 2 or mask.shape != logp.shape or weights.shape != logp.shape[:1]:
-        raise ValueError(
-            f"expected logp and mask [B, T] and weights [B], got {tuple(logp.shape)}, "
-            f"{tuple(mask.shape)}, {tuple(weights.shape)}"
-        )
-    mask = mask.to(logp.dtype)
-    token_w = weights.detach().to(logp.dtype)[:, None] * mask
-    if rho_max is not None:
-        if old_logp is None or old_logp.shape != logp.shape:
-            raise ValueError("the importance correction needs old_logp with the same shape as logp")
-        if rho_max <= 0:
-            raise ValueError(f"rho_max must be > 0, got {rho_max}")
-        rho = torch.exp(logp.detach() - old_logp.detach()).clamp(0.0, rho_max)
-        token_w = token_w * rho
-    if normalizer == "weighted_tokens":
-        denom = (mask * (weights.detach() > 0).to(logp.dtype)[:, None]).sum()
-    elif normalizer == "tokens":
-        denom = mask.sum()
-    elif isinstance(normalizer, (int, float)) and not isinstance(normalizer, bool) and normalizer > 0:
-        denom = torch.tensor(float(normalizer), dtype=logp.dtype)
-    else:
-        raise ValueError(
-            f"normalizer must be 'weighted_tokens', 'tokens' or a positive number, got {normalizer!r}"
-        )
-    total = -(token_w * logp).sum()
-    return total / denom if float(denom) > 0 else total * 0.0
 
 
 def lambda_schedule(k: int, k0: int, ramp_iters: int, lambda_max: float) -> float:

@@ -1,15 +1,19 @@
 """Skill miners behind one interface: ``mine(task_type, trajectories, max_skills) -> list[str]``.
 
-- ``TraceMiner``: deterministic abstraction of the trajectories, no LLM (ablation baseline).
+The pipeline only knows this interface and ``make_miner``; what a miner shows a model lives in
+``prompts`` and the rules of the model-free miner in ``trace``, so each miner here is just the wiring.
+
+- ``TraceMiner``: deterministic abstraction of the trajectories by the rules of its environment, no LLM
+  (ablation baseline).
 - ``SelfMiner``: the policy itself (a frozen snapshot) reads its own successes — the paper's method.
   It takes a plain ``generate_text(messages_batch) -> texts`` callable so it knows nothing of models.
 - ``ExternalMiner``: any OpenAI-compatible chat-completions endpoint over HTTP (stdlib ``urllib``),
   e.g. a large hosted model for the paper's comparison, or ``siri serve`` on loopback.
 
-Every miner learns from the successes among the trajectories it is given (``mining.successes``: the
+Every miner learns from the successes among the trajectories it is given (``prompts.successes``: the
 won ones, and with ``min_score`` set also those scoring at least that). LLM miners split them into
 prompts of ``episodes_per_prompt`` episodes each (small models have small contexts), parse every answer
-with ``parse_skills``, and keep the first ``max_skills`` distinct skills.
+with ``prompts.merge_answers``, and keep the first ``max_skills`` distinct skills.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from siri.rollout.types import Trajectory
-from siri.skills.mining import mining_messages, parse_skills, render_trajectory, successes, trace_skills
+from siri.skills.prompts import Messages, merge_answers, mining_prompts
+from siri.skills.trace import trace_skills
 
-Messages = list[dict[str, str]]
 MINERS = ("self", "external", "trace")
 
 
@@ -42,45 +46,14 @@ class Miner(Protocol):
 
 @dataclass
 class TraceMiner:
-    """Skills from ``trace_skills``: no model involved."""
+    """Skills from ``trace_skills`` with the rules of environment ``env`` (a ``siri.envs`` name): no model involved."""
 
+    env: str
     min_score: float | None = None
     name: str = "trace"
 
     def mine(self, task_type: str, trajectories: Sequence[Trajectory], max_skills: int) -> list[str]:
-        return trace_skills(task_type, trajectories, max_skills=max_skills, min_score=self.min_score)
-
-
-def mining_prompts(
-    task_type: str,
-    trajectories: Sequence[Trajectory],
-    max_skills: int,
-    episodes_per_prompt: int = 3,
-    max_steps: int = 24,
-    obs_words: int = 0,
-    min_score: float | None = None,
-) -> list[Messages]:
-    """Chat prompts for the successes of ``task_type``, ``episodes_per_prompt`` episodes each."""
-    if episodes_per_prompt < 1:
-        raise ValueError(f"episodes_per_prompt must be >= 1, got {episodes_per_prompt}")
-    won = successes(trajectories, task_type, min_score)
-    rendered = [render_trajectory(t, t.task, max_steps=max_steps, obs_words=obs_words) for t in won]
-    return [
-        mining_messages(task_type, rendered[i : i + episodes_per_prompt], max_skills)
-        for i in range(0, len(rendered), episodes_per_prompt)
-    ]
-
-
-def merge_answers(answers: Sequence[str], max_skills: int) -> list[str]:
-    """Parse every answer and keep the first ``max_skills`` distinct skills (case-insensitive)."""
-    skills: list[str] = []
-    seen: set[str] = set()
-    for answer in answers:
-        for skill in parse_skills(answer, max_skills):
-            if skill.lower() not in seen and len(skills) < max_skills:
-                seen.add(skill.lower())
-                skills.append(skill)
-    return skills
+        return trace_skills(self.env, task_type, trajectories, max_skills=max_skills, min_score=self.min_score)
 
 
 @dataclass
@@ -217,7 +190,7 @@ class ExternalMiner:
 
 
 def make_miner(name: str, **options: Any) -> Miner:
-    """A miner by name: "trace", "self" (needs ``generate_text``), "external" (needs base_url, model)."""
+    """A miner by name: "trace" (needs ``env``), "self" (needs ``generate_text``), "external" (needs base_url, model)."""
     factories: dict[str, type] = {"trace": TraceMiner, "self": SelfMiner, "external": ExternalMiner}
     if name not in factories:
         raise ValueError(f"unknown miner {name!r}; expected one of {MINERS}")

@@ -35,15 +35,18 @@ from typing import Any
 
 import numpy as np
 
-from siri.config import TrainConfig
+from siri.config import SiriSection, TrainConfig
 from siri.envs import make
+from siri.models.policy import Policy
 from siri.rollout.collector import EpisodeSpec
 from siri.rollout.types import StepRecord, Trajectory
 from siri.skills.bank import BANK_FILENAME, GENERAL, START_BANK_FILENAME, SkillBank
 from siri.skills.internalize import lambda_schedule, step_weights
 from siri.skills.miners import Miner, make_miner
-from siri.skills.mining import is_success
+from siri.skills.prompts import is_success
 from siri.skills.validation import ACTIVE, CANDIDATE, RETIRED, Gate, assign_validation
+from siri.utils.config import ConfigError
+from siri.utils.seeds import Stream, stream_rng
 
 BUFFER_PER_TYPE = 64  # successful plain trajectories kept per task type (newest first out)
 
@@ -59,7 +62,7 @@ def _lightweight(traj: Trajectory) -> Trajectory:
     return light
 
 
-def policy_text_generator(policy: Any, max_new_tokens: int = 96) -> Callable[[list[list[dict[str, str]]]], list[str]]:
+def policy_text_generator(policy: Policy, max_new_tokens: int = 96) -> Callable[[list[list[dict[str, str]]]], list[str]]:
     """``generate_text`` for the self miner: greedy chat completions from the policy as it is now.
 
     The weights are not touched (no gradient, eval mode), so the call sees a frozen snapshot of the
@@ -98,6 +101,12 @@ def bank_skills_by_seed(bank: SkillBank, env_name: str, env_options: dict[str, A
     return skills_for
 
 
+def gate_of(s: SiriSection) -> Gate:
+    """The validation rule that a run's ``siri`` settings describe."""
+    return Gate(alpha=s.gate_alpha, min_evals=s.min_evals, max_evals=s.max_evals, promote_lcb=s.promote_lcb,
+                retire_ucb=s.retire_ucb, enabled=s.validation_gate)
+
+
 class SiriPipeline:
     """The SIRI state machine of one run (phase, experience buffer, skill bank, schedules).
 
@@ -119,6 +128,7 @@ class SiriPipeline:
         self.s = cfg.siri
         self.run_path = Path(run_path)
         self.is_main = is_main
+        self.gate = gate_of(self.s)
         self._broadcast = broadcast or (lambda obj: obj)
         bank = None
         if is_main:
@@ -132,8 +142,16 @@ class SiriPipeline:
         self.successes = 0
         self.mined_total = 0
         self._task_types: dict[int, str] = {}
-        self._probe = make(cfg.env.name, split=cfg.env.split, max_steps=cfg.env.max_steps, **cfg.env.options)
+        self._probe = make(cfg.env.name, **cfg.env.options_for())
         self._miner: Miner | None = None
+
+    @staticmethod
+    def check_config(cfg: TrainConfig) -> None:
+        """Settings that only the pipeline can judge, checked before a run starts (``Trainer.create``)."""
+        try:
+            gate_of(cfg.siri)  # its error says which max_evals would do
+        except ValueError as e:
+            raise ConfigError(f"siri.gate_alpha / siri.min_evals / siri.max_evals: {e}") from None
 
     def _start_bank(self, resume: bool) -> SkillBank:
         """Rank 0: the bank this run starts from (see the class docstring); recorded on a fresh start."""
@@ -150,8 +168,7 @@ class SiriPipeline:
 
     def _bank_options(self) -> dict[str, Any]:
         """This run's cap and gate, so banks rank active skills by the run's own bounds from the start."""
-        return {"max_active": self.s.max_active_per_type,
-                "gate": Gate(self.s.gate_alpha, self.s.min_evals, self.s.max_evals)}
+        return {"max_active": self.s.max_active_per_type, "gate": self.gate}
 
     def _shared(self, bank: SkillBank | None) -> SkillBank:
         """Rank 0's ``bank`` on every rank (other ranks keep it in memory only: rank 0 writes the files)."""
@@ -181,10 +198,10 @@ class SiriPipeline:
 
         # Each group serves either candidates (validation) or active skills (internalization data, and the
         # check that keeps them honest); ``active_share`` of the groups that could do both serve active ones.
-        draws = np.random.default_rng([self.cfg.train.seed, iteration, 8]).random(len(group_seeds))
+        draws = stream_rng(self.cfg.train.seed, iteration, Stream.SKILL_SERVICE).random(len(group_seeds))
         serves_active = [has_skill_for(active, t) and (not has_skill_for(candidates, t) or d < self.s.active_share)
                          for t, d in zip(types, draws, strict=True)]
-        seed = int(np.random.default_rng([self.cfg.train.seed, iteration, 7]).integers(2**31))
+        seed = int(stream_rng(self.cfg.train.seed, iteration, Stream.VALIDATION_PLAN).integers(2**31))
         plans = {
             flag: assign_validation(
                 [group_size if sa == flag else 0 for sa in serves_active], queue,
@@ -199,7 +216,7 @@ class SiriPipeline:
         return specs
 
     # ------------------------------------------------------------------ after collection
-    def observe(self, iteration: int, trajectories: Sequence[Trajectory], policy: Any) -> list[tuple[str, str, str, str]]:
+    def observe(self, iteration: int, trajectories: Sequence[Trajectory], policy: Policy) -> list[tuple[str, str, str, str]]:
         """Buffer successes, record paired utilities, update statuses, end warm-up, mine. Returns status changes."""
         for t in trajectories:
             if is_success(t, self.s.mine_min_score) and not t.uses_skills:
@@ -225,12 +242,9 @@ class SiriPipeline:
 
     def update_status(self, iteration: int) -> list[tuple[str, str, str, str]]:
         """Promote/retire skills by their paired utility with this run's validation settings."""
-        return self.bank.update_status(
-            iteration, promote_lcb=self.s.promote_lcb, retire_ucb=self.s.retire_ucb, min_evals=self.s.min_evals,
-            max_evals=self.s.max_evals, alpha=self.s.gate_alpha, gate=self.s.validation_gate,
-        )
+        return self.bank.update_status(iteration, self.gate)
 
-    def miner(self, policy: Any) -> Miner:
+    def miner(self, policy: Policy) -> Miner:
         if self._miner is None:
             name = self.s.miner
             if name == "self":
@@ -243,10 +257,10 @@ class SiriPipeline:
                 self._miner = make_miner("external", base_url=self.s.miner_url, model=self.s.miner_model,
                                          api_key_env=self.s.miner_api_key_env, min_score=self.s.mine_min_score)
             else:
-                self._miner = make_miner(name, min_score=self.s.mine_min_score)
+                self._miner = make_miner(name, env=self.cfg.env.name, min_score=self.s.mine_min_score)
         return self._miner
 
-    def mine(self, iteration: int, policy: Any) -> int:
+    def mine(self, iteration: int, policy: Policy) -> int:
         """Every task type with successes: the newest M of them -> up to K candidates. Returns how many were added.
 
         Rank 0 mines; every rank then holds rank 0's bank (a sampling miner would write other texts elsewhere).

@@ -165,17 +165,27 @@ def _window(alpha: float, min_evals: int, max_evals: int) -> tuple[int, tuple[fl
 
 @dataclass(frozen=True)
 class Gate:
-    """The promotion/retirement test: its looks, their levels and the bounds (see the module docstring).
+    """The validation rule, whole: its looks, their levels, the bounds and the thresholds they are held to.
+
+    One object carries every setting of the decision (``SiriPipeline`` builds it from ``siri.*``), so
+    the bank, the simulation and ``siri skills`` decide and display with exactly the same rule.
 
     Args:
         alpha: the false-promotion probability it guarantees (one-sided; ``siri.gate_alpha``).
         min_evals: no look before this many evaluations.
         max_evals: the last look of a candidate (retired as inconclusive there).
+        promote_lcb: promote a candidate when its LCB exceeds this (``siri.promote_lcb``).
+        retire_ucb: retire a skill when its UCB falls to this or below (``siri.retire_ucb``).
+        enabled: ``False`` is the no-validation ablation: every candidate is active at once and nothing
+            is retired on utility (``siri.validation_gate``).
     """
 
     alpha: float = 0.05
     min_evals: int = 4
     max_evals: int = 16
+    promote_lcb: float = 0.0
+    retire_ucb: float = 0.0
+    enabled: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha <= 0.5:
@@ -226,24 +236,15 @@ def paired_difference(with_returns: Sequence[float], without_returns: Sequence[f
     return sum(with_returns) / len(with_returns) - sum(without_returns) / len(without_returns)
 
 
-def decide(
-    status: str,
-    stats: UtilityStats,
-    *,
-    promote_lcb: float = 0.0,
-    retire_ucb: float = 0.0,
-    min_evals: int = 4,
-    max_evals: int = 16,
-    alpha: float = 0.05,
-    gate: bool = True,
-) -> tuple[str, str]:
-    """The next status of one skill and the reason ("" when unchanged). See the module docstring."""
-    test = Gate(alpha, min_evals, max_evals)
+def decide(status: str, stats: UtilityStats, gate: Gate | None = None) -> tuple[str, str]:
+    """The next status of one skill under ``gate`` (default ``Gate()``) and the reason ("" when unchanged)."""
+    test = gate or Gate()
+    promote_lcb, retire_ucb, max_evals = test.promote_lcb, test.retire_ucb, test.max_evals
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; expected one of {STATUSES}")
     if status == RETIRED:
         return RETIRED, ""
-    if not gate:
+    if not test.enabled:
         return (
             (ACTIVE, "validation gate off: every candidate is active")
             if status == CANDIDATE

@@ -1,10 +1,13 @@
-"""Atomic writes: a crash mid-write leaves the previous file intact, never a truncated one."""
+"""Atomic writes: a crash mid-write leaves the previous file (or directory) intact, never a truncated one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +33,24 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary directory to fill; on success it replaces ``path``, on failure it is removed.
+
+    The temporary directory is a hidden sibling (``.NAME.*.tmp``), so the rename stays on one filesystem
+    and a directory named ``path`` only ever appears complete. A process killed mid-write leaves the
+    hidden sibling behind; whatever looks for ``path`` never sees it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from siri.envs.household import world
 from siri.envs.household.scene import Scene
-from siri.envs.household.sim import State
+from siri.envs.household.state import State
 
 
 def _reach_cost(scene: Scene, st: State, r: int) -> int:
@@ -109,7 +109,7 @@ def is_searching(scene: Scene, st: State) -> bool:
     """Whether the expert's next step walks to (or opens) a place to find a thing there.
 
     Such a step uses what only the true state knows (where the thing is). A demonstrator for a policy
-    that reads the prompt alone searches instead (``siri.models.tiny``); every other step (taking what
+    that reads the prompt alone searches instead (``siri.sft.demonstrator``); every other step (taking what
     is in view, processing, delivering to the place the task names) follows from what the agent saw.
     """
     action = expert_action(scene, st)

@@ -11,18 +11,18 @@ TextWorld), measured by playing exported scenes through it (see ``parity.py``):
 - a lamp is "used" where it stands; once used it counts as on for good (the engine's ``isToggled``);
 - any other string gets "Nothing happens." and changes nothing.
 
-The state is a handful of small lists mutated in place; ``anchor`` packs it into a tuple.
+The state (``state.State``) is a handful of small lists mutated in place; ``anchor`` packs it into a tuple.
 """
 
 from __future__ import annotations
 
 import functools
-import random
 from collections.abc import Hashable
 
 from siri.envs.base import EnvError, EpisodeTracker, Observation, Step
-from siri.envs.household import world
+from siri.envs.household import expert, world
 from siri.envs.household.scene import SPLIT_SIZES, Scene, check_clutter, check_task_types, generate_scene
+from siri.envs.household.state import State
 
 # Scenes are immutable and GiGPO resets every seed once per group member: keep recent ones.
 cached_scene = functools.lru_cache(maxsize=4096)(generate_scene)
@@ -41,38 +41,6 @@ def join_list(items: list[str]) -> str:
     if len(items) == 1:
         return items[0]
     return ", ".join(items[:-1]) + ", and " + items[-1]
-
-
-class State:
-    """The mutable true state of one episode. ``loc`` is a receptacle index or -1 (middle of the room)."""
-
-    __slots__ = ("clean", "contents", "cool", "held", "hot", "loc", "opened", "toggled", "where")
-
-    def __init__(self, scene: Scene) -> None:
-        self.loc = -1
-        self.held = -1
-        self.where = list(scene.start)  # receptacle index of each thing, -1 while held
-        self.opened = [False] * len(scene.receptacles)
-        self.hot = [False] * len(scene.things)
-        self.cool = [False] * len(scene.things)
-        self.clean = [False] * len(scene.things)
-        self.toggled = [False] * len(scene.things)
-        self.contents: list[list[int]] = [[] for _ in scene.receptacles]
-        for t, r in enumerate(scene.start):
-            self.contents[r].append(t)  # things are sorted by id, so each list is sorted too
-
-    def anchor(self) -> Hashable:
-        """Everything that can differ between two states of one scene; no step counter, no text."""
-        return (
-            self.loc,
-            self.held,
-            tuple(self.where),
-            tuple(self.opened),
-            tuple(self.hot),
-            tuple(self.cool),
-            tuple(self.clean),
-            tuple(self.toggled),
-        )
 
 
 def is_won(scene: Scene, st: State) -> bool:
@@ -185,17 +153,13 @@ class HouseholdEnv:
         )
 
     def expert_action(self) -> str:
-        from siri.envs.household.expert import expert_action
-
         if self._st is None or self._scene is None:
             raise EnvError("household: expert_action() before reset(seed); call reset(seed) first")
-        return expert_action(self._scene, self._st)
+        return expert.expert_action(self._scene, self._st)
 
     def expert_searching(self) -> bool:
         """Whether ``expert_action()`` heads for a thing the agent has not seen (see ``expert.is_searching``)."""
-        from siri.envs.household.expert import is_searching
-
-        return is_searching(self.scene, self.state)
+        return expert.is_searching(self.scene, self.state)
 
     def goal_object(self) -> str:
         """The word of the object the task asks for ("dishsponge"), as the agent reads it in the task."""
@@ -378,16 +342,3 @@ class HouseholdEnv:
                 return f"You are carrying: {self._a_tn[st.held]}."
             return "You are not carrying anything."
         return world.HELP_TEXT
-
-
-def random_admissible_episode(env: HouseholdEnv, seed: int, rng: random.Random) -> list[str]:
-    """Play one episode with uniformly random admissible actions; returns the actions (for tests/benchmarks)."""
-    obs = env.reset(seed)
-    actions: list[str] = []
-    while True:
-        a = rng.choice(obs.admissible_actions)
-        actions.append(a)
-        step = env.step(a)
-        obs = step.observation
-        if step.done:
-            return actions

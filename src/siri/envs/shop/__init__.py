@@ -2,13 +2,19 @@
 
 ``ShopEnv`` is the env; ``load_catalog`` / ``catalog_texts`` / ``vocabulary_texts`` give the catalog and
 all its words; ``shop_reward`` is WebShop's purchase reward. ``SPLITS`` and ``vocabulary_texts()`` are
-what the tiny model's vocabulary builder looks for on an env module.
+what ``siri.envs.env_splits`` and the tiny model's vocabulary builder look for on an env module.
+
+Modules, lowest first (none imports one above it): ``catalog`` (products, goals: plain data) and
+``specs`` (what generated products are made of); ``reward``, ``search`` (BM25 index per catalog);
+``site`` (pages); ``generate`` and ``webshop_files`` (the two catalog sources); ``loading`` (picks and
+caches one); ``expert``; ``env``.
 """
 
 from __future__ import annotations
 
-from siri.envs.shop.catalog import Catalog, Goal, Product, Review, catalog_texts, load_catalog
+from siri.envs.shop.catalog import Catalog, Goal, Product, Review, catalog_texts
 from siri.envs.shop.env import SEARCH_PLACEHOLDER, SPLITS, ShopEnv
+from siri.envs.shop.loading import load_catalog
 from siri.envs.shop.reward import RewardBreakdown, shop_reward
 
 

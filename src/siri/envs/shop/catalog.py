@@ -1,27 +1,17 @@
-"""Products, goals and catalogs, and the one place catalogs are loaded (and cached per process).
+"""Products, goals and catalogs: plain data, shared by every part of the shop.
 
-A catalog is either *generated* (the default: deterministic from a fixed seed, see ``generate.py``) or
-*loaded* from WebShop's own data files (``webshop_files.py``). Both give the same objects, so search,
-pages, reward and expert never know the difference.
-
-Why generate instead of shipping a file: generation takes about a second, is bit-for-bit
-deterministic (integer-seeded ``random.Random``, no ``hash()``), and leaves no file that could be
-stale or corrupt; each process builds its catalog once and every env instance shares it (and its
-search index).
+A catalog is either *generated* (the default, ``generate.py``) or *loaded* from WebShop's own data
+files (``webshop_files.py``); ``loading.py`` picks one and caches it per process. Both give the same
+objects, so search, pages, reward and expert never know the difference. This module imports no other
+module of the shop, so every one of them can import it.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from siri.envs.base import EnvError
-
-DEFAULT_NUM_PRODUCTS = 5000
-CATALOG_SEED = 2606
 
 
 @dataclass(frozen=True)
@@ -103,8 +93,6 @@ class Catalog:
     products: list[Product]
     splits: dict[str, list[Goal]]
     by_asin: dict[str, Product] = field(init=False)
-    _index: Any = field(default=None, init=False, repr=False)
-    _index_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.by_asin = {p.asin: p for p in self.products}
@@ -115,69 +103,8 @@ class Catalog:
                 if goal.asin not in self.by_asin:
                     raise EnvError(f"catalog {self.key}: {split} goal names unknown product {goal.asin}")
 
-    def __getstate__(
-        self,
-    ) -> dict[str, Any]:  # picklable (e.g. to ship an env to a worker): no lock, no index
-        state = dict(self.__dict__)
-        state["_index"] = None
-        del state["_index_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._index_lock = threading.Lock()
-
-    @property
-    def index(self) -> Any:
-        """The BM25 search index over this catalog, built on first use and shared by every env."""
-        if self._index is None:
-            with self._index_lock:
-                if self._index is None:
-                    from siri.envs.shop.search import SearchIndex
-
-                    self._index = SearchIndex(self.products)
-        return self._index
-
     def categories(self) -> list[str]:
         return sorted({p.category for p in self.products})
-
-
-_CACHE: dict[tuple[str, int | None], Catalog] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def load_catalog(catalog: str | None = None, num_products: int | None = None) -> Catalog:
-    """The catalog named by ``catalog``, built once per process.
-
-    ``catalog`` is ``None`` or ``"generated"`` for the built-in generated catalog (``num_products``
-    products, default 5000), or a path to WebShop's data: a directory holding ``items_shuffle*.json``
-    (and optionally ``items_ins_v2*.json``, ``items_human_ins.json``, ``reviews.json``) or the
-    ``items_shuffle*.json`` file itself; ``num_products`` then keeps the first N products, as WebShop does.
-    """
-    if num_products is not None and num_products < 1:
-        raise EnvError(f"num_products must be >= 1, got {num_products}")
-    if catalog in (None, "", "generated"):
-        cache_key: tuple[str, int | None] = ("generated", num_products or DEFAULT_NUM_PRODUCTS)
-    else:
-        path = Path(str(catalog)).expanduser()
-        if not path.exists():
-            raise EnvError(
-                f"shop catalog {catalog!r} does not exist; pass None for the generated catalog or a path to "
-                "WebShop's data directory (with items_shuffle*.json)"
-            )
-        stat = path.stat()
-        cache_key = (f"{path.resolve()}:{stat.st_mtime_ns}:{stat.st_size}", num_products)
-    with _CACHE_LOCK:
-        if cache_key not in _CACHE:
-            if cache_key[0] == "generated":
-                from siri.envs.shop.generate import generate_catalog
-
-                _CACHE[cache_key] = generate_catalog(num_products or DEFAULT_NUM_PRODUCTS, seed=CATALOG_SEED)
-            else:
-                from siri.envs.shop.webshop_files import load_webshop_catalog
-
-                _CACHE[cache_key] = load_webshop_catalog(Path(str(catalog)).expanduser(), num_products)
-        return _CACHE[cache_key]
 
 
 # Fixed page text of the site, for vocabularies.

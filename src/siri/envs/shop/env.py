@@ -25,8 +25,9 @@ import re
 from typing import Any
 
 from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, split_seed
-from siri.envs.shop.catalog import Catalog, Goal, load_catalog
+from siri.envs.shop.catalog import Catalog, Goal
 from siri.envs.shop.expert import ShopExpert
+from siri.envs.shop.loading import load_catalog
 from siri.envs.shop.reward import shop_reward
 from siri.envs.shop.search import suggested_queries, tokenize
 from siri.envs.shop.site import Page, click, clickables, render

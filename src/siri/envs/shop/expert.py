@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from siri.envs.base import EnvError
 from siri.envs.shop.catalog import Catalog, Goal, Product
 from siri.envs.shop.reward import best_options, winning_options
-from siri.envs.shop.search import suggested_queries, tokenize
+from siri.envs.shop.search import catalog_index, suggested_queries, tokenize
 from siri.envs.shop.site import (
     BACK_TO_SEARCH,
     BUY_NOW,
@@ -59,13 +59,13 @@ class ShopExpert:
         # Last resort: the target's title words (always find it; also a query made of catalog words).
         queries.append(" ".join(dict.fromkeys(tokenize(target.title))))
         for query in queries:
-            for rank, i in enumerate(self.catalog.index.search(query)):
+            for rank, i in enumerate(catalog_index(self.catalog).search(query)):
                 product = self.catalog.products[i]
                 options = self.winning(product)
                 if options is not None:
                     return Plan(query=query, rank=rank, asin=product.asin, options=options)
         # No product earns 1 (possible with WebShop's own goals): buy the target as well as it can be bought.
-        hits = self.catalog.index.search(queries[-1])
+        hits = catalog_index(self.catalog).search(queries[-1])
         rank = next((r for r, i in enumerate(hits) if self.catalog.products[i].asin == target.asin), None)
         if rank is None:
             raise EnvError(

@@ -6,7 +6,8 @@ per-term posting lists instead of every document, which gives exactly ``BM25Okap
 test suite checks it against the library) at a small fraction of the cost. Results are cached per
 query: rollouts repeat the same queries all the time.
 
-An index is built once per catalog (``Catalog.index``) and shared by every env on that catalog.
+An index is built once per catalog (``catalog_index``, by ``Catalog.key``) and shared by every env on
+that catalog, including copies of the catalog unpickled in the same process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from rank_bm25 import BM25Okapi
 
-from siri.envs.shop.catalog import Product
+from siri.envs.shop.catalog import Catalog, Product
 
 SEARCH_RETURN_N = 50
 _TOKEN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
@@ -88,6 +89,21 @@ class SearchIndex:
                 self._cache.popitem(last=False)
         return result
 
+
+
+_INDEXES: dict[str, SearchIndex] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def catalog_index(catalog: Catalog) -> SearchIndex:
+    """The search index over ``catalog``, built on first use and shared by every env (keyed by ``catalog.key``)."""
+    index = _INDEXES.get(catalog.key)
+    if index is None:
+        with _INDEXES_LOCK:
+            index = _INDEXES.get(catalog.key)
+            if index is None:
+                index = _INDEXES[catalog.key] = SearchIndex(catalog.products)
+    return index
 
 # ------------------------------------------------------------------------------ queries from instructions
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from siri.envs.shop.catalog import Catalog, Product
+from siri.envs.shop.search import catalog_index
 
 PRODUCTS_PER_PAGE = 10
 SEP = " [SEP] "
@@ -49,7 +50,7 @@ class Page:
 
 
 def results(catalog: Catalog, query: str) -> tuple[int, ...]:
-    return catalog.index.search(query)
+    return catalog_index(catalog).search(query)
 
 
 def page_products(catalog: Catalog, page: Page) -> list[Product]:

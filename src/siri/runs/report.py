@@ -1,7 +1,8 @@
 """Run reports: one self-contained HTML page (plots embedded as PNG data URIs) and a Markdown twin.
 
-A report reads only the run directory (metrics.jsonl, summary.json, skills.json, config.yaml,
+A report reads only the run directory (metrics.jsonl, summary.json, skill_bank.json, config.yaml,
 meta.json), so it can be rebuilt at any time, for one run or overlaying several (``siri report A B``).
+Its evaluation table is ``siri.runs.summary.evaluation_table``, the same table ``siri train`` ends with.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siri.rl.run import RunDir
+from siri.runs.run_dir import RunDir
+from siri.runs.summary import Summary, evaluation_table, read_summary
 
 PHASE_COLORS = {"bootstrap": "#ffffff", "warmup": "#dbeafe", "skills": "#fef3c7", "gigpo": "#f3f4f6", "grpo": "#f3f4f6"}
 STATUS_COLORS = {"active": "#16a34a", "candidate": "#9ca3af", "retired": "#dc2626"}
@@ -28,7 +30,7 @@ class RunData:
     name: str
     path: Path
     metrics: list[dict[str, Any]]
-    summary: dict[str, Any]
+    summary: Summary
     skills: list[dict[str, Any]]
     config_yaml: str
     meta: dict[str, Any]
@@ -42,7 +44,7 @@ class RunData:
             name=run.path.name,
             path=run.path,
             metrics=metrics,
-            summary=run.read_json("summary.json") or {},
+            summary=read_summary(run),
             skills=_load_skills(run.path),
             config_yaml=(run.path / "config.yaml").read_text(),
             meta=run.read_json("meta.json") or {},
@@ -194,25 +196,6 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
-def ordered_evals(summary: dict[str, Any]) -> dict[str, Any]:
-    """summary.json's evaluations in run order (the file itself is written with sorted keys)."""
-    order = ["bootstrap", "warmup_end", "final", "final_with_skills"]
-    evals = summary.get("evals", {})
-    return {k: evals[k] for k in sorted(evals, key=lambda k: order.index(k) if k in order else len(order))}
-
-
-def _summary_rows(run: RunData) -> tuple[list[str], list[list[str]]]:
-    """One column per evaluation, one row per metric and task type (narrow and easy to compare)."""
-    evals = ordered_evals(run.summary)
-    types = sorted({t for e in evals.values() for t in e.get("per_task_type", {})})
-    header = ["", *evals]
-    rows = [["iteration", *[_fmt(e.get("iteration", "")) for e in evals.values()]],
-            ["success", *[_fmt(e.get("success")) for e in evals.values()]],
-            ["score", *[_fmt(e.get("score")) for e in evals.values()]]]
-    rows += [[f"success: {t}", *[_fmt(e.get("per_task_type", {}).get(t, "")) for e in evals.values()]] for t in types]
-    return header, rows
-
-
 def _skill_rows(run: RunData) -> tuple[list[str], list[list[str]]]:
     header = ["id", "status", "task type", "utility", "gate bounds", "evals", "mined", "promoted", "retired", "miner",
               "text", "why (last status change)"]
@@ -285,7 +268,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path | None = None) -> 
     html_parts.append("<p class='muted'>Evaluations use the plain prompt (no skills) unless named 'with skills'.</p>")
 
     for run in runs:
-        header, rows = _summary_rows(run)
+        header, rows = evaluation_table(run.summary)
         if rows:
             html_parts.append(f"<h2>Evaluations — {html.escape(run.name)}</h2>" + _html_table(header, rows))
             md_parts.append(f"## Evaluations — {run.name}\n\n{_md_table(header, rows)}\n")

@@ -4,24 +4,16 @@ Sparse-reward RL learns only from groups in which some rollout succeeds. A polic
 gets advantages, and gradients, of exactly zero: SmolLM2-135M won 2 of 64 household-lite episodes in
 four GiGPO iterations (benchmarks/RESULTS.md). A short supervised run on demonstrations gives RL a
 starting policy with successes to learn from, as SFT does before RL in most agent pipelines. The
-tiny model is built with it (``siri.models.tiny``); ``siri model warm-start`` runs it on any causal
+tiny model is built with it (``siri.sft.tiny``); ``siri model warm-start`` runs it on any causal
 LM, with LoRA adapters merged into the saved weights.
 
-The demonstrator is *searching and noisy*. The environments' experts know where everything is
-(privileged); a policy that only reads the prompt cannot, so imitating them teaches walking straight
-to hidden objects, which it cannot reproduce, and then endless loops. Where the expert says its next
-step comes from hidden state (``expert_searching()``: walking to where the object hides), the
-demonstrator searches honestly instead, with probability ``search_share``: it opens the closed place
-it stands at, else goes to a random place it has not visited. Everything else (taking what is in view,
-processing it, delivering it) follows the expert. With probability ``random_action_share`` a step is
-a random admissible action, with ``invalid_action_share`` an inadmissible one (so "Nothing happens."
-states are seen, with the expert's recovery as label). The policy imitates the searches, the random
-actions too when ``imitate="behaviour"`` (a noisy policy: RL headroom), never the invalid ones. A share
-of the prompts carry a block of ``trace`` skills of their task type (so skill-augmented prompts are
-familiar), and mining examples teach the skill-writing prompt: the mining messages over successful
-episodes of a task type, answered with the deterministic ``trace`` skills of those episodes.
-The prompts are the rollout's own (``build_prompt`` + the tokenizer's chat template), and the targets
-are ``<action>...</action>``: exactly what ``choose`` mode scores and ``generate`` mode writes.
+The demonstrations come from the searching, noisy demonstrator (``siri.sft.demonstrator``). The policy
+imitates its searches, its random actions too when ``imitate="behaviour"`` (a noisy policy: RL headroom),
+never the invalid ones. A share of the prompts carry a block of ``trace`` skills of their task type (so
+skill-augmented prompts are familiar), and mining examples teach the skill-writing prompt: the mining
+messages over successful episodes of a task type, answered with the deterministic ``trace`` skills of
+those episodes. The prompts are the rollout's own (``build_prompt`` + the tokenizer's chat template), and
+the targets are ``<action>...</action>``: exactly what ``choose`` mode scores and ``generate`` mode writes.
 """
 
 from __future__ import annotations
@@ -29,215 +21,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from siri.envs import Env, Observation, make
-from siri.models.loading import Policy
+from siri.envs import Observation
+from siri.models.policy import Policy
 from siri.rollout.parsing import CLOSE, OPEN
 from siri.rollout.prompts import build_prompt, chat_ids
-from siri.rollout.types import StepRecord, Trajectory
+from siri.sft.config import WarmStartConfig
+from siri.sft.demonstrator import Episode, make_env, matching_twin, noisy_episode, to_trajectory
 
 REPORT_FILE = "siri_warm_start.json"
-
-
-@dataclass(frozen=True)
-class WarmStartConfig:
-    """The demonstrations and the supervised run (defaults: the tiny model's recipe).
-
-    Attributes:
-        env: environment the demonstrations are played in ("household" or "shop").
-        seed: seeds the demonstrations, the batching and (for the tiny model) the weights.
-        sft_episodes: noisy-demonstrator episodes.
-        random_action_share: probability that a step takes a random admissible action.
-        search_share: probability that a step where the expert uses hidden state is an honest search.
-        invalid_action_share: probability that a step takes an inadmissible action.
-        imitate: "behaviour" also imitates the random actions (a noisy policy); "expert" labels
-            those states with the expert's action (DAgger-style). Searches are always imitated.
-        skill_prompt_share: share of prompts that show a block of trace skills.
-        matching_twins: probability that a decision state (something to take in view, nothing held)
-            also gets a counterfactual twin: the same prompt asking for another object, labelled as the
-            demonstrator would act on it (take it if it is in view, else search on). Only for envs
-            that name the goal object (household). A twin differs from its original in the task's
-            object word alone, so only "is the task's object in view?" explains both labels. It helps
-            the matching benchmark, but the full household only a little (docs/tiny-model.md). Off in
-            every default.
-        mining_examples: mining-prompt examples (prompt -> trace skills).
-        mining_episodes: successful episodes shown per mining example.
-        mining_max_skills: skills asked for in a mining example.
-        prompt_lm_weight: weight of an auxiliary next-token loss on the prompt tokens. It gives the
-            tiny model ~50x more signal per example (reading observations and admissible lists) and
-            makes copying from the prompt — what acting needs — emerge in a few hundred steps. A
-            pretrained LM reads already: 0 there.
-        prompt_lm_positions: prompt positions per example that the auxiliary loss is taken at, drawn at
-            random each step (0: all of them). With a large vocabulary (shop: ~27k words) projecting
-            every position onto it costs more than the whole transformer; a sample keeps the same
-            objective in expectation at a fraction of the cost.
-        train_steps, batch_size, lr, warmup_steps, weight_decay: the supervised run (AdamW, linear
-            warm-up, cosine decay to a tenth of ``lr``).
-        history_len: prompt history (must match the rollout's; the paper's 2).
-        max_steps: episode step limit of the demonstrations (None: the env's default).
-        env_options: options of the environment the demonstrations are played in (e.g.
-            ``{"clutter": 0.0}``: household rooms without distractor objects).
-    """
-
-    env: str = "household"
-    seed: int = 0
-    sft_episodes: int = 500
-    random_action_share: float = 0.1
-    search_share: float = 1.0
-    invalid_action_share: float = 0.05
-    imitate: str = "behaviour"
-    skill_prompt_share: float = 0.2
-    matching_twins: float = 0.0
-    mining_examples: int = 120
-    mining_episodes: int = 2
-    mining_max_skills: int = 3
-    prompt_lm_weight: float = 0.5
-    prompt_lm_positions: int = 0
-    train_steps: int = 900
-    batch_size: int = 8
-    lr: float = 2e-3
-    warmup_steps: int = 30
-    weight_decay: float = 0.01
-    history_len: int = 2
-    max_steps: int | None = None
-    env_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-# --- the demonstrator ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Episode:
-    """A noisy-expert episode: the observation before each action, the actions, and the outcome."""
-
-    seed: int
-    observations: list[Observation]
-    actions: list[str]
-    next_texts: list[str]
-    won: bool
-    expert_actions: list[str] = dataclasses.field(default_factory=list)
-    goal_object: str | None = None  # the word of the object the task asks for, where the env says it
-
-
-def noisy_episode(
-    env: Env, seed: int, rng: random.Random, random_share: float, search_share: float = 0.0, invalid_share: float = 0.0
-) -> Episode:
-    """Play one episode with the searching, noisy demonstrator of the module docstring.
-
-    ``Episode.expert_actions`` holds the label of every step: the action taken, except the expert's
-    action where the step was invalid (and, for the caller to choose, where it was random).
-    """
-    obs = env.reset(seed)
-    goal_object = getattr(env, "goal_object", None)
-    episode = Episode(seed, [], [], [], False, goal_object=goal_object() if goal_object is not None else None)
-    visited: set[str] = set()
-    searching = getattr(env, "expert_searching", None)  # envs whose expert can say when it uses hidden state
-    while True:
-        expert = env.expert_action()
-        admissible = obs.admissible_actions
-        label = expert
-        draw = rng.random()
-        if draw < invalid_share and admissible:
-            action = _inadmissible_variant(rng.choice(admissible), admissible)
-        elif draw < invalid_share + random_share and admissible:
-            action = rng.choice(admissible)
-        else:
-            action = expert
-            if searching is not None and searching() and rng.random() < search_share:
-                action = label = _search_step(admissible, visited, rng) or expert
-        if action.startswith("go to "):
-            visited.add(action[6:])
-        step = env.step(action)
-        episode.expert_actions.append(label)
-        episode.observations.append(obs)
-        episode.actions.append(action)
-        episode.next_texts.append(step.observation.text)
-        obs = step.observation
-        if step.done:
-            episode.won = bool(step.won)
-            return episode
-
-
-def _search_step(admissible: tuple[str, ...], visited: set[str], rng: random.Random) -> str | None:
-    """An honest search: look inside the closed place here, else go to a random place not visited yet."""
-    opens = [a for a in admissible if a.startswith("open ")]
-    if opens:
-        return opens[0]
-    unvisited = [a for a in admissible if a.startswith("go to ") and a[6:] not in visited]
-    return rng.choice(unvisited) if unvisited else None
-
-
-def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:
-    """A plausible but inadmissible action: an admissible one with its last number changed."""
-    words = action.split()
-    for i in range(len(words) - 1, -1, -1):
-        if words[i].isdigit():
-            for bump in (7, 8, 9):
-                candidate = " ".join([*words[:i], str(int(words[i]) + bump), *words[i + 1 :]])
-                if candidate not in admissible:
-                    return candidate
-    return action + " now" if action + " now" not in admissible else "look around"
-
-
-def matching_twin(obs: Observation, label: str, goal: str, kinds: Sequence[str], visited: set[str],
-                  rng: random.Random) -> tuple[str, str] | None:
-    """(task, label) of a counterfactual twin of one demonstration step, or None if it has none.
-
-    Only decision states qualify: something to take in view, nothing held (no ``move`` action), and the
-    demonstrator followed the rule "take the task's object when it is in view, else search". The twin
-    asks for another object: one in view when the task's object is not (label: take it), else one of
-    ``kinds`` not in view (label: an honest search step).
-    """
-    takes: dict[str, str] = {}
-    for action in obs.admissible_actions:
-        words = action.split() or [""]
-        if words[0] == "take" and len(words) > 1:
-            takes.setdefault(words[1], action)
-        elif words[0] == "move":
-            return None
-    if not takes or not re.search(rf"\b{re.escape(goal)}\b", obs.task):
-        return None
-    if goal in takes:
-        if label.split()[:2] != ["take", goal]:
-            return None
-        others = [k for k in kinds if k not in takes]
-        twin_label = _search_step(obs.admissible_actions, visited, rng)
-        if not others or twin_label is None:
-            return None
-        other = rng.choice(others)
-    else:
-        if not label.startswith(("go to ", "open ")):
-            return None
-        other = rng.choice(sorted(takes))
-        twin_label = takes[other]
-    return re.sub(rf"\b{re.escape(goal)}\b", other, obs.task), twin_label
-
-
-def to_trajectory(episode: Episode, traj: int = 0) -> Trajectory:
-    """A bare ``Trajectory`` of an episode (actions and observations only) for the miners."""
-    first = episode.observations[0]
-    steps = [
-        StepRecord(group=0, traj=traj, t=t, seed=episode.seed, task_type=o.task_type, prompt_ids=[], response_ids=[],
-                   old_logprobs=[], action_mask=[], action=a, valid=True, reward=0.0, done=t == len(episode.actions) - 1,
-                   won=episode.won and t == len(episode.actions) - 1, anchor=o.anchor, observation_text=o.text)
-        for t, (o, a) in enumerate(zip(episode.observations, episode.actions, strict=True))
-    ]
-    return Trajectory(group=0, traj=traj, seed=episode.seed, task=first.task, task_type=first.task_type,
-                      steps=steps, won=episode.won, score=1.0 if episode.won else 0.0)
-
-
-def make_env(config: WarmStartConfig, split: str, warm_start: bool = False) -> Env:
-    options: dict[str, Any] = {**(config.env_options if warm_start else {}), "split": split}
-    if config.max_steps is not None:
-        options["max_steps"] = config.max_steps
-    return make(config.env, **options)
-
 
 
 # --- warm-start data -------------------------------------------------------------------------------------
@@ -245,7 +41,8 @@ def make_env(config: WarmStartConfig, split: str, warm_start: bool = False) -> E
 
 def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[str], None]) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, target ids) pairs: noisy-expert actions, with and without skills, and mining examples."""
-    from siri.skills.mining import mining_messages, render_trajectory, trace_skills
+    from siri.skills.prompts import mining_messages, render_trajectory
+    from siri.skills.trace import trace_skills
 
     rng = random.Random(f"tiny-sft/{config.seed}")
     env = make_env(config, "train", warm_start=True)
@@ -261,7 +58,7 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     for e in won:
         by_type.setdefault(e.observations[0].task_type, []).append(e)
     # Skills shown in skill-augmented warm-start prompts: trace skills over half of each type's wins.
-    skill_pool = {tt: trace_skills(tt, [to_trajectory(e) for e in eps[::2]], max_skills=4) for tt, eps in by_type.items()}
+    skill_pool = {tt: trace_skills(config.env, tt, [to_trajectory(e) for e in eps[::2]], max_skills=4) for tt, eps in by_type.items()}
 
     def action_example(obs: Observation, task: str, label: str, history: list[tuple[str, str]],
                        skills: list[str]) -> tuple[list[int], list[int]]:
@@ -304,7 +101,8 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
         chosen = rng.sample(pool, min(config.mining_episodes, len(pool)))
         rendered = [render_trajectory(to_trajectory(e), e.observations[0].task) for e in chosen]
         messages = mining_messages(task_type, rendered, config.mining_max_skills)
-        skills = trace_skills(task_type, [to_trajectory(e, k) for k, e in enumerate(chosen)], config.mining_max_skills)
+        skills = trace_skills(config.env, task_type, [to_trajectory(e, k) for k, e in enumerate(chosen)],
+                              config.mining_max_skills)
         if not skills:
             continue
         target = [*list(tokenizer("\n".join(skills), add_special_tokens=False)["input_ids"]), tokenizer.eos_token_id]

@@ -9,13 +9,15 @@ Layout::
       events.out.tfevents* TensorBoard scalars (same numbers as metrics.jsonl)
       skill_bank.json      the skill bank (SIRI runs), rewritten after every iteration
       skill_bank.start.json  the bank the run started from (a resume before the first checkpoint uses it)
-      summary.json         end-of-run evaluations (bootstrap / end of warm-up / final)
+      summary.json         the evaluations at the run's milestones (layout: siri.runs.summary)
       checkpoints/
         LATEST             name of the newest complete checkpoint
         iter-000012/       model.pt (trainable weights), optimizer.pt, trainer.pt, iteration.pt, extra files
+      policy/              the trained policy, written at the end (``siri eval --model RUN_DIR/policy``)
+      report.html, report.md, report_files/   the report (siri.runs.report; rebuilt by ``siri report``)
 
-A checkpoint directory is written under a temporary name and renamed into place, then ``LATEST`` is
-replaced atomically; a kill at any moment leaves the previous checkpoint intact. On resume the
+A checkpoint directory is written under a temporary name and renamed into place (``atomic_dir``), then
+``LATEST`` is replaced atomically; a kill at any moment leaves the previous checkpoint intact. On resume the
 metrics written after the checkpoint are dropped, so the resumed run's log equals an uninterrupted one.
 """
 
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from siri.utils.io import atomic_write_json, atomic_write_text
+from siri.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 
 
 class RunDirError(Exception):
@@ -159,17 +161,14 @@ class RunDir:
 
         name = f"iter-{iteration:06d}"
         final = self.checkpoints / name
-        tmp = self.checkpoints / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for key, obj in payload.items():
-            torch.save(obj, tmp / f"{key}.pt")
-        torch.save({"iteration": iteration}, tmp / "iteration.pt")
-        for fname, text in (files or {}).items():
-            (tmp / fname).write_text(text)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        for stale in self.checkpoints.glob(".iter-*.tmp"):  # left by a save that was killed (one writer per run)
+            shutil.rmtree(stale, ignore_errors=True)
+        with atomic_dir(final) as tmp:
+            for key, obj in payload.items():
+                torch.save(obj, tmp / f"{key}.pt")
+            torch.save({"iteration": iteration}, tmp / "iteration.pt")
+            for fname, text in (files or {}).items():
+                (tmp / fname).write_text(text)
         atomic_write_text(self.checkpoints / "LATEST", name + "\n")
         for old in self.list_checkpoints()[:-keep]:
             shutil.rmtree(old, ignore_errors=True)

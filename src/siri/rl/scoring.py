@@ -1,9 +1,9 @@
 """Recompute per-token log-probs of recorded responses with a (training) model.
 
-The trainer calls this for the old, reference and new log-probs. Sequences are ``prompt + response``,
-left-padded so that every response ends at the last column; the model then only projects the last
-``max_response + 1`` hidden states onto the vocabulary (``logits_to_keep``), which keeps memory small
-for long prompts and big vocabularies. ``choose``-mode steps (``record.choices`` set) are scored under
+The update (``siri.rl.update``) calls this for the old, reference and new log-probs. Sequences are
+``prompt + response``, left-padded so that every response ends at the last column; the model then only
+projects the last ``max_response + 1`` hidden states onto the vocabulary (``logits_to_keep``), which keeps
+memory small for long prompts and big vocabularies. ``choose``-mode steps (``record.choices`` set) are scored under
 the same trie constraint they were sampled under, so the importance ratio is exact.
 """
 
@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
+from siri.rl.losses import token_logprobs
 from siri.rollout.choose import allowed_sets, constrained_logprobs
 from siri.rollout.engine import left_pad
 from siri.rollout.types import StepRecord
 
 
-def _entropy(logits: Any) -> Any:
-    import torch
-
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
     logp = torch.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(-1)
 
@@ -32,7 +33,7 @@ def response_logprobs(
     temperature: float = 1.0,
     plain: bool = False,
     with_entropy: bool = False,
-) -> tuple[Any, Any, Any]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Log-probs of every response token of ``records`` under ``model``, keeping the graph.
 
     Returns ``(logprobs, mask, entropy)``: float tensors [B, R] (responses left-aligned, R the longest
@@ -40,10 +41,6 @@ def response_logprobs(
     ``plain=True`` scores skill-augmented steps under their plain prompt (internalization).
     ``temperature`` must be the sampling temperature (1.0 for greedy collection).
     """
-    import torch
-
-    from siri.rl.losses import token_logprobs
-
     if not records:
         raise ValueError("no records to score")
     if temperature <= 0:
@@ -103,8 +100,6 @@ def score_records(
     micro_batch: int = 8,
 ) -> list[list[float]]:
     """Per-token log-probs (no gradient) of every record, micro-batched; for old and reference log-probs."""
-    import torch
-
     was_training = model.training
     model.eval()
     results: list[list[float]] = []

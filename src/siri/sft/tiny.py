@@ -7,8 +7,9 @@ under ``<cache>/models/tiny-<env>-<hash of the config>``; ``load_policy("tiny")`
 1. Vocabulary: noisy-expert rollouts over every split of the environment (all seeds of the fixed eval
    splits), the environment module's own ``vocabulary_texts()`` when it has one (catalogs), the prompt
    templates and the mining prompt, and the numbers 0-999.
-2. Warm-start data and 3. a short supervised run on the response tokens: ``siri.models.warm_start``
-   (the searching, noisy demonstrator and the skill-writing examples), with the recipe's settings.
+2. Warm-start data and 3. a short supervised run on the response tokens: ``siri.sft.warm_start``
+   (on the searching, noisy demonstrator of ``siri.sft.demonstrator``, with the skill-writing examples),
+   with the recipe's settings.
 
 One model per environment: household and shop have different vocabularies and tasks.
 """
@@ -28,16 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siri.envs import ENVIRONMENTS
-from siri.models.loading import ModelError, Policy, models_cache
-from siri.models.warm_start import (
-    WarmStartConfig,
-    make_env,
-    noisy_episode,
-    train_warm_start,
-    warm_start_examples,
-)
+from siri.envs import ENVIRONMENTS, env_splits
+from siri.models.loading import models_cache
+from siri.models.policy import ModelError, Policy
 from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
+from siri.sft.config import WarmStartConfig
+from siri.sft.demonstrator import make_env, noisy_episode
+from siri.sft.warm_start import train_warm_start, warm_start_examples
 
 TINY_FORMAT = 2  # bump when the recipe changes: it is part of the cache key
 
@@ -71,7 +69,7 @@ class TinyConfig(WarmStartConfig):
 
     def key(self) -> str:
         # The prompt and mining templates are part of the recipe: changing their wording rebuilds.
-        from siri.skills.mining import MINING_VOCAB_TEXT
+        from siri.skills.prompts import MINING_VOCAB_TEXT
 
         fields = dataclasses.asdict(self)
         # Fields added after a recipe was published enter the key only when set, so caches stay valid.
@@ -107,6 +105,17 @@ def default_config(env: str) -> TinyConfig:
     if env == "shop":
         return TinyConfig(env=env, prompt_lm_positions=64, train_steps=1500, sft_episodes=400)
     return TinyConfig(env=env, env_options=dict(HOUSEHOLD_LITE), train_steps=1800)
+
+
+def resolve_tiny(name: str, env: str, *, build: bool = True,
+                 log: Callable[[str], None] | None = None) -> tuple[Path, str]:
+    """(directory, environment) of tiny model ``name``, built if needed: ``siri.models.registry``'s entry.
+
+    "tiny" is the model for ``env`` (``TINY_FOR_ENV`` for environments that play another's);
+    "tiny-<env>" the one built for ``<env>``.
+    """
+    tiny_env = TINY_FOR_ENV.get(env, env) if name == "tiny" else name.removeprefix("tiny-")
+    return ensure_tiny(tiny_env, build=build, log=log), tiny_env
 
 
 def tiny_dir(config: TinyConfig) -> Path:
@@ -159,13 +168,9 @@ def _env_module(env: str) -> Any:
     return importlib.import_module(ENVIRONMENTS[env][0].split(":")[0])
 
 
-def env_splits(env: str) -> tuple[str, ...]:
-    return tuple(getattr(_env_module(env), "SPLITS", ("train",)))
-
-
 def vocabulary_corpus(config: TinyConfig) -> list[str]:
     """Texts whose words the tokenizer must cover (see the module docstring)."""
-    from siri.skills.mining import MINING_VOCAB_TEXT
+    from siri.skills.prompts import MINING_VOCAB_TEXT
 
     texts = [TEMPLATE_VOCAB_TEXT, MINING_VOCAB_TEXT, " ".join(str(i) for i in range(1000))]
     module = _env_module(config.env)

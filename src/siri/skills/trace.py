@@ -1,186 +1,28 @@
-"""Turning successful trajectories into skills: rendering, the mining prompt, parsing, and the trace miner.
+"""The trace miner: skills abstracted from successful trajectories by fixed rules, no model involved.
 
-A skill is one line ``WHEN <condition> THEN <strategy>``. Three pieces live here:
+It is the ``trace`` ablation miner (``miners.TraceMiner``) and the teacher of the tiny model's mining
+warm start (``siri.sft.warm_start``). Its rules are per environment, because what a step means depends
+on the world: household and ALFWorld commands become subgoal plans (take, heat/cool/clean/slice, use,
+move), shop clicks become the search-item-options-buy plan, and any other environment gets its most
+common instance-free action sequence. The caller names the environment (``env``); the rules never
+guess the world from the look of the actions.
 
-- ``render_trajectory`` / ``mining_messages``: the compact text a miner (the policy itself, or an
-  external model) reads. Kept to actions only by default so that several episodes fit the tiny
-  model's context (~512-1024 tokens).
-- ``parse_skills``: turns any model output into clean skill lines; never raises.
-- ``trace_skills``: a deterministic abstraction of successful trajectories into skills, no LLM. It is
-  the ``trace`` ablation miner and the teaching signal for the tiny model's mining warm start.
-
-The tiny model's tokenizer is word-level over the environments' vocabulary, so every word this module
-writes comes either from the environments' own texts (actions, task text, task type) or from the fixed
-template text in ``MINING_VOCAB_TEXT``. ``mining_words`` splits text the same way the tests check it.
+Every word it writes comes from the trajectories or from the trace template words listed with the
+mining prompt's vocabulary (``prompts.MINING_VOCAB_TEXT``), so the tiny word-level tokenizer knows them.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from siri.rollout.types import Trajectory
-
-
-def successes(trajectories: Sequence[Trajectory], task_type: str, min_score: float | None = None) -> list[Trajectory]:
-    """The episodes of ``task_type`` (every type for "general") that miners learn from: the won ones
-    and, when ``min_score`` is set, those whose score reaches it.
-
-    Shop-like tasks pay partial credit, and a weak policy may buy many close matches before it buys an
-    exact one; ``min_score`` lets SIRI mine from those good purchases instead of waiting for a win.
-    """
-    return [t for t in trajectories if (task_type == "general" or t.task_type == task_type) and is_success(t, min_score)]
-
-
-def is_success(traj: Trajectory, min_score: float | None = None) -> bool:
-    """Won, or (with ``min_score``) scored at least ``min_score``."""
-    return traj.won or (min_score is not None and traj.score >= min_score)
-
-
-# --- the fixed text of the mining prompt ------------------------------------------------------------
-
-MINING_SYSTEM_PROMPT = (
-    "You write skills for an agent. A skill is one line of the form WHEN <condition> THEN <strategy>. "
-    "Read the successful episodes and write general skills that would help the agent solve new tasks "
-    "of the same type."
-)
-MINING_USER_TEMPLATE = (
-    "task type: {task_type}\n\n{episodes}\n\n"
-    "Write up to {max_skills} skills, one per line, each in the form WHEN <condition> THEN <strategy>."
-)
-EPISODE_HEADER = "episode {index}:"
-OMITTED_STEPS = "> ..."
-
-# Words trace_skills may add on top of the environments' own words (kept in one place on purpose).
-_TRACE_TEMPLATE_TEXT = (
-    "WHEN THEN the task is to a an and or it in on there then first find take go heat cool clean slice "
-    "use examine look at under put two move object receptacle you need open before from closed "
-    "type search with key words of instruction click item that matches options asks for buy now "
-    "next page results do not match each option has - , ."
-)
-
-MINING_VOCAB_TEXT = "\n".join(
-    [
-        MINING_SYSTEM_PROMPT,
-        MINING_USER_TEMPLATE.replace("{task_type}", "").replace("{episodes}", "").replace("{max_skills}", ""),
-        EPISODE_HEADER.replace("{index}", ""),
-        "task: " + OMITTED_STEPS,
-        _TRACE_TEMPLATE_TEXT,
-        "0 1 2 3 4 5 6 7 8 9 10",
-    ]
-)
-"""Every fixed word the mining prompt and the trace miner use; add it to a word-level tokenizer's corpus."""
-
-_WORD_RE = re.compile(r"\w+|[^\w\s]")
-
-
-def mining_words(text: str) -> list[str]:
-    """Split text into words and punctuation marks (the granularity of a word-level tokenizer)."""
-    return _WORD_RE.findall(text)
-
-
-MINING_TEMPLATE_WORDS: frozenset[str] = frozenset(mining_words(MINING_VOCAB_TEXT))
-
-
-def task_type_phrase(task_type: str) -> str:
-    """``pick_heat_then_place`` -> ``pick heat then place``: task types as plain words."""
-    return " ".join(task_type.replace("_", " ").replace("-", " ").split())
-
-
-# --- rendering and the prompt -------------------------------------------------------------------------
-
-
-def render_trajectory(traj: Trajectory, task: str, max_steps: int = 24, obs_words: int = 0) -> str:
-    """Compact text of one (successful) trajectory: the task, then one ``> action`` line per valid step.
-
-    Invalid steps are dropped (they carry no strategy). Instance numbers are kept ("apple 1") because
-    they tell which object went where. When the episode is longer than ``max_steps``, the first third
-    and the last two thirds are kept around a ``> ...`` line (the end is where the task gets solved).
-    ``obs_words > 0`` appends the first words of the observation that followed each action.
-    """
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    steps = traj.steps
-    lines: list[str] = []
-    for i, step in enumerate(steps):
-        if not step.valid:
-            continue
-        line = "> " + " ".join(step.action.split())
-        if obs_words > 0 and i + 1 < len(steps):
-            words = steps[i + 1].observation_text.split()[:obs_words]
-            if words:
-                line += "\n" + " ".join(words)
-        lines.append(line)
-    if len(lines) > max_steps:
-        head = max_steps // 3
-        tail = max_steps - head
-        lines = [*lines[:head], OMITTED_STEPS, *lines[len(lines) - tail :]]
-    return "\n".join(["task: " + " ".join(task.split()), *lines])
-
-
-def mining_messages(task_type: str, rendered: Sequence[str], max_skills: int) -> list[dict[str, str]]:
-    """The chat messages (system, user) that ask a model for up to ``max_skills`` skills."""
-    if max_skills < 1:
-        raise ValueError(f"max_skills must be >= 1, got {max_skills}")
-    episodes = "\n\n".join(
-        EPISODE_HEADER.format(index=i + 1) + "\n" + text.strip() for i, text in enumerate(rendered)
-    )
-    user = MINING_USER_TEMPLATE.format(
-        task_type=task_type_phrase(task_type), episodes=episodes, max_skills=max_skills
-    )
-    return [{"role": "system", "content": MINING_SYSTEM_PROMPT}, {"role": "user", "content": user}]
-
-
-# --- parsing ------------------------------------------------------------------------------------------
-
-_SKILL_RE = re.compile(r"^when\s+(?P<cond>.+?)\s+then\s+(?P<strategy>.+)$", re.IGNORECASE | re.DOTALL)
-_BULLET_RE = re.compile(r"^(?:[-*•]+|\d{1,3}[.)]|\(\d{1,3}\)|skill\s*\d*\s*:)\s*", re.IGNORECASE)
-_SPLIT_BEFORE_WHEN = re.compile(r"(?=\bWHEN\b)")
-
-
-def parse_skills(text: str, max_skills: int, max_words: int = 60) -> list[str]:
-    """Extract up to ``max_skills`` skills ``WHEN <condition> THEN <strategy>`` from any model output.
-
-    One skill per line; a line holding several upper-case ``WHEN`` starts is split there. Bullets and
-    numbering are stripped, whitespace is normalized, the keywords are written upper-case, and exact
-    duplicates (ignoring case) are dropped. Lines not in WHEN/THEN form, with an empty side, or longer
-    than ``max_words`` words are dropped. Never raises on any string.
-    """
-    if not isinstance(text, str) or max_skills < 1:
-        return []
-    skills: list[str] = []
-    seen: set[str] = set()
-    for raw_line in text.splitlines():
-        for piece in _SPLIT_BEFORE_WHEN.split(raw_line):
-            line = " ".join(piece.split())
-            line = _BULLET_RE.sub("", line).strip().strip("\"'`").strip()
-            match = _SKILL_RE.match(line)
-            if match is None:
-                continue
-            cond = match.group("cond").strip(" ,:;")
-            strategy = match.group("strategy").strip(" ,:;")
-            if not cond or not strategy:
-                continue
-            skill = f"WHEN {cond} THEN {strategy}"
-            if len(skill.split()) > max_words:
-                continue
-            key = skill.lower()
-            if key in seen:
-                continue
-            seen.add(key)
-            skills.append(skill)
-            if len(skills) >= max_skills:
-                return skills
-    return skills
-
-
-# --- the trace miner ------------------------------------------------------------------------------------
+from siri.skills.prompts import parse_skills, successes, task_type_phrase
 
 _NUMBER_RE = re.compile(r"\s+\d+\b")
 _TRANSFORMS = ("heat", "cool", "clean", "slice")
-_SHOP_NAV = {"next >", "< prev", "back to search"}
 _SHOP_DETAILS = {"description", "features", "reviews", "attributes"}
 
 
@@ -397,7 +239,18 @@ def shop_events(actions: list[str]) -> list[str] | None:
     return kinds
 
 
-def _shop_skills(task_type: str, episodes: list[list[str]]) -> list[tuple[int, str]]:
+def _shop_skills(task_type: str, trajectories: list[Trajectory]) -> list[tuple[int, str]]:
+    """(support, skill) pairs: the search-item-options-buy plans, and hints for options and paging.
+
+    If any episode has a valid action that is not ``search[...]``/``click[...]``, the whole batch gets
+    the generic rule. The shop's own valid actions always have that form; the warm start's demonstrator
+    episodes may not (``siri.sft.demonstrator.to_trajectory`` marks inadmissible actions valid), and the
+    tiny model's shop warm start has always been taught the generic skills there.
+    """
+    parsed = [shop_events(_valid_actions(t)) for t in trajectories]
+    if any(kinds is None for kinds in parsed):
+        return _generic_skills(task_type, trajectories)
+    episodes = [kinds for kinds in parsed if kinds is not None]
     phrase = task_type_phrase(task_type)
     plans: Counter[tuple[str, ...]] = Counter()
     for kinds in episodes:
@@ -441,29 +294,33 @@ def _generic_skills(task_type: str, trajectories: list[Trajectory]) -> list[tupl
     ]
 
 
+Rules = Callable[[str, list[Trajectory]], list[tuple[int, str]]]
+
+RULES: dict[str, Rules] = {"household": _household_skills, "alfworld": _household_skills, "shop": _shop_skills}
+"""The rules of each environment (``siri.envs`` names); any other environment gets ``_generic_skills``."""
+
+
 def trace_skills(
-    task_type: str, trajectories: Sequence[Trajectory], max_skills: int | None = None, min_score: float | None = None
+    env: str,
+    task_type: str,
+    trajectories: Sequence[Trajectory],
+    max_skills: int | None = None,
+    min_score: float | None = None,
 ) -> list[str]:
     """Deterministic skills abstracted from the successes (``successes``) of ``task_type`` (no LLM).
 
-    Household episodes give a plan per distinct order of subgoals (take, heat/cool/clean, use, move),
-    where each object was found, and which receptacles had to be opened; shop episodes give the
-    search-item-options-buy plan and hints for options and paging; other environments give the most
-    common instance-free action sequence. Slots shared by all episodes of a plan keep the literal
-    ("the microwave"); up to three alternatives are joined with "or"; more become a role word
-    ("the object"). Skills are ordered by how many episodes support them. ``task_type == "general"``
-    uses every trajectory.
+    ``env`` (an environment name) picks the rules (``RULES``). Household and ALFWorld episodes give a
+    plan per distinct order of subgoals (take, heat/cool/clean, use, move), where each object was
+    found, and which receptacles had to be opened; shop episodes give the search-item-options-buy plan
+    and hints for options and paging; other environments give the most common instance-free action
+    sequence. Slots shared by all episodes of a plan keep the literal ("the microwave"); up to three
+    alternatives are joined with "or"; more become a role word ("the object"). Skills are ordered by
+    how many episodes support them. ``task_type == "general"`` uses every trajectory.
     """
     won = successes(trajectories, task_type, min_score)
     if not won:
         return []
-    shop = [shop_events(_valid_actions(t)) for t in won]
-    if all(kinds is not None for kinds in shop):
-        scored = _shop_skills(task_type, [k for k in shop if k is not None])
-    elif any(any(household_event(a) for a in _valid_actions(t)) for t in won):
-        scored = _household_skills(task_type, won)
-    else:
-        scored = _generic_skills(task_type, won)
+    scored = RULES.get(env, _generic_skills)(task_type, won)
     ordered = [s for _, s in sorted(scored, key=lambda x: -x[0])]
     skills = parse_skills("\n".join(ordered), max_skills=len(ordered) + 1, max_words=10_000)
     return skills if max_skills is None else skills[:max_skills]

@@ -1,0 +1,34 @@
+"""``siri report`` and ``siri config``: what a finished run and the config schema look like."""
+
+from __future__ import annotations
+
+import typer
+
+from siri.cli.common import fail
+
+
+def report(
+    runs: list[str] = typer.Argument(..., help="one run directory, or several to overlay"),
+    out: str | None = typer.Option(None, help="output directory (one run: the run dir itself)"),
+) -> None:
+    """Write a self-contained HTML report (embedded plots) and a Markdown twin for one or more runs."""
+    from siri.runs.report import build_report
+    from siri.runs.run_dir import RunDirError
+
+    try:
+        html, md = build_report(runs, out)
+    except (RunDirError, FileNotFoundError) as e:
+        raise fail(str(e)) from e
+    typer.echo(f"report: {html}\nmarkdown: {md}")
+
+
+def config_help(
+    presets: bool = typer.Option(False, "--presets", help="List the shipped presets instead of the keys."),
+) -> None:
+    """Print every config key with its default, meaning and allowed values (or the shipped presets)."""
+    from siri.config import PRESETS_DIR, TrainConfig
+
+    if presets:
+        typer.echo("\n".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))))
+        return
+    typer.echo(TrainConfig.help_text())

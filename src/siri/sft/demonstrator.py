@@ -1,0 +1,153 @@
+"""The searching, noisy demonstrator whose episodes the warm start imitates.
+
+The environments' experts know where everything is (privileged); a policy that only reads the prompt
+cannot, so imitating them teaches walking straight to hidden objects, which it cannot reproduce, and then
+endless loops. Where the expert says its next step comes from hidden state (``expert_searching()``:
+walking to where the object hides), the demonstrator searches honestly instead, with probability
+``search_share``: it opens the closed place it stands at, else goes to a random place it has not visited.
+Everything else (taking what is in view, processing it, delivering it) follows the expert. With
+probability ``random_action_share`` a step is a random admissible action, with ``invalid_action_share``
+an inadmissible one (so "Nothing happens." states are seen, with the expert's recovery as label).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from siri.envs import Env, Observation, make
+from siri.rollout.types import StepRecord, Trajectory
+from siri.sft.config import WarmStartConfig
+
+
+@dataclass
+class Episode:
+    """A noisy-expert episode: the observation before each action, the actions, and the outcome."""
+
+    seed: int
+    observations: list[Observation]
+    actions: list[str]
+    next_texts: list[str]
+    won: bool
+    expert_actions: list[str] = dataclasses.field(default_factory=list)
+    goal_object: str | None = None  # the word of the object the task asks for, where the env says it
+
+
+def noisy_episode(
+    env: Env, seed: int, rng: random.Random, random_share: float, search_share: float = 0.0, invalid_share: float = 0.0
+) -> Episode:
+    """Play one episode with the searching, noisy demonstrator of the module docstring.
+
+    ``Episode.expert_actions`` holds the label of every step: the action taken, except the expert's
+    action where the step was invalid (and, for the caller to choose, where it was random).
+    """
+    obs = env.reset(seed)
+    goal_object = getattr(env, "goal_object", None)
+    episode = Episode(seed, [], [], [], False, goal_object=goal_object() if goal_object is not None else None)
+    visited: set[str] = set()
+    searching = getattr(env, "expert_searching", None)  # envs whose expert can say when it uses hidden state
+    while True:
+        expert = env.expert_action()
+        admissible = obs.admissible_actions
+        label = expert
+        draw = rng.random()
+        if draw < invalid_share and admissible:
+            action = _inadmissible_variant(rng.choice(admissible), admissible)
+        elif draw < invalid_share + random_share and admissible:
+            action = rng.choice(admissible)
+        else:
+            action = expert
+            if searching is not None and searching() and rng.random() < search_share:
+                action = label = _search_step(admissible, visited, rng) or expert
+        if action.startswith("go to "):
+            visited.add(action[6:])
+        step = env.step(action)
+        episode.expert_actions.append(label)
+        episode.observations.append(obs)
+        episode.actions.append(action)
+        episode.next_texts.append(step.observation.text)
+        obs = step.observation
+        if step.done:
+            episode.won = bool(step.won)
+            return episode
+
+
+def _search_step(admissible: tuple[str, ...], visited: set[str], rng: random.Random) -> str | None:
+    """An honest search: look inside the closed place here, else go to a random place not visited yet."""
+    opens = [a for a in admissible if a.startswith("open ")]
+    if opens:
+        return opens[0]
+    unvisited = [a for a in admissible if a.startswith("go to ") and a[6:] not in visited]
+    return rng.choice(unvisited) if unvisited else None
+
+
+def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:
+    """A plausible but inadmissible action: an admissible one with its last number changed."""
+    words = action.split()
+    for i in range(len(words) - 1, -1, -1):
+        if words[i].isdigit():
+            for bump in (7, 8, 9):
+                candidate = " ".join([*words[:i], str(int(words[i]) + bump), *words[i + 1 :]])
+                if candidate not in admissible:
+                    return candidate
+    return action + " now" if action + " now" not in admissible else "look around"
+
+
+def matching_twin(obs: Observation, label: str, goal: str, kinds: Sequence[str], visited: set[str],
+                  rng: random.Random) -> tuple[str, str] | None:
+    """(task, label) of a counterfactual twin of one demonstration step, or None if it has none.
+
+    Only decision states qualify: something to take in view, nothing held (no ``move`` action), and the
+    demonstrator followed the rule "take the task's object when it is in view, else search". The twin
+    asks for another object: one in view when the task's object is not (label: take it), else one of
+    ``kinds`` not in view (label: an honest search step).
+    """
+    takes: dict[str, str] = {}
+    for action in obs.admissible_actions:
+        words = action.split() or [""]
+        if words[0] == "take" and len(words) > 1:
+            takes.setdefault(words[1], action)
+        elif words[0] == "move":
+            return None
+    if not takes or not re.search(rf"\b{re.escape(goal)}\b", obs.task):
+        return None
+    if goal in takes:
+        if label.split()[:2] != ["take", goal]:
+            return None
+        others = [k for k in kinds if k not in takes]
+        twin_label = _search_step(obs.admissible_actions, visited, rng)
+        if not others or twin_label is None:
+            return None
+        other = rng.choice(others)
+    else:
+        if not label.startswith(("go to ", "open ")):
+            return None
+        other = rng.choice(sorted(takes))
+        twin_label = takes[other]
+    return re.sub(rf"\b{re.escape(goal)}\b", other, obs.task), twin_label
+
+
+def to_trajectory(episode: Episode, traj: int = 0) -> Trajectory:
+    """A bare ``Trajectory`` of an episode (actions and observations only) for the miners."""
+    first = episode.observations[0]
+    steps = [
+        StepRecord(group=0, traj=traj, t=t, seed=episode.seed, task_type=o.task_type, prompt_ids=[], response_ids=[],
+                   old_logprobs=[], action_mask=[], action=a, valid=True, reward=0.0, done=t == len(episode.actions) - 1,
+                   won=episode.won and t == len(episode.actions) - 1, anchor=o.anchor, observation_text=o.text)
+        for t, (o, a) in enumerate(zip(episode.observations, episode.actions, strict=True))
+    ]
+    return Trajectory(group=0, traj=traj, seed=episode.seed, task=first.task, task_type=first.task_type,
+                      steps=steps, won=episode.won, score=1.0 if episode.won else 0.0)
+
+
+def make_env(config: WarmStartConfig, split: str, warm_start: bool = False) -> Env:
+    """The environment ``config`` plays on ``split``; ``warm_start`` adds its ``env_options`` (the vocabulary
+    reads the default environment)."""
+    options: dict[str, Any] = {**(config.env_options if warm_start else {}), "split": split}
+    if config.max_steps is not None:
+        options["max_steps"] = config.max_steps
+    return make(config.env, **options)
