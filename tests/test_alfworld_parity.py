@@ -67,6 +67,20 @@ def test_parity_on_exported_scenes(parity_results):
     } <= set(verbs)
 
 
+def test_parity_on_typical_placement_scenes(tmp_path):
+    """Scenes drawn with placements="typical" export as genuine ALFWorld games the engine plays alike."""
+    from siri.envs.household.parity import run_parity
+
+    results = run_parity(list(range(6)), "eval_id", tmp_path, random_steps=8, placements="typical")
+    results += run_parity([0, 1, 2], "train", tmp_path / "train", random_steps=8, placements="typical")
+    assert {r.task_type for r in results} == set(TASK_TYPES)
+    bad = [(r.split, r.seed, r.task_type, r.mismatches) for r in results if not r.ok]
+    assert not bad, bad
+    game = next(tmp_path.glob("*-eval_id-00000/traj_data.json"))
+    assert json.loads(game.read_text())["siri_scene"]["placements"] == "typical"
+    assert generate_scene("eval_id", 0, placements="typical") != generate_scene("eval_id", 0)
+
+
 def test_parity_on_a_scripted_state_change_walk(tmp_path):
     """Heat, clean and cool one object and examine it between steps: every examine wording, both engines."""
     from siri.envs.alfworld_env import AlfworldEnv

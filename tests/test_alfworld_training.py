@@ -60,9 +60,10 @@ def test_tiny_for_alfworld_is_the_household_tiny_model(tmp_path: Path, monkeypat
 def setting(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("alfworld-train")
     build_tiny(MICRO_TINY, root / "model")
-    for split, seeds, folder in (("train", "0-5", "games"), ("eval_id", "0-1", "eval-games")):
+    for split, seeds, folder, options in (("train", "0-5", "games", []),
+                                          ("eval_id", "0-1", "eval-games", ["-o", "clutter=0", "-o", "placements=typical"])):
         subprocess.run([sys.executable, "-m", "siri", "env", "export-alfworld", "--seeds", seeds, "--split", split,
-                        "--out", str(root / folder)], check=True, capture_output=True, cwd=ROOT, timeout=300)
+                        "--out", str(root / folder), *options], check=True, capture_output=True, cwd=ROOT, timeout=300)
     return {"root": root, "model": root / "model", "games": root / "games", "eval_games": root / "eval-games"}
 
 
@@ -87,6 +88,9 @@ def test_gigpo_trains_and_evaluates_on_real_alfworld_games(setting: dict[str, Pa
     rows = RunDir.open(run).metrics()
     assert [r["iteration"] for r in rows] == [0, 1]
     assert rows[1]["train/episodes"] == 4 and rows[1]["eval/episodes"] == 2  # the two evaluation games
+    # those were exported as the household env plays them with -o clutter=0 -o placements=typical
+    for traj_data in setting["eval_games"].rglob("traj_data.json"):
+        assert json.loads(traj_data.read_text())["siri_scene"]["clutter"] == 0
     summary = json.loads((run / "summary.json").read_text())
     assert {"bootstrap", "final"} <= set(summary["evals"])
     assert (run / "policy" / "siri_policy.json").exists()

@@ -253,6 +253,7 @@ def test_torchrun_siri_train_two_processes(tmp_path: Path) -> None:
     # micro-batches. Everything computed over the whole batch must not.
     expected = [json.loads(line) for line in (single_dir / "metrics.jsonl").read_text().splitlines()]
     assert expected[1]["grad_norm"] > 0  # the update depends on what was sampled
+    assert "siri/int_gap" in metrics[2] and "skills/paired_zero_share" in metrics[1]  # every rank measured the probe
     for got, want in zip(metrics, expected, strict=True):
         for key, value in want.items():
             if key.startswith(("train/", "train_skills/", "eval/", "loss/", "adv/", "grad_norm", "skills/", "siri/")):

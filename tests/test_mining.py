@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +15,7 @@ from siri.skills.prompts import (
     parse_skills,
     render_trajectory,
 )
-from siri.skills.trace import household_event, shop_events, trace_skills
+from siri.skills.trace import article, household_event, ranked_types, shop_events, trace_skills, word_list
 
 
 def make_traj(
@@ -69,6 +71,8 @@ HEAT_EGG = [
     "go to countertop 3",
     "move egg 2 to countertop 3",
 ]
+
+TWO_CDS = ["take cd 1 from desk 1", "move cd 1 to safe 1", "take cd 2 from shelf 1", "move cd 2 to safe 1"]
 
 
 def test_render_drops_invalid_steps_and_keeps_instance_numbers() -> None:
@@ -158,7 +162,7 @@ def test_trace_skills_heat_plan_merges_episodes() -> None:
         make_traj(HEAT_EGG, "put a hot egg in countertop.", "pick_heat_then_place", traj=1),
         make_traj(HEAT_EGG, "put a hot egg in countertop.", "pick_heat_then_place", won=False, traj=2),
     ]
-    skills = trace_skills("household", "pick_heat_then_place", trajs)
+    skills = trace_skills("household", "pick_heat_then_place", trajs, style="legacy")
     assert skills[0] == (
         "WHEN the task is to heat a apple or a egg and put it in the countertop or the fridge "
         "THEN find and take the apple or the egg, then go to the microwave and heat it, "
@@ -169,11 +173,12 @@ def test_trace_skills_heat_plan_merges_episodes() -> None:
     assert (
         "WHEN the cabinet or the fridge is closed THEN open it before you take from it or put in it" in skills
     )
-    assert trace_skills("household", "pick_heat_then_place", trajs, max_skills=1) == skills[:1]
+    assert trace_skills("household", "pick_heat_then_place", trajs, max_skills=1, style="legacy") == skills[:1]
     assert trace_skills("household", "pick_cool_then_place", trajs) == []
 
 
 def test_trace_skills_many_objects_become_role_words_and_two_object_tasks() -> None:
+    """The legacy style: the texts earlier tiny models were built on, unchanged."""
     objs = ["apple", "egg", "potato", "tomato"]
     trajs = [
         make_traj(
@@ -184,7 +189,7 @@ def test_trace_skills_many_objects_become_role_words_and_two_object_tasks() -> N
         )
         for i, o in enumerate(objs)
     ]
-    assert trace_skills("household", "pick_and_place", trajs)[0] == (
+    assert trace_skills("household", "pick_and_place", trajs, style="legacy")[0] == (
         "WHEN the task is to put a object in the fridge THEN find and take the object, "
         "then go to the fridge and move it there"
     )
@@ -193,7 +198,7 @@ def test_trace_skills_many_objects_become_role_words_and_two_object_tasks() -> N
         "put two cd in safe.",
         "pick_two_obj_and_place",
     )
-    assert trace_skills("household", "pick_two_obj_and_place", [two])[0].startswith(
+    assert trace_skills("household", "pick_two_obj_and_place", [two], style="legacy")[0].startswith(
         "WHEN the task is to put two cd in the safe THEN"
     )
     lamp = make_traj(
@@ -201,7 +206,7 @@ def test_trace_skills_many_objects_become_role_words_and_two_object_tasks() -> N
         "look at book under the desklamp.",
         "look_at_obj_in_light",
     )
-    assert trace_skills("household", "look_at_obj_in_light", [lamp])[0] == (
+    assert trace_skills("household", "look_at_obj_in_light", [lamp], style="legacy")[0] == (
         "WHEN the task is to look at a book under the desklamp THEN find and take the book, "
         "then go to the desklamp and use it"
     )
@@ -219,11 +224,17 @@ def test_shop_events_and_trace() -> None:
         "click[buy now]",
     ]
     assert shop_events(actions) == ["search", "page", "item", "details", "back", "option", "option", "buy"]
-    skills = trace_skills("shop", "shirt", [make_traj(actions, "i want a red cotton shirt", "shirt")])
+    shirt = make_traj(actions, "i want a red cotton shirt", "shirt")
+    skills = trace_skills("shop", "shirt", [shirt])
     assert skills[0] == (
-        "WHEN the task is to buy a shirt item THEN search with the key words of the instruction, then click a item "
+        "WHEN the task is to buy a shirt item THEN search with the key words of the instruction, then click an item "
         "that matches, then click the options the instruction asks for, then click buy now"
     )
+    legacy = trace_skills("shop", "shirt", [shirt], style="legacy")
+    assert legacy[0] == skills[0].replace("click an item", "click a item") and legacy[1:] == skills[1:]
+    for task_type, cond in (("", "buy an item"), ("electronics", "buy an electronics item")):
+        traj = make_traj(actions, "i want a red cotton shirt", task_type)
+        assert trace_skills("shop", task_type, [traj])[0].startswith(f"WHEN the task is to {cond} THEN")
     assert "WHEN the results do not match THEN click next > for the next page" in skills
     assert shop_events(["go to desk 1"]) is None
 
@@ -241,7 +252,7 @@ def test_trace_rules_are_picked_by_environment_not_by_the_actions() -> None:
                      "pick_and_place")  # fmt: skip
     household = trace_skills("household", "pick_and_place", [traj])
     assert household[0] == (
-        "WHEN the task is to put a apple in the fridge THEN find and take the apple, "
+        "WHEN the task is to put an apple in the fridge THEN first find and take the apple, "
         "then go to the fridge and move it there"
     )
     assert trace_skills("alfworld", "pick_and_place", [traj]) == household
@@ -274,13 +285,17 @@ def test_trace_words_come_from_env_text_or_template() -> None:
             ],
         ),
     ]
+    cases.append(("household", "pick_two_obj_and_place", [make_traj(TWO_CDS, "put two cd in safe.",
+                                                                      "pick_two_obj_and_place")]))  # fmt: skip
     for env, task_type, trajs in cases:
         env_words = set(mining_words(task_type.replace("_", " ")))
         for t in trajs:
             env_words |= set(mining_words(t.task))
             for s in t.steps:
                 env_words |= set(mining_words(s.action))
-        for skill in trace_skills(env, task_type, trajs):
+        mined = [*trace_skills(env, task_type, trajs), *trace_skills(env, task_type, trajs, style="legacy")]
+        mined += trace_skills(env, "general", [*trajs, *trajs])  # more episodes: role words, lists
+        for skill in mined:
             unknown = set(mining_words(skill)) - env_words - MINING_TEMPLATE_WORDS
             assert not unknown, (skill, unknown)
         msgs = mining_messages(task_type, [render_trajectory(t, t.task) for t in trajs], 3)
@@ -305,10 +320,120 @@ def test_trace_skills_drop_detours_and_exploration_noise() -> None:
     clean = make_traj(HEAT_APPLE, "put a hot apple in fridge.", "pick_heat_then_place", traj=1)
     skills = trace_skills("household", "pick_heat_then_place", [make_traj(noisy, "t", "pick_heat_then_place"), clean])
     assert skills[0] == (
-        "WHEN the task is to heat a apple and put it in the fridge THEN find and take the apple, "
+        "WHEN the task is to heat an apple and put it in the fridge THEN first find and take the apple, "
         "then go to the microwave and heat it, then go to the fridge and move it there"
     )
-    assert "WHEN you need a apple THEN go to the countertop first" in skills
+    assert "WHEN you need an apple THEN look in the countertop first" in skills
     assert "WHEN the fridge is closed THEN open it before you take from it or put in it" in skills
     assert len(skills) == 3
     assert not any({"pen", "examine", "sidetable", "shelf"} & set(s.split()) for s in skills)
+
+
+# --- the "sentences" style: skills that read as sentences -----------------------------------------------
+
+
+def pick_place(obj: str, src: str, dest: str, traj: int = 0, task_type: str = "pick_and_place") -> Trajectory:
+    actions = [f"go to {src}", f"take {obj} from {src}", f"go to {dest}", f"move {obj} to {dest}"]
+    return make_traj(actions, f"put some {obj.split()[0]} in {dest.split()[0]}.", task_type, traj=traj)
+
+
+def test_sentences_single_place_and_vowel_articles() -> None:
+    skills = trace_skills("household", "pick_and_place", [pick_place("apple 1", "countertop 1", "fridge 1")])
+    assert skills == [
+        "WHEN the task is to put an apple in the fridge THEN first find and take the apple, "
+        "then go to the fridge and move it there",
+        "WHEN you need an apple THEN look in the countertop first",
+    ]
+    book = trace_skills("household", "pick_and_place", [pick_place("book 2", "shelf 3", "desk 1")])
+    assert book[0].startswith("WHEN the task is to put a book in the desk THEN")
+    assert book[1] == "WHEN you need a book THEN look in the shelf first"
+    assert [article(w) for w in ("apple", "egg", "alarmclock", "object", "book", "receptacle")] == [
+        "an", "an", "an", "an", "a", "a"]  # fmt: skip
+
+
+def test_sentences_several_places_ranked_by_episodes_then_alphabet_at_most_three() -> None:
+    found = ["cabinet 1", "cabinet 4", "cabinet 2", "shelf 1", "drawer 3", "countertop 2"]
+    trajs = [pick_place(f"mug {i % 2 + 1}", src, "coffeemachine 1", traj=i) for i, src in enumerate(found)]
+    skills = trace_skills("household", "pick_and_place", trajs)
+    # cabinet: 3 episodes; countertop, drawer and shelf: 1 each (alphabetical, the shelf is the fourth).
+    assert "WHEN you need a mug THEN look in the cabinet, the countertop and the drawer first" in skills
+    two = trace_skills("household", "pick_and_place", trajs[2:4])
+    assert "WHEN you need a mug THEN look in the cabinet and the shelf first" in two
+
+
+def test_sentences_never_repeat_an_alternative_of_duplicated_instances() -> None:
+    """Two instances of one type are one alternative: "a dishsponge", never "a dishsponge or a dishsponge"."""
+    trajs = [
+        make_traj(["take dishsponge 1 from countertop 1", "go to sinkbasin 1", "clean dishsponge 1 with sinkbasin 1",
+                   "go to countertop 2", "move dishsponge 1 to countertop 2"], "t", "pick_clean_then_place", traj=0),
+        make_traj(["take dishsponge 2 from countertop 3", "go to sinkbasin 2", "clean dishsponge 2 with sinkbasin 2",
+                   "go to countertop 1", "move dishsponge 2 to countertop 1"], "t", "pick_clean_then_place", traj=1),
+    ]  # fmt: skip
+    assert trace_skills("household", "pick_clean_then_place", trajs) == [
+        "WHEN the task is to clean a dishsponge and put it in the countertop THEN first find and take the dishsponge, "
+        "then go to the sinkbasin and clean it, then go to the countertop and move it there",
+        "WHEN you need a dishsponge THEN look in the countertop first",
+    ]
+    assert ranked_types(Counter({"mug 1": 1, "mug 2": 2, "cup 3": 2, "Mug": 1, "": 5, "4": 1})) == ["mug", "cup"]
+    assert word_list(["the apple", "the apple", "the egg", "the tomato"], "or") == "the apple, the egg or the tomato"
+
+
+def test_sentences_heat_cool_clean_plans() -> None:
+    heat = trace_skills("household", "pick_heat_then_place", [
+        make_traj(HEAT_APPLE, "put a hot apple in fridge.", "pick_heat_then_place", traj=0),
+        make_traj(HEAT_EGG, "put a hot egg in countertop.", "pick_heat_then_place", traj=1),
+    ])  # fmt: skip
+    assert heat == [
+        "WHEN the task is to heat an apple or an egg and put it in the countertop or the fridge THEN first find and "
+        "take the apple or the egg, then go to the microwave and heat it, then go to the countertop or the fridge "
+        "and move it there",
+        "WHEN the cabinet or the fridge is closed THEN open it before you take from it or put in it",
+        "WHEN you need an apple THEN look in the countertop first",
+        "WHEN you need an egg THEN look in the cabinet first",
+    ]
+    cool = [
+        make_traj([f"take {o} 1 from countertop 1", "go to fridge 1", f"cool {o} 1 with fridge 1",
+                   "go to diningtable 1", f"move {o} 1 to diningtable 1"], "t", "pick_cool_then_place", traj=i)
+        for i, o in enumerate(["potato", "lettuce", "apple", "lettuce"])
+    ]  # fmt: skip
+    assert trace_skills("household", "pick_cool_then_place", cool)[0] == (
+        "WHEN the task is to cool a lettuce, an apple or a potato and put it in the diningtable THEN first find and "
+        "take the lettuce, the apple or the potato, then go to the fridge and cool it, then go to the diningtable "
+        "and move it there"
+    )
+    clean = [
+        make_traj([f"take {o} 1 from {src} 1", f"clean {o} 1 with sinkbasin 1", f"move {o} 1 to {dest} 1"],
+                  "t", "pick_clean_then_place", traj=i)
+        for i, (o, src, dest) in enumerate([("cloth", "shelf", "bathtubbasin"), ("soapbar", "toilet", "cabinet"),
+                                            ("egg", "fridge", "countertop"), ("mug", "cabinet", "shelf")])
+    ]  # fmt: skip
+    assert trace_skills("household", "pick_clean_then_place", clean)[0] == (
+        "WHEN the task is to clean an object and put it in a receptacle THEN first find and take the object, "
+        "then go to the sinkbasin and clean it, then go to the receptacle and move it there"
+    )
+
+
+def test_sentences_two_objects_lamps_and_role_words() -> None:
+    two = make_traj(TWO_CDS, "put two cd in safe.", "pick_two_obj_and_place")
+    assert trace_skills("household", "pick_two_obj_and_place", [two]) == [
+        "WHEN the task is to put two cd in the safe THEN first find and take the cd, then go to the safe and move it "
+        "there, then do the same for the next one",
+        "WHEN you need a cd THEN look in the desk and the shelf first",
+    ]
+    many = [
+        make_traj([f"take {o} 1 from desk 1", f"move {o} 1 to {d} 1", f"take {o} 2 from desk 1", f"move {o} 2 to {d} 1"],
+                  "t", "pick_two_obj_and_place", traj=i)
+        for i, (o, d) in enumerate([("cd", "safe"), ("pen", "drawer"), ("vase", "shelf"), ("book", "bed")])
+    ]  # fmt: skip
+    assert trace_skills("household", "pick_two_obj_and_place", many)[0] == (
+        "WHEN the task is to put two of the same object in a receptacle THEN first find and take the object, "
+        "then go to the receptacle and move it there, then do the same for the next one"
+    )
+    lamp = make_traj(["take book 1 from bed 1", "go to desklamp 1", "use desklamp 1"],
+                     "look at book under the desklamp.", "look_at_obj_in_light")  # fmt: skip
+    alarm = make_traj(["take alarmclock 2 from desk 1", "go to floorlamp 1", "use floorlamp 1"],
+                      "look at alarmclock under the floorlamp.", "look_at_obj_in_light", traj=1)  # fmt: skip
+    assert trace_skills("household", "look_at_obj_in_light", [lamp, alarm])[0] == (
+        "WHEN the task is to look at an alarmclock or a book under the desklamp or the floorlamp THEN first find and "
+        "take the alarmclock or the book, then go to the desklamp or the floorlamp and use it"
+    )

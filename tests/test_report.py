@@ -24,6 +24,11 @@ def fake_run(root, name, success_slope):
                "train/invalid_rate": 0.3 / it, "train/episode_len": 20 - it, "kl": 0.001 * it, "loss/policy": -0.01,
                "loss/int": 0.5 if phase == "skills" else 0.0, "lambda": 0.1 * max(0, it - 4),
                "skills/active": max(0, it - 6), "skills/candidate": 2, "skills/retired": 1}
+        if phase == "skills":
+            row.update({"skills/paired_zero_share": 0.5, "skills/paired_zero_share_cumulative": 0.6 - 0.01 * it,
+                        "skills/paired_mean": 0.1, "skills/paired_mean_cumulative": 0.01 * it})
+        if phase == "skills" and it % 2 == 0:
+            row.update({"siri/int_gap": -1.0 + 0.05 * it, "siri/int_logp_plain": -2.0, "siri/int_logp_skill": -1.0})
         if it % 4 == 0:
             row.update({"eval/success": success_slope * it, "eval/score": success_slope * it,
                         "eval/success/pick_and_place": 0.5, "eval/success/pick_heat_then_place": 0.1 * it / 4})
@@ -60,6 +65,20 @@ def test_report_files_and_content(tmp_path):
     assert "\\|" in md  # the | inside a skill text is escaped
     for link in re.findall(r"\]\((report_files/[^)]+)\)", md):
         assert (path / link).is_file()
+    # the skill mechanism: zero share, paired mean and internalization gap, each with its one-line meaning
+    assert "Skill mechanism" in html and "Skill mechanism" in md
+    assert "internalization gap (probe)" in md and "plain policy absorbs what the skills say" in html
+    assert "paired validations exactly 0 (share, cumulative)" in md and "mean paired utility (this iteration)" in md
+
+
+def test_report_leaves_out_the_mechanism_when_a_run_has_none_of_it(tmp_path):
+    run = RunDir.create(tmp_path / "gigpo", "algo:\n  name: gigpo\n", {"seeds": {"train": 0}})
+    for it in range(1, 4):
+        run.log({"iteration": it, "phase": "gigpo", "train/return": 0.1 * it, "train/success": 0.1})
+    run.close()
+    run.write_json("summary.json", {"evals": {}})
+    html_path, md_path = build_report([run.path])
+    assert "Skill mechanism" not in html_path.read_text() and "internalization gap" not in md_path.read_text()
 
 
 def test_train_cli_and_report_show_the_same_evaluation_table(tmp_path, capsys):

@@ -349,25 +349,25 @@ def test_eval_cli_reports_metrics(tiny_dir: Path) -> None:
 
     from siri.cli import app
 
-    result = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "2", "--mode", "choose",
-                                      "--max-steps", "3", "--json"])
+    result = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "episodes=2", "mode=choose", "max_steps=3",
+                                      "--json"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["episodes"] == 2 and metrics["split"] == "eval_id" and metrics["invalid_rate"] == 0.0
     assert set(metrics["per_task_type"]) and 0 <= metrics["success"] <= 1
     # environment options reach the env: a bad one is named, a good one runs
-    bad = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "-o", "clutter=3"])
+    bad = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "episodes=1", "-o", "clutter=3"])
     assert bad.exit_code != 0 and "clutter" in bad.output
-    malformed = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "-o", "clutter"])
+    malformed = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "episodes=1", "-o", "clutter"])
     assert malformed.exit_code != 0 and "key=value" in malformed.output
-    bare = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "1", "--mode", "choose",
-                                    "--max-steps", "2", "-o", "clutter=0", "--json"])
+    bare = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "episodes=1", "mode=choose", "max_steps=2",
+                                    "-o", "clutter=0", "--json"])
     assert bare.exit_code == 0, bare.output
     assert json.loads(bare.stdout)["episodes"] == 1
     # --skill puts a skills block in every prompt; outcomes list the episodes by seed for paired comparisons
     skill = "WHEN you need a apple THEN go to the countertop first"
-    shown = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "--episodes", "2", "--mode", "choose",
-                                     "--max-steps", "2", "--skill", skill, "--json"])
+    shown = CliRunner().invoke(app, ["eval", "--model", str(tiny_dir), "episodes=2", "mode=choose", "max_steps=2",
+                                     "--skill", skill, "--json"])
     assert shown.exit_code == 0, shown.output
     shown_metrics = json.loads(shown.stdout)
     assert shown_metrics["skills"] == [skill] and metrics["skills"] == []
@@ -401,13 +401,13 @@ def test_eval_cli_shows_each_episode_the_best_active_skill_of_its_task_type(tiny
     bank.update_status(0, Gate(enabled=False))  # two evaluations are too few for the gate; ranked by utility
     assert len(bank.skills("active")) == 4
     bank.save()
-    args = ["eval", "--model", str(tiny_dir), "--episodes", "2", "--mode", "choose", "--max-steps", "2", "--json"]
+    args = ["eval", "--model", str(tiny_dir), "episodes=2", "mode=choose", "max_steps=2", "--json"]
     result = CliRunner().invoke(app, [*args, "--skills-from", str(tmp_path)])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert [o["skill_ids"] for o in metrics["outcomes"]] == [[best[types[0]]], [best[types[1]]]]
     assert set(metrics["skills_shown"]) == set(best.values()) and metrics["skills_from"] == str(tmp_path)
-    both = CliRunner().invoke(app, [*args, "--skills-from", str(tmp_path), "--skills-top-k", "2"])
+    both = CliRunner().invoke(app, [*args, "--skills-from", str(tmp_path), "skills_top_k=2"])
     assert [len(o["skill_ids"]) for o in json.loads(both.stdout)["outcomes"]] == [2, 2]
     # a missing or corrupt bank is named, never replaced by an empty one
     wide = {"COLUMNS": "1000"}  # error boxes on one line
@@ -440,7 +440,7 @@ def test_model_info_cli(tiny_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["env"] == "household" and info["action_mode"] == "generate" and info["parameters"] > 0
-    bad = CliRunner().invoke(app, ["eval", "--model", "./missing-model", "--episodes", "1"])
+    bad = CliRunner().invoke(app, ["eval", "--model", "./missing-model", "episodes=1"])
     assert bad.exit_code != 0 and "does not exist" in bad.output
 
 

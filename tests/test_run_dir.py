@@ -56,6 +56,8 @@ def test_checkpoints_are_atomic_pruned_and_validated(tmp_path):
     assert run.latest_checkpoint().name == "iter-000006"
     run.save_checkpoint(6, {"model": {"w": torch.full((2,), 6.0)}}, {"note.txt": "6"}, keep=2)
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["LATEST", "iter-000004", "iter-000006"]
+    run.save_checkpoint(8, {"model": {"w": torch.full((2,), 8.0)}}, keep=0)  # keep=0 keeps them all
+    assert [p.name for p in run.list_checkpoints()] == ["iter-000004", "iter-000006", "iter-000008"]
     # Damage is reported with the file's name, never silently replaced.
     (latest / "model.pt").write_bytes(b"not a torch file")
     with pytest.raises(RunDirError, match=r"model\.pt.*corrupt"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from siri.cli import app
 from siri.rollout.types import StepRecord, Trajectory
 from siri.skills.bank import SkillBank
 from siri.skills.miners import MinerError, SelfMiner, TraceMiner, make_miner
-from siri.skills.prompts import mining_prompts, successes
+from siri.skills.prompts import MINING_TEMPLATE_WORDS, mining_prompts, mining_words, successes
 from siri.skills.trace import trace_skills
 
 
@@ -53,6 +54,76 @@ def test_trace_miner_is_trace_skills() -> None:
     generic = make_miner("trace", env="textworld").mine("pick_and_place", TRAJS, 2)
     assert generic == trace_skills("textworld", "pick_and_place", TRAJS)[:2] and generic != miner.mine(
         "pick_and_place", TRAJS, 2)
+    legacy = make_miner("trace", env="household", style="legacy").mine("pick_and_place", TRAJS, 3)
+    assert legacy == trace_skills("household", "pick_and_place", TRAJS, style="legacy")[:3] != miner.mine(
+        "pick_and_place", TRAJS, 3)
+    with pytest.raises(ValueError, match="trace style"):
+        trace_skills("household", "pick_and_place", TRAJS, style="prose")
+
+
+def _expert_episodes(n: int) -> list[Trajectory]:
+    """The household expert's episodes of seeds 0..n-1 (every task type): real successes, real words."""
+    from siri import envs
+
+    env = envs.make("household")
+    out = []
+    for seed in range(n):
+        obs = first = env.reset(seed)
+        steps = []
+        while True:
+            action = env.expert_action()
+            result = env.step(action)
+            steps.append(StepRecord(group=0, traj=seed, t=len(steps), seed=seed, task_type=first.task_type,
+                                    prompt_ids=[], response_ids=[], old_logprobs=[], action_mask=[], action=action,
+                                    valid=result.valid, reward=result.reward, done=result.done, won=result.won,
+                                    anchor=obs.anchor, observation_text=obs.text))  # fmt: skip
+            obs = result.observation
+            if result.done:
+                break
+        out.append(Trajectory(group=0, traj=seed, seed=seed, task=first.task, task_type=first.task_type,
+                              steps=steps, won=result.won, score=result.score))  # fmt: skip
+    return out
+
+
+_DET = r"(?:an?|the|two)"
+_LIST_RE = re.compile(rf"(?:{_DET} \w+, )*{_DET} \w+ (?:or|and) {_DET} \w+")
+_PLACEMENT_RE = re.compile(r"^WHEN you need an? \w+ THEN look in (the \w+(?:, the \w+)*(?: and the \w+)?) first$")
+
+
+def test_trace_sentences_over_300_expert_successes_read_cleanly() -> None:
+    """Every skill the trace miner writes from real household successes, over all of them, per task type and
+    per pair (the warm start's mining lessons show two): no repeated alternative, no empty role word, no
+    dangling list, "a"/"an" by the word, one "first" at most, placements in the shared form."""
+    trajs = _expert_episodes(300)
+    assert sum(t.won for t in trajs) == 300
+    by_type: dict[str, list[Trajectory]] = {}
+    for t in trajs:
+        by_type.setdefault(t.task_type, []).append(t)
+    assert len(by_type) == 6
+    batches = [("general", trajs)] + [(tt, ts) for tt, ts in by_type.items()]
+    batches += [(tt, ts[i : i + 2]) for tt, ts in by_type.items() for i in range(0, len(ts) - 1, 2)]
+    batches += [(tt, ts[i : i + 5]) for tt, ts in by_type.items() for i in range(0, len(ts) - 4, 5)]
+    skills = {s for tt, ts in batches for s in trace_skills("household", tt, ts)}
+    placements = [s for s in skills if s.startswith("WHEN you need")]
+    assert len(skills) > 300 and len(placements) > 100
+    for skill in skills:
+        assert "  " not in skill and " the or" not in skill and "in the or" not in skill, skill
+        assert not re.search(r"\b(?:a|an|the|two)(?: (?:or|and)|,|$)", skill), skill  # a role word went missing
+        assert not re.search(r"\ba [aeiou]|\ban [^aeiou\W]", skill), skill
+        assert skill.count("first") <= 1 and skill.count(" THEN ") == 1, skill
+        assert not re.search(r"\b(\w+) (?:or|and) (?:an? |the |two )?\1\b", skill), skill  # "X or X"
+        for found in _LIST_RE.findall(skill):
+            nouns = re.findall(rf"{_DET} (\w+)", found)
+            assert len(nouns) == len(set(nouns)) <= 3, (skill, found)
+    env_words = {w for t in trajs for text in (t.task, t.task_type.replace("_", " "), *(x.action for x in t.steps))
+                 for w in mining_words(text)}  # fmt: skip
+    unknown = {w for skill in skills for w in mining_words(skill)} - env_words - MINING_TEMPLATE_WORDS
+    assert not unknown  # the tiny model's word-level vocabulary knows every word
+    for skill in placements:
+        m = _PLACEMENT_RE.match(skill)
+        assert m, skill
+        places = re.findall(r"the (\w+)", m.group(1))
+        assert 1 <= len(places) == len(set(places)) <= 3, skill
 
 
 def test_mining_prompts_chunk_won_episodes_of_the_task_type() -> None:

@@ -199,3 +199,70 @@ def test_internalization_with_the_gate_on_weights_only_valid_steps_of_helpful_ac
     assert chosen == [(0, pytest.approx(0.2)), (1, pytest.approx(0.5))]  # step 3: invalid; 7: A = 0
     _, lam_late = pipe.internalization(20, records, advantages)
     assert lam_late == pytest.approx(0.8)
+
+
+def test_observe_counts_paired_zeros_and_collects_a_probe_that_checkpoints_carry(tmp_path: Path) -> None:
+    """Paired metrics come from the differences ``observe`` records (this iteration's and the run's), and the
+    probe keeps the run's first valid skill steps with their token ids, in RUN_DIR/probe.pt and in ``state``."""
+    import dataclasses
+
+    from siri.skills.probe import load_probe
+
+    pipe = _pipeline(tmp_path / "run", "siri.miner=trace", "siri.probe_steps=5", "siri.mine_every=100")
+    env = envs.make("household", max_steps=4, task_types=["pick_and_place_simple"])
+    (skill,) = _bank_with(pipe, "pick_and_place_simple", [("candidate", 0.0)])
+    pipe.bank.get(skill).utility = type(pipe.bank.get(skill).utility)()  # no evaluations yet
+
+    def tokens(t: Trajectory) -> Trajectory:  # skill steps carry both prompts, as the collector records them
+        t.steps = [dataclasses.replace(s, prompt_ids=[2, 1], plain_prompt_ids=[1], response_ids=[3, 4],
+                                       action_mask=[0, 1], old_logprobs=[0.0, 0.0]) if s.uses_skills else s
+                   for s in t.steps]
+        return t
+
+    def batch(iteration: int) -> list[Trajectory]:
+        out = []
+        for g in range(4):
+            for k in range(4):
+                out.append(tokens(play(env, 10 * iteration + g, g, 4 * g + k, 0.5, (skill,) if k < 2 else ())))
+        return out
+
+    first = batch(0)
+    pipe.observe(0, first, policy=None)
+    diffs = [d for _, d in pipe.bank.get(skill).evals]
+    m = pipe.metrics()
+    assert m["skills/paired_evals"] == m["skills/paired_evals_cumulative"] == len(diffs) == 4
+    assert m["skills/paired_zero_share"] == sum(abs(d) <= 1e-9 for d in diffs) / 4
+    assert m["skills/paired_mean"] == pytest.approx(sum(diffs) / 4)
+    expected = [(s.seed, s.t) for t in first if t.uses_skills for s in t.steps if s.valid][:5]
+    assert [(p["seed"], p["t"]) for p in pipe.probe_set] == expected
+    assert all(p["plain_prompt_ids"] == [1] and p["action_mask"] == [0, 1] for p in pipe.probe_set)
+    assert load_probe(tmp_path / "run")[0] == pipe.probe_set
+
+    pipe.observe(1, batch(1), policy=None)
+    diffs = [d for _, d in pipe.bank.get(skill).evals]
+    m = pipe.metrics()
+    assert m["skills/paired_evals"] == 4 and m["skills/paired_evals_cumulative"] == 8
+    assert m["skills/paired_zero_share_cumulative"] == sum(abs(d) <= 1e-9 for d in diffs) / 8
+    assert m["skills/paired_mean_cumulative"] == pytest.approx(sum(diffs) / 8)
+    assert [(p["seed"], p["t"]) for p in pipe.probe_set] == expected  # full after iteration 0: fixed from then on
+
+    # a checkpoint carries both; a resumed pipeline reports the same totals and measures the same probe
+    checkpoint = tmp_path / "ckpt"
+    pipe.bank.save(checkpoint / "skill_bank.json")
+    (tmp_path / "run" / "probe.pt").unlink()
+    resumed = _pipeline(tmp_path / "run", "siri.miner=trace", "siri.probe_steps=5", "siri.mine_every=100")
+    resumed.load_state(pipe.state(), checkpoint)
+    assert resumed.probe_set == pipe.probe_set and load_probe(tmp_path / "run")[0] == pipe.probe_set
+    assert {k: v for k, v in resumed.metrics().items() if "cumulative" in k} == \
+        {k: v for k, v in m.items() if "cumulative" in k}
+
+    off = _pipeline(tmp_path / "off", "siri.miner=trace", "siri.probe_every=0")
+    off.bank.add_candidates(["WHEN you need a mug THEN look in the cabinets first"], "pick_and_place_simple", 0, "t")
+    off.observe(0, first, policy=None)
+    assert off.probe_set == [] and not (tmp_path / "off" / "probe.pt").exists()
+
+
+def test_trace_style_reaches_the_trace_miner(tmp_path: Path) -> None:
+    for style in ("sentences", "legacy"):
+        pipe = _pipeline(tmp_path / style, "siri.miner=trace", f"siri.trace_style={style}")
+        assert pipe.miner(None).style == style  # type: ignore[arg-type]

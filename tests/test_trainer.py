@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -11,14 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from micro_policy import MICRO_TINY
+from siri.cli import app
 from siri.config import TrainConfig, preset_path
 from siri.models.loading import load_policy
 from siri.rl.trainer import Trainer
 from siri.runs.run_dir import RunDir
 from siri.sft.tiny import build_tiny
 from siri.skills.bank import SkillBank
+from siri.skills.probe import load_probe, tokenizer_digest
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +108,7 @@ def test_siri_shows_skills_and_internalizes_after_warmup(micro_dir: Path, tmp_pa
     bank.save()
     cfg = small_config(micro_dir, "siri.enabled=true", "siri.warmup=false", "siri.validation_gate=false",
                        "siri.weighting=uniform", "siri.lambda_ramp_iters=1", "siri.lambda_max=0.5", "train.iterations=2",
-                       "siri.keep_skills_at_inference=true")
+                       "siri.keep_skills_at_inference=true", "siri.probe_every=1", "siri.probe_steps=5")
     trainer = Trainer.create(cfg, run)
     summary = trainer.train()
     rows = RunDir.open(run).metrics()
@@ -114,7 +118,123 @@ def test_siri_shows_skills_and_internalizes_after_warmup(micro_dir: Path, tmp_pa
     assert "final_with_skills" in summary["evals"]
     # every skill rollout was paired with plain rollouts of its group: each group of each iteration (all task
     # types have a skill) recorded one paired evaluation
-    assert sum(s.utility.n for s in SkillBank.open(run).skills()) == cfg.rollout.num_groups * cfg.train.iterations
+    bank = SkillBank.open(run)
+    assert sum(s.utility.n for s in bank.skills()) == cfg.rollout.num_groups * cfg.train.iterations
+    # ... and the metrics count them, with their share of zeros and their mean, per iteration and cumulative
+    for it in (1, 2):
+        diffs = [d for s in bank.skills() for i, d in s.evals if i == it - 1]
+        so_far = [d for s in bank.skills() for i, d in s.evals if i < it]
+        row = rows[it]
+        assert row["skills/paired_evals"] == len(diffs) == cfg.rollout.num_groups
+        assert row["skills/paired_evals_cumulative"] == len(so_far)
+        assert 0.0 <= row["skills/paired_zero_share"] <= 1.0
+        assert row["skills/paired_zero_share"] == pytest.approx(sum(abs(d) <= 1e-9 for d in diffs) / len(diffs))
+        assert row["skills/paired_zero_share_cumulative"] == pytest.approx(sum(abs(d) <= 1e-9 for d in so_far) / len(so_far))
+        assert row["skills/paired_mean"] == pytest.approx(sum(diffs) / len(diffs))
+        assert row["skills/paired_mean_cumulative"] == pytest.approx(sum(so_far) / len(so_far))
+    # the internalization gap on the probe (the run's first 5 valid skill steps), after every iteration's update
+    assert "siri/int_gap" not in rows[0]
+    probe = trainer.siri.probe_set
+    assert 0 < len(probe) <= 5 and all(p["iteration"] <= 1 for p in probe)
+    for row in rows[1:]:
+        assert math.isfinite(row["siri/int_gap"]) and row["siri/int_logp_plain"] < 0 and row["siri/int_logp_skill"] < 0
+        assert row["siri/int_gap"] == pytest.approx(row["siri/int_logp_plain"] - row["siri/int_logp_skill"])
+    assert rows[2]["siri/int_probe_steps"] == len(probe)
+    steps, meta = load_probe(run)  # RUN_DIR/probe.pt: the same steps, for `siri probe`
+    assert steps == probe and meta["tokenizer"] == tokenizer_digest(trainer.policy.tokenizer)
+    # `siri probe` scores the same probe on the run's checkpoints (the last two: iterations 1 and 2) and on its
+    # starting policy; at the last checkpoint it agrees with the gap the run logged
+    out = tmp_path / "probe.json"
+    result = CliRunner().invoke(app, ["probe", str(run), "--probe-from", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    points = json.loads(out.read_text())["runs"][0]["points"]
+    assert [p["iteration"] for p in points] == [0, 1, 2] and "gap" in result.output
+    assert points[-1]["int_gap"] == pytest.approx(rows[2]["siri/int_gap"], abs=1e-5)
+    assert points[-1]["int_logp_plain"] == pytest.approx(rows[2]["siri/int_logp_plain"], abs=1e-5)
+    if rows[1]["siri/int_probe_steps"] == len(probe):
+        assert points[1]["int_gap"] == pytest.approx(rows[1]["siri/int_gap"], abs=1e-5)
+
+
+def _carry_bank(run: Path, task_types: tuple[str, ...] = ("pick_and_place_simple", "look_at_obj_in_light")) -> None:
+    run.mkdir()
+    bank = SkillBank.open(run)
+    for task_type in task_types:
+        bank.add_candidates(["WHEN you need a object THEN go to the countertop first"], task_type, 0, "trace")
+    bank.save()
+
+
+def test_siri_probe_is_in_the_checkpoint_and_a_resumed_run_measures_the_same_gap(micro_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The gap is measured every siri.probe_every iterations and at the last one; a run stopped after iteration
+    3's metrics (checkpoint 2 on disk) resumes with the checkpoint's probe, so its gaps are the full run's."""
+    cfg = small_config(micro_dir, "train.iterations=3", "train.eval_every=0", "siri.enabled=true", "siri.warmup=false",
+                       "siri.validation_gate=false", "siri.probe_every=2", "siri.probe_steps=4")
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    for run in (full, killed):
+        _carry_bank(run)
+    Trainer.create(cfg, full).train()
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_third(record: dict) -> None:
+        if record["iteration"] == 3:  # logged, not yet checkpointed
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer.create(cfg, killed).train(kill_after_third)
+    (killed / "probe.pt").write_bytes(b"stale")  # the checkpoint, not the run dir's file, holds the probe
+    resumed = Trainer.resume(killed)
+    assert resumed.iteration == 2 and resumed.siri.probe_set and all(p["iteration"] == 0 for p in resumed.siri.probe_set)
+    assert load_probe(killed)[0] == resumed.siri.probe_set  # RUN_DIR/probe.pt rewritten from the checkpoint
+    resumed.train()
+    rows = RunDir.open(full).metrics()
+    assert comparable(RunDir.open(killed).metrics()) == comparable(rows)
+    assert [r["iteration"] for r in rows if "siri/int_gap" in r] == [2, 3]
+    assert all(math.isfinite(r["siri/int_gap"]) for r in rows if "siri/int_gap" in r)
+    assert rows[3]["siri/int_probe_steps"] == 4
+
+
+def test_internalization_gap_by_hand_on_a_micro_policy() -> None:
+    """Two probe steps (prompts of different lengths, partial action masks): each action's log-prob summed
+    over its action tokens from the model's own unpadded forward pass, under each prompt; gap = mean
+    plain - mean skill."""
+    import torch
+
+    from micro_policy import micro_policy
+    from siri.rl.probe import internalization_gap
+    from siri.rollout.types import StepRecord
+    from siri.skills.probe import probe_records, probe_step
+
+    policy = micro_policy(seed=1, reference=False)
+    model = policy.model
+    steps = [  # (plain prompt, skill prompt, response, action mask)
+        ([5, 6, 7], [5, 40, 41, 42, 6, 7], [12, 13, 14], [0, 1, 1]),
+        ([20, 21], [43, 20, 21], [30, 31], [1, 0]),
+    ]
+    records = [StepRecord(group=0, traj=k, t=0, seed=k, task_type="pick_and_place_simple", prompt_ids=skill,
+                          response_ids=resp, old_logprobs=[0.0] * len(resp), action_mask=mask, action="go to desk 1",
+                          valid=True, reward=0.0, done=False, won=False, anchor=k, skill_ids=("s1",),
+                          plain_prompt_ids=plain)
+               for k, (plain, skill, resp, mask) in enumerate(steps)]
+    probe = [probe_step(r, 0) for r in records]
+
+    def by_hand(prompt: list[int], response: list[int], mask: list[int]) -> float:
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + response])).logits[0]
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return sum(float(logp[len(prompt) + k - 1, tok]) for k, (tok, m) in enumerate(zip(response, mask, strict=True)) if m)
+
+    model.eval()
+    plain = [by_hand(p, r, m) for p, _, r, m in steps]
+    skill = [by_hand(s, r, m) for _, s, r, m in steps]
+    model.train()
+    gap = internalization_gap(model, probe_records(probe), pad_id=policy.pad_id, micro_batch=2)
+    assert gap["siri/int_logp_plain"] == pytest.approx(sum(plain) / 2, abs=1e-5)
+    assert gap["siri/int_logp_skill"] == pytest.approx(sum(skill) / 2, abs=1e-5)
+    assert gap["siri/int_gap"] == pytest.approx((plain[0] + plain[1]) / 2 - (skill[0] + skill[1]) / 2, abs=1e-5)
+    assert abs(gap["siri/int_gap"]) > 1e-3 and gap["siri/int_probe_steps"] == 2
+    assert model.training  # scoring leaves the model as it found it
 
 
 def test_skipping_zero_advantage_steps_changes_nothing_but_the_work(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from siri.envs import Observation
 from siri.envs.household import world
 from siri.models.loading import load_policy
 from siri.rollout.engine import left_pad
-from siri.sft.config import WarmStartConfig
+from siri.sft.config import PRETRAINED, WarmStartConfig
 from siri.sft.demonstrator import make_env, matching_twin, noisy_episode
 from siri.sft.tiny import build_tiny
 from siri.sft.warm_start import REPORT_FILE, warm_start_examples, warm_start_policy
@@ -73,12 +73,19 @@ def test_lora_warm_start_learns_the_demonstrator_and_saves_a_plain_model(tiny_di
 def test_warm_start_cli_writes_a_model_that_siri_eval_runs(tiny_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "not-yet" / "cli-warm"  # its parent is created, as runs/ in a fresh clone
-    result = runner.invoke(app, ["model", "warm-start", str(tiny_dir), "--out", str(out), "--episodes", "3", "--steps", "3",
-                                 "--mining-examples", "1", "--max-steps", "10", "-o", "clutter=0", "--lora-r", "2"])
+    result = runner.invoke(app, ["model", "warm-start", str(tiny_dir), "--out", str(out), "sft_episodes=3",
+                                 "train_steps=3", "mining_examples=1", "max_steps=10", "-o", "clutter=0", "lora_r=2",
+                                 "warmup_steps=1"])
     assert result.exit_code == 0, result.output
     assert "loss" in result.output and (out / REPORT_FILE).exists()
-    evaluated = runner.invoke(app, ["eval", "--model", str(out), "--episodes", "2", "--max-steps", "3", "-o", "clutter=0",
-                                    "--json"])
+    # the key=value settings and -o reach WarmStartConfig by field name, on top of the pretrained-LM defaults
+    expected = PRETRAINED.with_overrides(["sft_episodes=3", "train_steps=3", "mining_examples=1", "max_steps=10",
+                                          "env_options.clutter=0", "lora_r=2", "warmup_steps=1"])
+    saved = json.loads((out / REPORT_FILE).read_text())
+    assert saved["config"] == json.loads(json.dumps(dataclasses.asdict(expected)))
+    assert (expected.train_steps, expected.lora, expected.lora_r, expected.env_options) == (3, True, 2, {"clutter": 0})
+    assert len(saved["losses"]) == 3
+    evaluated = runner.invoke(app, ["eval", "--model", str(out), "episodes=2", "max_steps=3", "-o", "clutter=0", "--json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["episodes"] == 2
 
@@ -158,3 +165,22 @@ def test_warm_start_adds_twins_only_when_asked(tiny_dir: Path) -> None:
     # Every original example is still there, in order; the twins are the extra ones.
     originals = iter(with_twins)
     assert all(any(example == other for other in originals) for example in plain)
+
+
+def test_trace_style_changes_the_skill_texts_and_only_when_asked(tiny_dir: Path) -> None:
+    """``trace_style``: "legacy" (the default) keeps the texts the published tiny models were built on, and
+    stays out of their cache key; "sentences" teaches the clean sentences, every word in the vocabulary."""
+    from siri.sft.tiny import TinyConfig, default_config
+
+    assert WarmStartConfig().trace_style == "legacy" and default_config("household").trace_style == "legacy"
+    assert TinyConfig().key() != dataclasses.replace(TinyConfig(), trace_style="sentences").key()
+    tokenizer = load_policy(str(tiny_dir), reference=False).tokenizer
+    config = WarmStartConfig(sft_episodes=12, mining_examples=6, skill_prompt_share=0.0)
+    legacy = warm_start_examples(config, tokenizer, lambda m: None)
+    sentences = warm_start_examples(dataclasses.replace(config, trace_style="sentences"), tokenizer, lambda m: None)
+    assert len(legacy) == len(sentences)
+    changed = [(a, b) for a, b in zip(legacy, sentences, strict=True) if a != b]
+    assert changed and all(a[0] == b[0] for a, b in changed)  # same prompts: only the mining answers differ
+    for _, (_, target) in changed:
+        text = tokenizer.decode(target, skip_special_tokens=True)
+        assert tokenizer.unk_token_id not in target and "first find and take" in text, text

@@ -138,6 +138,8 @@ class TrainSection(Config):
     seed: int = opt(0, "seed for sampling, task order and initialization (numpy rejects negative seeds; vLLM "
                     "passes it to numpy's 32-bit legacy seeding)", min=0, max=2**32 - 1)
     save_every: int = opt(10, "write a checkpoint every this many iterations (0 = only at the end)", min=0)
+    keep_checkpoints: int = opt(2, "checkpoints kept in RUN_DIR/checkpoints, newest first (0 = all: e.g. to score "
+                                "the internalization probe along a whole run with `siri probe`)", min=0)
     run_dir: str | None = opt(None, "run directory; None = runs/<preset>-<timestamp>")
     device: str = opt("auto", "'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
 
@@ -160,6 +162,9 @@ class SiriSection(Config):
     miner: Literal["self", "external", "trace"] = opt(
         "self", "who writes skills: a frozen snapshot of the policy (self), another model (external), "
         "or the deterministic trace miner (trace)")
+    trace_style: Literal["sentences", "legacy"] = opt(
+        "sentences", "miner=trace: how its skills read: sentences, or the wording of the studies published "
+        "before 2026-11-28 (legacy)")
     miner_url: str | None = opt(None, "miner=external: OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 "
                                 "(what `siri serve` prints)")
     miner_model: str | None = opt(None, "miner=external: the model name the endpoint serves")
@@ -200,6 +205,13 @@ class SiriSection(Config):
     keep_skills_at_inference: bool = opt(
         False, "also evaluate the final policy with its best active skill in the prompt (summary "
         "'final_with_skills'): the SkillRL-style deployment that SIRI makes unnecessary, as a comparison")
+    probe_every: int = opt(
+        4, "measure the internalization gap every this many iterations and at the last one (0 = off): on the "
+        "probe set, mean log-prob of the skill-guided action under the plain prompt minus under the skill "
+        "prompt (metrics siri/int_gap, siri/int_logp_plain, siri/int_logp_skill; `siri probe` scores other "
+        "runs' checkpoints on the same set)", min=0)
+    probe_steps: int = opt(64, "size of the probe set: the first this many valid skill-rollout steps of the run, "
+                           "kept in checkpoints and in RUN_DIR/probe.pt", min=1)
 
     removed_keys: typing.ClassVar[Mapping[str, str]] = {
         "confidence_z": (

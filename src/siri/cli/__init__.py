@@ -7,6 +7,7 @@ import typer
 from siri.cli import env as env_cli
 from siri.cli import evaluate as evaluate_cli
 from siri.cli import model as model_cli
+from siri.cli import probe as probe_cli
 from siri.cli import report as report_cli
 from siri.cli import serve as serve_cli
 from siri.cli import skills as skills_cli
@@ -28,9 +29,10 @@ app.command("report")(report_cli.report)
 app.command("config")(report_cli.config_help)
 app.add_typer(env_cli.app, name="env")
 app.add_typer(model_cli.app, name="model")
-app.command("eval")(evaluate_cli.eval_command)
+app.command("eval", epilog=evaluate_cli.EPILOG)(evaluate_cli.eval_command)
 app.command("serve")(serve_cli.serve)
 app.command("skills")(skills_cli.skills)
+app.command("probe")(probe_cli.probe)
 
 
 def main() -> None:

@@ -177,13 +177,19 @@ def export_alfworld(
     task_types: str | None = typer.Option(
         None, help="Comma-separated task types to pose (default: all six)."
     ),
+    option: list[str] = typer.Option([], "--option", "-o", help="Scene option as key=value: clutter (0-1) or "
+                                     "placements (uniform, typical), as the household env takes them."),
 ) -> None:
     """Write household scenes as ALFWorld game files (game.tw-pddl, traj_data.json, problem.pddl)."""
     from siri.envs.household.export import export_scene
 
     types = task_types.split(",") if task_types else None
+    scene_options = parse_options(option)
+    unknown = sorted(set(scene_options) - {"clutter", "placements"})
+    if unknown:
+        raise fail(f"unknown scene option(s) {', '.join(unknown)}; valid: clutter, placements")
     try:
-        paths = [export_scene(seed, split, out, types) for seed in _parse_seeds(seeds)]
+        paths = [export_scene(seed, split, out, types, **scene_options) for seed in _parse_seeds(seeds)]
     except EnvError as e:
         raise fail(str(e)) from e
     for p in paths:

@@ -1,16 +1,43 @@
-"""``siri eval``: success of a policy on an environment's evaluation episodes."""
+"""``siri eval``: success of a policy on an environment's evaluation episodes.
+
+Its settings are ``EvalConfig``'s fields, given as ``key=value`` arguments (as in ``siri train``);
+what is evaluated (``--model``, ``--env``, the skills shown) are options, and ``-o key=value`` sets one
+environment option.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
-from siri.cli.common import OPTION_HELP, parse_options
+from siri.cli.common import env_option_help, option_overrides, settings_help, with_settings
+from siri.utils.config import Config, opt
 
 if TYPE_CHECKING:
     from siri.skills.bank import SkillBank
+
+
+@dataclass(frozen=True)
+class EvalConfig(Config):
+    """How ``siri eval`` plays the evaluation episodes (``siri eval --help`` lists the keys)."""
+
+    episodes: int = opt(50, "evaluation episodes: seeds 0..N-1 of the split", min=1)
+    split: str | None = opt(None, "split to evaluate on (None: the environment's first eval split)")
+    mode: Literal["generate", "choose"] | None = opt(None, "action mode (None: the model's)")
+    temperature: float = opt(0.4, "sampling temperature (0: greedy)", min=0.0)
+    max_steps: int | None = opt(None, "episode step limit (None: the environment's)", min=1)
+    seed: int = opt(0, "sampling seed")
+    skills_top_k: int = opt(1, "with --skills-from: skills shown per prompt", min=1)
+    env_options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "extra environment options (-o key=value), e.g. {clutter: 0}"})
+
+    def __post_init__(self) -> None:
+        both = sorted({"split", "max_steps"} & set(self.env_options))
+        if both:
+            raise ValueError(f"set {', '.join(k + '=...' for k in both)} itself, not as an environment option")
 
 
 def default_eval_split(env: str) -> str:
@@ -24,25 +51,17 @@ def default_eval_split(env: str) -> str:
 def evaluate(
     model: str,
     env: str,
-    episodes: int,
-    split: str | None = None,
-    mode: str | None = None,
-    temperature: float = 0.4,
-    max_steps: int | None = None,
-    seed: int = 0,
+    config: EvalConfig,
     progress: bool = True,
-    env_options: dict[str, Any] | None = None,
     skills: list[str] | None = None,
     skills_from: str | None = None,
-    skills_top_k: int = 1,
 ) -> dict[str, Any]:
-    """Load ``model``, play ``episodes`` eval episodes (seeds 0..N-1 of ``split``) and summarize them.
+    """Load ``model``, play ``config.episodes`` eval episodes (seeds 0..N-1 of the split) and summarize them.
 
-    ``env_options`` are extra environment options (e.g. ``{"clutter": 0.0}`` for household). ``skills``
-    are shown in every prompt's skills block (SIRI's skill-augmented prompt). ``skills_from`` (a run
-    directory or a ``skill_bank.json``) shows each episode instead the ``skills_top_k`` best active skills
-    of its task type in that bank. Episode i samples from the same stream with or without skills, so two
-    evaluations that differ only in skills are paired (``outcomes`` lists every episode by seed).
+    ``skills`` are shown in every prompt's skills block (SIRI's skill-augmented prompt). ``skills_from``
+    (a run directory or a ``skill_bank.json``) shows each episode instead the ``config.skills_top_k`` best
+    active skills of its task type in that bank. Episode i samples from the same stream with or without
+    skills, so two evaluations that differ only in skills are paired (``outcomes`` lists every episode by seed).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -52,21 +71,22 @@ def evaluate(
     from siri.rollout.evaluation import SkillsFor, evaluate, outcomes, summarize
     from siri.skills.pipeline import bank_skills_by_seed
 
-    split = split or default_eval_split(env)
-    options: dict[str, Any] = {**(env_options or {}), "split": split}
-    if max_steps is not None:
-        options["max_steps"] = max_steps
+    episodes = config.episodes
+    split = config.split or default_eval_split(env)
+    options: dict[str, Any] = {**config.env_options, "split": split}
+    if config.max_steps is not None:
+        options["max_steps"] = config.max_steps
     size = make(env, **options).split_size()
     if size is not None and episodes > size:
-        raise typer.BadParameter(f"split {split!r} of {env!r} has {size} episodes; ask for at most {size}")
+        raise typer.BadParameter(f"split {split!r} of {env!r} has {size} episodes; ask for at most episodes={size}")
     if skills and skills_from:
         raise typer.BadParameter("give skills as --skill texts or --skills-from a run's bank, not both")
     shown = tuple((f"cli{k + 1}", text) for k, text in enumerate(skills or []))
     skills_for: SkillsFor = lambda seed: shown  # noqa: E731
     if skills_from:
-        skills_for = bank_skills_by_seed(load_bank(skills_from), env, options, top_k=skills_top_k)
+        skills_for = bank_skills_by_seed(load_bank(skills_from), env, options, top_k=config.skills_top_k)
     policy = load_policy(model, env=env, reference=False)
-    config = RolloutConfig(mode=mode or policy.action_mode, temperature=temperature, seed=seed)
+    rollout = RolloutConfig(mode=config.mode or policy.action_mode, temperature=config.temperature, seed=config.seed)
     won = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
@@ -78,9 +98,9 @@ def evaluate(
             bar.update(task, advance=1, description=f"eval {policy.name} on {env}/{split}  success {won}")
 
         trajectories = evaluate(
-            lambda specs: collect(policy, env, specs, config, env_options=options, on_episode_end=done), episodes,
+            lambda specs: collect(policy, env, specs, rollout, env_options=options, on_episode_end=done), episodes,
             skills_for)
-    return {"model": policy.name, "env": env, "split": split, "mode": config.mode, "temperature": temperature,
+    return {"model": policy.name, "env": env, "split": split, "mode": rollout.mode, "temperature": config.temperature,
             "skills": list(skills or []), "skills_from": skills_from,
             "skills_shown": {sid: text for seed in range(episodes) for sid, text in skills_for(seed)},
             **summarize(trajectories), "outcomes": outcomes(trajectories)}
@@ -100,32 +120,31 @@ def load_bank(path: str) -> SkillBank:
 
 
 def eval_command(
+    settings: list[str] = typer.Argument(None, metavar="KEY=VALUE",
+                                         help=settings_help("episodes=100 temperature=0 max_steps=20 mode=choose")),
     model: str = typer.Option("tiny", help="tiny, tiny-shop, smollm2-135m, a local directory or a hub id."),
     env: str = typer.Option("household", help="Environment: household or shop."),
-    episodes: int = typer.Option(50, min=1, help="Number of evaluation episodes (seeds 0..N-1 of the split)."),
-    split: str = typer.Option(None, help="Split to evaluate on (default: the environment's first eval split)."),
-    mode: str = typer.Option(None, help="Action mode: generate or choose (default: the model's)."),
-    temperature: float = typer.Option(0.4, min=0.0, help="Sampling temperature (0 = greedy)."),
-    max_steps: int = typer.Option(None, min=1, help="Episode step limit (default: the environment's)."),
-    seed: int = typer.Option(0, help="Sampling seed."),
-    option: list[str] = typer.Option([], "--option", "-o", help=OPTION_HELP + " Household: -o clutter=0."),
+    option: list[str] = typer.Option([], "--option", "-o", help=env_option_help("env_options")),
     skill: list[str] = typer.Option([], "--skill", help="Skill text shown in every prompt (repeatable), e.g. "
                                      "'WHEN the task is to look at an object THEN find the object first'."),
     skills_from: str = typer.Option(None, "--skills-from", help="A SIRI run directory (or skill_bank.json): show "
-                                    "each episode the best active skills of its task type from that bank."),
-    skills_top_k: int = typer.Option(1, min=1, help="With --skills-from: skills shown per prompt."),
+                                    "each episode the best active skills of its task type from that bank "
+                                    "(how many: skills_top_k=K)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """Evaluate a policy: success overall and per task type, mean score and steps, invalid-action rate."""
+    """Evaluate a policy: success overall and per task type, mean score and steps, invalid-action rate.
+
+    Settings are key=value arguments (the keys below), environment options -o key=value:
+
+        siri eval --model RUN_DIR/policy mode=choose max_steps=20 episodes=140 -o clutter=0
+    """
     from siri.envs import EnvError
     from siri.models.policy import ModelError
 
-    if mode is not None and mode not in ("generate", "choose"):
-        raise typer.BadParameter(f"unknown mode {mode!r}; use generate or choose")
+    config = with_settings(EvalConfig(), [*(settings or []), *option_overrides(option, "env_options")])
     try:
-        result = evaluate(model, env, episodes, split, mode, temperature, max_steps, seed, progress=not as_json,
-                          env_options=parse_options(option), skills=[s.strip() for s in skill if s.strip()],
-                          skills_from=skills_from, skills_top_k=skills_top_k)
+        result = evaluate(model, env, config, progress=not as_json, skills=[s.strip() for s in skill if s.strip()],
+                          skills_from=skills_from)
     except (ModelError, EnvError) as e:
         raise typer.BadParameter(str(e)) from e
     if as_json:
@@ -134,7 +153,7 @@ def eval_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result['model']} on {env}/{result['split']} ({result['mode']}, T={temperature})")
+    table = Table(title=f"{result['model']} on {env}/{result['split']} ({result['mode']}, T={config.temperature})")
     for column in ("task type", "episodes", "success", "score"):
         table.add_column(column)
     for name, row in result["per_task_type"].items():
@@ -145,3 +164,6 @@ def eval_command(
     console.print(f"mean steps {result['mean_steps']:.1f}   invalid-action rate {result['invalid_rate']:.3f}")
     for skill_id, text in result["skills_shown"].items():
         console.print(f"skill shown {skill_id}: {text}", markup=False)
+
+
+EPILOG = "Keys (key=value):\n\n" + EvalConfig.help_text()

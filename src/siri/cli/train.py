@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from siri.cli.common import fail
+from siri.cli.common import env_option_help, fail, option_overrides, settings_help
 
 if TYPE_CHECKING:
     from siri.runs.summary import Summary
@@ -119,7 +119,9 @@ def run_training(config: str, overrides: list[str], run_dir: str | None, resume:
 def train(
     config: str = typer.Option("household-tiny-gigpo", "--config", "-c",
                                help="preset name (`siri config --presets`; shipped in siri/presets/) or path to a YAML config"),
-    overrides: list[str] = typer.Argument(None, help="config overrides key=value, e.g. algo.name=grpo train.iterations=20"),
+    overrides: list[str] = typer.Argument(None, metavar="KEY=VALUE", help=settings_help(
+        "algo.name=grpo train.iterations=20", keys="every key: siri config")),
+    option: list[str] = typer.Option([], "--option", "-o", help=env_option_help("env.options")),
     algo: str | None = typer.Option(None, help="shortcut for algo.name=grpo|gigpo|rloo"),
     run_dir: str | None = typer.Option(None, help="run directory (default runs/<preset>-<timestamp>)"),
     resume: str | None = typer.Option(None, help="continue RUN_DIR from its latest checkpoint, exactly"),
@@ -129,11 +131,13 @@ def train(
 ) -> None:
     """Train a policy with GRPO/GiGPO (and SIRI when siri.enabled=true) from a YAML config.
 
+    Settings are key=value arguments over the config, environment options -o key=value, e.g.
+    `siri train -c household-tiny-gigpo train.iterations=20 -o clutter=0`.
     Metrics go to RUN_DIR/metrics.jsonl and TensorBoard (tensorboard --logdir RUN_DIR); checkpoints are
     atomic; --resume continues exactly. Print every config key with `siri config`.
     Multi-process: `torchrun --nproc_per_node N -m siri train ...` (docs/scale-out.md).
     """
-    extra = list(overrides or [])
+    extra = [*(overrides or []), *option_overrides(option, "env.options")]
     if algo:
         extra.append(f"algo.name={algo}")
     if workers:
@@ -146,13 +150,19 @@ def train(
 def quickstart(
     env: str = typer.Option("household", help="household or shop"),
     run_dir: str | None = typer.Option(None, help="run directory (default runs/quickstart-<env>-<timestamp>)"),
-    overrides: list[str] = typer.Argument(None, help="config overrides key=value"),
+    overrides: list[str] = typer.Argument(None, metavar="KEY=VALUE", help=settings_help(
+        "train.iterations=4", keys="every key: siri config")),
+    option: list[str] = typer.Option([], "--option", "-o", help=env_option_help("env.options")),
 ) -> None:
-    """The SIRI quickstart: tiny model, warm-up -> mining/validation -> internalization, report (~15 min on 2 cores)."""
+    """The SIRI quickstart: tiny model, warm-up -> mining/validation -> internalization, report (~15 min on 2 cores).
+
+    Settings are key=value arguments over the preset, as in `siri train`; environment options -o key=value.
+    """
     if env not in ("household", "shop"):
         raise fail(f"quickstart runs on household or shop, not {env!r}")
     from datetime import datetime
 
     run_dir = run_dir or f"runs/quickstart-{env}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_training(f"{env}-tiny-siri", list(overrides or []), run_dir, None, True)
+    extra = [*(overrides or []), *option_overrides(option, "env.options")]
+    run_training(f"{env}-tiny-siri", extra, run_dir, None, True)
 

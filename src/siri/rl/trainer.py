@@ -11,7 +11,8 @@ One iteration, read top to bottom in ``Trainer.iteration``:
 4. Update (``siri.rl.update``): PPO clipped token loss on plain-prompt steps + ``kl_coef`` * KL to the
    reference policy (- entropy bonus), plus ``lambda(k)`` * internalization loss on weighted skill steps
    (SIRI), with micro-batches whose gradients add up exactly to the full-batch gradient.
-5. Metrics to metrics.jsonl/TensorBoard; evaluation on fixed eval seeds every ``eval_every``;
+5. Metrics to metrics.jsonl/TensorBoard; evaluation on fixed eval seeds every ``eval_every``; with SIRI,
+   the internalization gap on the run's probe set every ``siri.probe_every`` (``siri.rl.probe``);
    checkpoint every ``save_every``.
 
 Scale-out (docs/scale-out.md): ``env.workers=ray`` steps the environments in Ray actors
@@ -29,7 +30,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -237,6 +238,7 @@ class Trainer:
         if self.siri is not None:
             record.update(self.siri.metrics())
         self.iteration = it + 1
+        record.update(self.probe_metrics())
         every = cfg.train.eval_every
         warmup_just_ended = self.siri is not None and self.siri.warmup_ended_at == self.iteration
         if (every and self.iteration % every == 0) or self.iteration == cfg.train.iterations or warmup_just_ended:
@@ -248,6 +250,24 @@ class Trainer:
         if self.dist.is_main:
             self.run.log(record)
         return record
+
+    def probe_metrics(self) -> dict[str, float]:
+        """The internalization gap on the SIRI probe set (``siri.rl.probe``), after the update of every
+        ``siri.probe_every``-th iteration and of the last one; empty otherwise or while the probe is empty.
+
+        Every rank computes it (same probe, same weights, no collective); only rank 0 logs the record.
+        """
+        every, done = self.cfg.siri.probe_every, self.iteration
+        if self.siri is None or not every or not self.siri.probe_set:
+            return {}
+        if done % every and done != self.cfg.train.iterations:
+            return {}
+        from siri.rl.probe import internalization_gap, scoring_temperature
+        from siri.skills.probe import probe_records
+
+        return internalization_gap(self.policy.model, probe_records(self.siri.probe_set), pad_id=self.policy.pad_id,
+                                   temperature=scoring_temperature(self.cfg),
+                                   micro_batch=self.cfg.optim.micro_batch_size)
 
     def update(self, batch: UpdateBatch) -> dict[str, float]:
         """One policy update on ``batch`` (``siri.rl.update``) with this trainer's policy and optimizer."""
@@ -317,7 +337,8 @@ class Trainer:
             files = self.siri.checkpoint_files()
         trainable = {n: p.detach().clone() for n, p in self.policy.model.named_parameters() if p.requires_grad}
         return self.run.save_checkpoint(
-            self.iteration, {"model": trainable, "optimizer": self.optimizer.state_dict(), "trainer": state}, files
+            self.iteration, {"model": trainable, "optimizer": self.optimizer.state_dict(), "trainer": state}, files,
+            keep=self.cfg.train.keep_checkpoints,
         )
 
     def finish(self) -> None:
@@ -365,13 +386,17 @@ def make_engine(cfg: TrainConfig, policy: Policy, dist: Dist) -> Any:
     return VLLMEngine.from_policy(policy, world=dist.world, seed=cfg.train.seed, **cfg.rollout.vllm_options)
 
 
-def _load_policy(cfg: TrainConfig, load_policy: Callable[..., Any], dist: Dist | None = None) -> Any:
+def _load_policy(cfg: TrainConfig, load_policy: Callable[..., Any], dist: Dist | None = None,
+                 reference: bool | None = None) -> Any:
+    """The policy ``cfg.model`` describes; ``reference`` (default: whether the KL term needs one) also loads
+    the frozen reference copy."""
     device = rank_device(dist or Dist(), cfg.train.device)
     policy = load_policy(
         cfg.model.name_or_path, env=cfg.env.name, lora=cfg.model.lora, lora_r=cfg.model.lora_r,
         lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
         dtype=cfg.model.dtype if cfg.model.dtype != "auto" else "float32",
-        device=device, action_mode=cfg.model.action_mode, reference=cfg.algo.kl_coef > 0,
+        device=device, action_mode=cfg.model.action_mode,
+        reference=cfg.algo.kl_coef > 0 if reference is None else reference,
     )
     if cfg.model.gradient_checkpointing:  # renamed in transformers 5.x; the old name warns, then goes in v6
         model = policy.model
@@ -391,6 +416,28 @@ def _load_trainable(model: Any, weights: dict[str, Any]) -> list[str]:
                 raise RunDirError(f"checkpoint holds weight {name!r} that the model does not have")
             params[name].copy_(tensor)
     return missing
+
+
+def checkpoint_policies(run_dir: str | Path, device: str = "auto"
+                        ) -> Iterator[tuple[int, str | None, Policy, TrainConfig]]:
+    """A run's policy at its start and at each of its checkpoints, for scoring them (``siri probe``).
+
+    One policy is loaded as the run's config says (base model, LoRA; no reference copy) and each checkpoint's
+    trainable weights are copied onto it in turn, as ``Trainer.resume`` does. Yields ``(iteration, checkpoint
+    name or None for the start, policy, config)``; the policy is the same object every time.
+    """
+    from siri.models.loading import load_policy
+
+    run = RunDir.open(run_dir)
+    cfg = TrainConfig.load(run.path / "config.yaml", [f"train.device={device}"])
+    policy = _load_policy(cfg, load_policy, reference=False)
+    yield 0, None, policy, cfg
+    for checkpoint in run.list_checkpoints():
+        iteration = int(run.load_checkpoint(checkpoint, "iteration")["iteration"])
+        missing = _load_trainable(policy.model, run.load_checkpoint(checkpoint, "model"))
+        if missing:
+            raise RunDirError(f"{checkpoint}/model.pt does not match the model of {run.path}: missing {missing[:5]}")
+        yield iteration, checkpoint.name, policy, cfg
 
 
 def _split_size(env_name: str, options: dict[str, Any]) -> int | None:

@@ -21,6 +21,21 @@ from siri.runs.summary import Summary, evaluation_table, read_summary
 
 PHASE_COLORS = {"bootstrap": "#ffffff", "warmup": "#dbeafe", "skills": "#fef3c7", "gigpo": "#f3f4f6", "grpo": "#f3f4f6"}
 STATUS_COLORS = {"active": "#16a34a", "candidate": "#9ca3af", "retired": "#dc2626"}
+MECHANISM = "Skill mechanism: paired validation and internalization"
+# (metric key, panel title, the one line under the figure that says what it shows)
+MECHANISM_PANELS = [
+    ("skills/paired_zero_share_cumulative", "paired validations exactly 0 (share, cumulative)",
+     "share of all paired validations so far (skill rollouts vs the plain rollouts of the same group) whose "
+     "difference was 0: the skill changed nothing measurable"),
+    ("skills/paired_zero_share", "paired validations exactly 0 (share, this iteration)",
+     "the same share among this iteration's paired validations"),
+    ("skills/paired_mean_cumulative", "mean paired utility (cumulative)",
+     "mean of U = mean R(with skill) - mean R(without) over all paired validations so far: what skills add"),
+    ("skills/paired_mean", "mean paired utility (this iteration)", "the same mean over this iteration's validations"),
+    ("siri/int_gap", "internalization gap (probe)",
+     "on a fixed probe of skill-guided steps: mean log-prob of the action under the plain prompt minus under the "
+     "skill prompt; rising toward 0 = the plain policy absorbs what the skills say"),
+]
 
 
 @dataclass
@@ -260,6 +275,8 @@ def build_report(paths: list[str | Path], out_dir: str | Path | None = None) -> 
         ("Skill bank over time", _line_plot(runs, [("skills/active", "active skills"), ("skills/candidate", "candidates"),
                                                    ("skills/retired", "retired")], "skill bank")),
     ]
+    figures.append((MECHANISM, _line_plot(runs, [(k, label) for k, label, _ in MECHANISM_PANELS], "skill mechanism")))
+    captions = {MECHANISM: [(label, note) for k, label, note in MECHANISM_PANELS if any(r.series(k)[0] for r in runs)]}
     figures += [(f"Skill utilities — {r.name}", _utility_plot(r)) for r in runs]
 
     html_parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>SIRI report: {html.escape(title)}</title>"
@@ -282,6 +299,11 @@ def build_report(paths: list[str | Path], out_dir: str | Path | None = None) -> 
         file = png_dir / f"figure-{i}.png"
         file.write_bytes(base64.b64decode(png))
         md_parts.append(f"## {name}\n\n![{name}](report_files/{file.name})\n")
+        notes = captions.get(name, [])
+        if notes:
+            html_parts.append("<ul class='muted'>" + "".join(
+                f"<li><b>{html.escape(label)}</b>: {html.escape(note)}</li>" for label, note in notes) + "</ul>")
+            md_parts.append("\n".join(f"- **{label}**: {note}" for label, note in notes) + "\n")
 
     for run in runs:
         if run.skills:

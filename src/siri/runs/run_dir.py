@@ -155,7 +155,8 @@ class RunDir:
         """Write ``payload`` (name -> torch-saveable object, one ``<name>.pt`` each) and text ``files``.
 
         The directory appears under its final name only once complete, so ``LATEST`` never points at
-        a half-written checkpoint; the oldest checkpoints beyond ``keep`` are removed afterwards.
+        a half-written checkpoint; the oldest checkpoints beyond ``keep`` are removed afterwards (``keep=0``:
+        none are).
         """
         import torch
 
@@ -170,7 +171,7 @@ class RunDir:
             for fname, text in (files or {}).items():
                 (tmp / fname).write_text(text)
         atomic_write_text(self.checkpoints / "LATEST", name + "\n")
-        for old in self.list_checkpoints()[:-keep]:
+        for old in self.list_checkpoints()[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
         return final
 

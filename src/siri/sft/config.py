@@ -1,75 +1,95 @@
 """The warm start's settings: which demonstrations are played and how the supervised run trains on them.
 
-One frozen dataclass, shared by the demonstrator (the environment it plays), the warm start and the tiny
-model's recipe (``TinyConfig`` extends it, and its fields enter the tiny model's cache key).
+One frozen, documented config (``siri.utils.config.Config``: strict ``key=value`` overrides, bounds,
+``help_text``), shared by the demonstrator (the environment it plays), the warm start and the tiny model's
+recipe (``TinyConfig`` extends it, and its fields enter the tiny model's cache key). Its defaults are the
+tiny model's recipe; ``PRETRAINED`` is the starting point of ``siri model warm-start`` (a pretrained LM),
+whose ``key=value`` arguments override these fields by name.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from siri.utils.config import Config, opt
 
 
 @dataclass(frozen=True)
-class WarmStartConfig:
+class WarmStartConfig(Config):
     """The demonstrations and the supervised run (defaults: the tiny model's recipe).
 
-    Attributes:
-        env: environment the demonstrations are played in ("household" or "shop").
-        seed: seeds the demonstrations, the batching and (for the tiny model) the weights.
-        sft_episodes: noisy-demonstrator episodes.
-        random_action_share: probability that a step takes a random admissible action.
-        search_share: probability that a step where the expert uses hidden state is an honest search.
-        invalid_action_share: probability that a step takes an inadmissible action.
-        imitate: "behaviour" also imitates the random actions (a noisy policy); "expert" labels
-            those states with the expert's action (DAgger-style). Searches are always imitated.
-        skill_prompt_share: share of prompts that show a block of trace skills.
-        matching_twins: probability that a decision state (something to take in view, nothing held)
-            also gets a counterfactual twin: the same prompt asking for another object, labelled as the
-            demonstrator would act on it (take it if it is in view, else search on). Only for envs
-            that name the goal object (household). A twin differs from its original in the task's
-            object word alone, so only "is the task's object in view?" explains both labels. It helps
-            the matching benchmark, but the full household only a little (docs/tiny-model.md). Off in
-            every default.
-        mining_examples: mining-prompt examples (prompt -> trace skills).
-        mining_episodes: successful episodes shown per mining example.
-        mining_max_skills: skills asked for in a mining example.
-        prompt_lm_weight: weight of an auxiliary next-token loss on the prompt tokens. It gives the
-            tiny model ~50x more signal per example (reading observations and admissible lists) and
-            makes copying from the prompt — what acting needs — emerge in a few hundred steps. A
-            pretrained LM reads already: 0 there.
-        prompt_lm_positions: prompt positions per example that the auxiliary loss is taken at, drawn at
-            random each step (0: all of them). With a large vocabulary (shop: ~27k words) projecting
-            every position onto it costs more than the whole transformer; a sample keeps the same
-            objective in expectation at a fraction of the cost.
-        train_steps, batch_size, lr, warmup_steps, weight_decay: the supervised run (AdamW, linear
-            warm-up, cosine decay to a tenth of ``lr``).
-        history_len: prompt history (must match the rollout's; the paper's 2).
-        max_steps: episode step limit of the demonstrations (None: the env's default).
-        env_options: options of the environment the demonstrations are played in (e.g.
-            ``{"clutter": 0.0}``: household rooms without distractor objects).
+    Each field's help says what it sets; the why of some of them:
+
+    - ``matching_twins``: a twin differs from its original in the task's object word alone, so only "is the
+      task's object in view?" explains both labels. It helps the matching benchmark, but the full household
+      only a little (docs/tiny-model.md). Off in every default.
+    - ``follow_skills``: SIRI needs a policy whose action depends on what a skill says (DESIGN.md, "When
+      SIRI can help at all"); a demonstrator that ignores the skills it shows teaches ignoring them. The
+      places shown vary (``skill_places_mix``), decoys included, so that the text, not its presence, decides.
+    - ``prompt_lm_weight``: the auxiliary next-token loss on the prompt gives the tiny model ~50x more signal
+      per example (reading observations and admissible lists) and makes copying from the prompt (what acting
+      needs) emerge in a few hundred steps. A pretrained LM reads already: 0 there.
+    - ``prompt_lm_positions``: with a large vocabulary (shop: ~27k words) projecting every position onto it
+      costs more than the whole transformer; a sample keeps the same objective in expectation at a fraction
+      of the cost.
     """
 
-    env: str = "household"
-    seed: int = 0
-    sft_episodes: int = 500
-    random_action_share: float = 0.1
-    search_share: float = 1.0
-    invalid_action_share: float = 0.05
-    imitate: str = "behaviour"
-    skill_prompt_share: float = 0.2
-    matching_twins: float = 0.0
-    mining_examples: int = 120
-    mining_episodes: int = 2
-    mining_max_skills: int = 3
-    prompt_lm_weight: float = 0.5
-    prompt_lm_positions: int = 0
-    train_steps: int = 900
-    batch_size: int = 8
-    lr: float = 2e-3
-    warmup_steps: int = 30
-    weight_decay: float = 0.01
-    history_len: int = 2
-    max_steps: int | None = None
-    env_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    env: str = opt("household", "environment the demonstrations are played in: household or shop")
+    seed: int = opt(0, "seeds the demonstrations, the batching and (for the tiny model) the weights")
+    sft_episodes: int = opt(500, "noisy-demonstrator episodes played", min=1)
+    random_action_share: float = opt(0.1, "probability that a demonstrator step takes a random admissible action "
+                                     "(imitated too with imitate=behaviour: RL headroom)", min=0.0, max=1.0)
+    search_share: float = opt(1.0, "probability that a step where the expert uses hidden state is an honest "
+                              "search", min=0.0, max=1.0)
+    invalid_action_share: float = opt(0.05, "probability that a demonstrator step takes an inadmissible action",
+                                      min=0.0, max=1.0)
+    imitate: Literal["behaviour", "expert"] = opt(
+        "behaviour", "behaviour: also imitate the random actions (a noisy policy); expert: label those states "
+        "with the expert's action (DAgger-style). Searches are always imitated")
+    skill_prompt_share: float = opt(0.2, "share of prompts that show a block of trace skills (with "
+                                    "follow_skills also the share of episodes shown a placement skill)",
+                                    min=0.0, max=1.0)
+    matching_twins: float = opt(0.0, "probability that a decision state (something to take in view, nothing "
+                                "held) also gets a counterfactual twin asking for another object, labelled as the "
+                                "demonstrator would act on it; envs that name the goal object only (household)",
+                                min=0.0, max=1.0)
+    follow_skills: bool = opt(False, "household: a skill_prompt_share of the episodes show one placement "
+                              "skill for the task's object ('WHEN you need a mug THEN look in the cabinet, ... "
+                              "first') and the demonstrator searches the places it names, in its order, first; "
+                              "the other episodes show the trace skills without their placement ones")
+    skill_places_mix: tuple[float, float, float] = opt(
+        (0.5, 0.25, 0.25), "with follow_skills: weights of the places a shown skill names: the object's "
+        "typical kinds, atypical ones (decoys), random compatible ones (all among the room's)", min=0.0)
+    mining_examples: int = opt(120, "skill-writing examples (the mining prompt -> trace skills)", min=0)
+    mining_episodes: int = opt(2, "successful episodes shown per mining example", min=1)
+    mining_max_skills: int = opt(3, "skills asked for in a mining example", min=1)
+    trace_style: Literal["legacy", "sentences"] = opt(
+        "legacy", "wording of the trace skills shown in prompts and taught by the mining examples "
+        "(siri.skills.trace.TRACE_STYLES): legacy keeps the texts earlier tiny models were built on; sentences "
+        "writes clean sentences ('WHEN you need an apple THEN look in the countertop and the fridge first')")
+    prompt_lm_weight: float = opt(0.5, "weight of an auxiliary next-token loss on the prompt tokens (0: off)",
+                                  min=0.0)
+    prompt_lm_positions: int = opt(0, "prompt positions per example the auxiliary loss is taken at, drawn each "
+                                   "step (0: all of them)", min=0)
+    train_steps: int = opt(900, "optimizer steps of the supervised run (AdamW, linear warm-up, cosine decay to "
+                           "a tenth of lr)", min=1)
+    batch_size: int = opt(8, "examples per step", min=1)
+    lr: float = opt(2e-3, "peak learning rate", gt=0.0)
+    warmup_steps: int = opt(30, "linear warm-up steps", min=0)
+    weight_decay: float = opt(0.01, "AdamW weight decay", min=0.0)
+    history_len: int = opt(2, "prompt history (must match the rollout's; the paper's 2)", min=0)
+    max_steps: int | None = opt(None, "episode step limit of the demonstrations (None: the env's default)", min=1)
+    env_options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "options of the environment the demonstrations are played in (-o key=value), e.g. {clutter: 0}: "
+                "household rooms without distractor objects"})
+    lora: bool = opt(False, "train LoRA adapters (merged into the saved weights) instead of every weight (a "
+                     "pretrained LM's warm start; the tiny model is built from scratch and trains every weight)")
+    lora_r: int = opt(16, "LoRA rank (with lora=true)", min=1)
+
+
+# `siri model warm-start`'s starting point: a pretrained LM needs fewer, shorter demonstrations, a smaller
+# learning rate, no prompt language-model loss (it reads already) and LoRA adapters. SmolLM2-135M: ~45 min on
+# CPU with these (benchmarks/RESULTS.md).
+PRETRAINED = WarmStartConfig(sft_episodes=60, mining_examples=16, prompt_lm_weight=0.0, train_steps=150,
+                             batch_size=4, lr=2e-4, warmup_steps=15, lora=True)

@@ -8,6 +8,13 @@ walking to where the object hides), the demonstrator searches honestly instead, 
 Everything else (taking what is in view, processing it, delivering it) follows the expert. With
 probability ``random_action_share`` a step is a random admissible action, with ``invalid_action_share``
 an inadmissible one (so "Nothing happens." states are seen, with the expert's recovery as label).
+
+Skill-following (``WarmStartConfig.follow_skills``, household): an episode may be shown one placement skill,
+"WHEN you need a mug THEN look in the cabinet, the shelf and the countertop first". While it searches for
+the task's object with nothing in hand, the demonstrator then goes to the places the skill names, in the
+skill's order (every instance of the first kind, opening closed ones, then the next kind), before searching
+as above. The skills name typical, atypical (decoy) or random compatible places, so a model that imitates it
+learns to act on what a skill says, not on its mere presence; without a skill it knows no placements.
 """
 
 from __future__ import annotations
@@ -15,13 +22,15 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from siri.envs import Env, Observation, make
+from siri.envs.household import placements, world
 from siri.rollout.types import StepRecord, Trajectory
 from siri.sft.config import WarmStartConfig
+from siri.skills.trace import article, word_list
 
 
 @dataclass
@@ -35,19 +44,29 @@ class Episode:
     won: bool
     expert_actions: list[str] = dataclasses.field(default_factory=list)
     goal_object: str | None = None  # the word of the object the task asks for, where the env says it
+    skill: str | None = None  # the placement skill the episode was shown and followed (follow_skills)
+
+
+# Draws the skill an episode is shown (or None) from its first observation and goal object word.
+SkillDraw = Callable[[Observation, str | None], str | None]
 
 
 def noisy_episode(
-    env: Env, seed: int, rng: random.Random, random_share: float, search_share: float = 0.0, invalid_share: float = 0.0
+    env: Env, seed: int, rng: random.Random, random_share: float, search_share: float = 0.0,
+    invalid_share: float = 0.0, skill: SkillDraw | None = None,
 ) -> Episode:
     """Play one episode with the searching, noisy demonstrator of the module docstring.
 
     ``Episode.expert_actions`` holds the label of every step: the action taken, except the expert's
-    action where the step was invalid (and, for the caller to choose, where it was random).
+    action where the step was invalid (and, for the caller to choose, where it was random). ``skill``
+    draws the placement skill the episode is shown (None: none); the searches follow its places.
     """
     obs = env.reset(seed)
     goal_object = getattr(env, "goal_object", None)
     episode = Episode(seed, [], [], [], False, goal_object=goal_object() if goal_object is not None else None)
+    episode.skill = skill(obs, episode.goal_object) if skill is not None else None
+    places = places_named(episode.skill) if episode.skill else []
+    holding = False  # the agent knows what it holds: a valid take picks up, a valid move puts down
     visited: set[str] = set()
     searching = getattr(env, "expert_searching", None)  # envs whose expert can say when it uses hidden state
     while True:
@@ -62,10 +81,13 @@ def noisy_episode(
         else:
             action = expert
             if searching is not None and searching() and rng.random() < search_share:
-                action = label = _search_step(admissible, visited, rng) or expert
+                guided = _guided_step(admissible, places, visited) if places and not holding else None
+                action = label = guided or _search_step(admissible, visited, rng) or expert
         if action.startswith("go to "):
             visited.add(action[6:])
         step = env.step(action)
+        if step.valid and action.startswith(("take ", "move ")):
+            holding = action.startswith("take ")
         episode.expert_actions.append(label)
         episode.observations.append(obs)
         episode.actions.append(action)
@@ -83,6 +105,100 @@ def _search_step(admissible: tuple[str, ...], visited: set[str], rng: random.Ran
         return opens[0]
     unvisited = [a for a in admissible if a.startswith("go to ") and a[6:] not in visited]
     return rng.choice(unvisited) if unvisited else None
+
+
+def _kind_word(place: str) -> str:
+    """``cabinet 3`` -> ``cabinet``: the receptacle word of an instance name."""
+    head, _, number = place.rpartition(" ")
+    return head if number.isdigit() else place
+
+
+def _instance_number(place: str) -> int:
+    number = place.rpartition(" ")[2]
+    return int(number) if number.isdigit() else 0
+
+
+def _guided_step(admissible: tuple[str, ...], places: Sequence[str], visited: set[str]) -> str | None:
+    """A search that follows a skill: open the closed place here if it is of a named kind, else go to the
+    lowest-numbered unvisited instance of the first named kind that has one (None: all were searched)."""
+    for action in admissible:
+        if action.startswith("open ") and _kind_word(action[5:]) in places:
+            return action
+    for kind in places:
+        targets = [a for a in admissible
+                   if a.startswith("go to ") and a[6:] not in visited and _kind_word(a[6:]) == kind]
+        if targets:
+            return min(targets, key=lambda a: _instance_number(a[6:]))
+    return None
+
+
+# The words observations print for receptacle kinds, which a placement skill's places are spelled with.
+RECEPTACLE_WORDS: frozenset[str] = frozenset(placements.receptacle_word(k) for k in world.RECEPTACLE_TYPES)
+_OBJECT_KINDS: dict[str, str] = {world.display(k): k for k in world.OBJECT_TYPES}
+PLACE_SOURCES: tuple[str, ...] = ("typical", "atypical", "random")
+
+
+def places_named(skill_text: str) -> list[str]:
+    """The receptacle words a skill names after its "THEN", in order of first appearance ([]: none).
+
+    "WHEN you need a mug THEN look in the cabinet, the shelf and the desk first" -> [cabinet, shelf, desk].
+    """
+    _, then, action = skill_text.partition("THEN")
+    if not then:
+        return []
+    named: list[str] = []
+    for word in re.findall(r"[a-z]+", action.lower()):
+        if word in RECEPTACLE_WORDS and word not in named:
+            named.append(word)
+    return named
+
+
+def is_placement_skill(skill_text: str) -> bool:
+    """Whether a skill says where an object is ("WHEN you need a mug THEN ...", in both trace styles)."""
+    return skill_text.startswith("WHEN you need ")
+
+
+def room_places(obs: Observation) -> list[str]:
+    """The receptacle words of the places one can go to from ``obs`` (the whole room at the start)."""
+    return sorted({_kind_word(a[6:]) for a in obs.admissible_actions if a.startswith("go to ")})
+
+
+def placement_skill_text(object_word: str, places: Sequence[str]) -> str:
+    """The shared placement-skill sentence, worded as the trace miner's "sentences" style writes it (so the
+    skills shown and the skills the mining lessons teach read alike): "WHEN you need an apple THEN look in
+    the fridge, the countertop and the diningtable first"."""
+    where = word_list([f"the {p}" for p in places], "and")
+    return f"WHEN you need {article(object_word)} {object_word} THEN look in {where} first"
+
+
+def draw_placement_skill(object_word: str, room: Sequence[str], rng: random.Random,
+                         mix: Sequence[float] = (0.5, 0.25, 0.25), k: int = 3) -> tuple[str, str] | None:
+    """(source, skill) of a placement skill for ``object_word`` in a room with these receptacle words.
+
+    The source is drawn by ``mix`` over ``PLACE_SOURCES``: the object's typical kinds
+    (``placements.typical_receptacles``), atypical ones (decoys) or ``k`` random compatible kinds, all
+    among the room's kinds, in shuffled order (the order is the skill's, not the table's). A source with
+    no kind in the room falls back to random compatible kinds. None: no object kind or no compatible place.
+    """
+    kind = _OBJECT_KINDS.get(object_word)
+    if kind is None or kind not in placements.PLACEMENTS:
+        return None
+    present = {r for r in world.RECEPTACLE_TYPES if placements.receptacle_word(r) in set(room)}
+    source = rng.choices(PLACE_SOURCES, weights=list(mix))[0]
+    if source == "typical":
+        kinds = placements.typical_receptacles(kind, k, among=present)
+    elif source == "atypical":
+        kinds = placements.atypical_receptacles(kind, k, among=present)
+    else:
+        kinds = []
+    if not kinds:
+        source = "random"
+        compatible = sorted(r for r in placements.PLACEMENTS[kind] if r in present)
+        kinds = rng.sample(compatible, min(k, len(compatible)))
+    if not kinds:
+        return None
+    rng.shuffle(kinds)
+    return source, placement_skill_text(object_word, [placements.receptacle_word(r) for r in kinds])
 
 
 def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:

@@ -44,7 +44,9 @@ TINY_FORMAT = 2  # bump when the recipe changes: it is part of the cache key
 HOUSEHOLD_LITE: dict[str, Any] = {"clutter": 0.0, "task_types": ["look_at_obj_in_light", "pick_and_place_simple"]}
 
 
-_KEY_OPTIONAL: dict[str, Any] = {"prompt_lm_positions": 0, "matching_twins": 0.0}
+_KEY_OPTIONAL: dict[str, Any] = {"prompt_lm_positions": 0, "matching_twins": 0.0, "lora": False, "lora_r": 16,
+                                 "follow_skills": False, "skill_places_mix": (0.5, 0.25, 0.25),
+                                 "trace_style": "legacy"}
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,12 @@ class TinyConfig(WarmStartConfig):
 TINY_FOR_ENV = {"alfworld": "household"}
 
 
-def default_config(env: str) -> TinyConfig:
-    """The recipe ``load_policy("tiny", env=...)`` builds.
+# Recipes besides the default, by name: `siri model build-tiny --recipe NAME`, model name tiny-<env>-<NAME>.
+RECIPES: dict[str, tuple[str, ...]] = {"default": ("household", "shop"), "skills": ("household",)}
+
+
+def default_config(env: str, recipe: str = "default") -> TinyConfig:
+    """The recipe ``load_policy("tiny", env=...)`` builds (``recipe``: another one of ``RECIPES``).
 
     household: the warm start plays ``HOUSEHOLD_LITE`` (the setting of the tiny presets; see
     docs/tiny-model.md for why the full household is out of this model's reach).
@@ -95,6 +101,11 @@ def default_config(env: str) -> TinyConfig:
     prompt language-model loss is taken at 64 sampled prompt positions per example instead of all of
     them. Without it the model never learns to copy a product id or an option from the page (eval
     score 0.00); with it, 0.15 (docs/tiny-model.md). Expect a low starting success there.
+    "skills" (household): a policy that acts on what a skill says (issue 20). The default's household-lite,
+    with typical placements (so a skill's places can be right), skill-following demonstrations
+    (``follow_skills``) in half of the episodes (``skill_prompt_share`` 0.5: at the default 0.2 only ~90 of
+    500 episodes would follow a skill, ~35 per kind of places named) and mining lessons in the trace miner's
+    "sentences" style, whose placement skills read like the ones shown.
     """
     if env in TINY_FOR_ENV:
         raise ModelError(f"no tiny model is built for {env!r}: {env} plays the {TINY_FOR_ENV[env]} tiny model "
@@ -102,8 +113,14 @@ def default_config(env: str) -> TinyConfig:
                          f"`siri model build-tiny --env {TINY_FOR_ENV[env]}`")
     if env not in ENVIRONMENTS:
         raise ModelError(f"no tiny model for environment {env!r}; choose one of: household, shop")
+    if recipe not in RECIPES or env not in RECIPES[recipe]:
+        known = ", ".join(f"{name} ({'/'.join(envs)})" for name, envs in RECIPES.items())
+        raise ModelError(f"no tiny recipe {recipe!r} for {env}; recipes: {known}")
     if env == "shop":
         return TinyConfig(env=env, prompt_lm_positions=64, train_steps=1500, sft_episodes=400)
+    if recipe == "skills":
+        return TinyConfig(env=env, env_options={**HOUSEHOLD_LITE, "placements": "typical"}, train_steps=1800,
+                          follow_skills=True, skill_prompt_share=0.5, trace_style="sentences")
     return TinyConfig(env=env, env_options=dict(HOUSEHOLD_LITE), train_steps=1800)
 
 
@@ -112,10 +129,13 @@ def resolve_tiny(name: str, env: str, *, build: bool = True,
     """(directory, environment) of tiny model ``name``, built if needed: ``siri.models.registry``'s entry.
 
     "tiny" is the model for ``env`` (``TINY_FOR_ENV`` for environments that play another's);
-    "tiny-<env>" the one built for ``<env>``.
+    "tiny-<env>" the one built for ``<env>``; "tiny-<env>-<recipe>" another of ``RECIPES``
+    ("tiny-household-skills").
     """
-    tiny_env = TINY_FOR_ENV.get(env, env) if name == "tiny" else name.removeprefix("tiny-")
-    return ensure_tiny(tiny_env, build=build, log=log), tiny_env
+    tiny_env, _, recipe = name.removeprefix("tiny-").partition("-")
+    if name == "tiny":
+        tiny_env = TINY_FOR_ENV.get(env, env)
+    return ensure_tiny(tiny_env, build=build, recipe=recipe or "default", log=log), tiny_env
 
 
 def tiny_dir(config: TinyConfig) -> Path:
@@ -144,15 +164,18 @@ def ensure_tiny(
     build: bool = True,
     force: bool = False,
     config: TinyConfig | None = None,
+    recipe: str = "default",
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Directory of the tiny model for ``env``, building it first if needed (or if ``force``)."""
-    config = config or default_config(env)
+    """Directory of the tiny model for ``env`` (``recipe``: one of ``RECIPES``), built first if needed (or if
+    ``force``)."""
+    config = config or default_config(env, recipe)
     path = tiny_dir(config)
     if is_built(path) and not force:
         return path
     if not build:
-        raise ModelError(f"the tiny model for {env!r} is not built yet; run: siri model build-tiny --env {env}")
+        how = f"--env {env}" + (f" --recipe {recipe}" if recipe != "default" else "")
+        raise ModelError(f"the tiny model for {env!r} is not built yet; run: siri model build-tiny {how}")
     with _build_lock(path):
         if is_built(path) and not force:
             return path

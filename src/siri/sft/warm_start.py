@@ -12,7 +12,9 @@ imitates its searches, its random actions too when ``imitate="behaviour"`` (a no
 never the invalid ones. A share of the prompts carry a block of ``trace`` skills of their task type (so
 skill-augmented prompts are familiar), and mining examples teach the skill-writing prompt: the mining
 messages over successful episodes of a task type, answered with the deterministic ``trace`` skills of
-those episodes. The prompts are the rollout's own (``build_prompt`` + the tokenizer's chat template), and
+those episodes. With ``follow_skills`` (household) a share of the episodes instead show one placement skill
+that the demonstrator acts on (``siri.sft.demonstrator``), so that the skill's content decides the action.
+The prompts are the rollout's own (``build_prompt`` + the tokenizer's chat template), and
 the targets are ``<action>...</action>``: exactly what ``choose`` mode scores and ``generate`` mode writes.
 """
 
@@ -22,6 +24,7 @@ import dataclasses
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,16 @@ from siri.models.policy import Policy
 from siri.rollout.parsing import CLOSE, OPEN
 from siri.rollout.prompts import build_prompt, chat_ids
 from siri.sft.config import WarmStartConfig
-from siri.sft.demonstrator import Episode, make_env, matching_twin, noisy_episode, to_trajectory
+from siri.sft.demonstrator import (
+    Episode,
+    draw_placement_skill,
+    is_placement_skill,
+    make_env,
+    matching_twin,
+    noisy_episode,
+    room_places,
+    to_trajectory,
+)
 
 REPORT_FILE = "siri_warm_start.json"
 
@@ -46,19 +58,45 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
 
     rng = random.Random(f"tiny-sft/{config.seed}")
     env = make_env(config, "train", warm_start=True)
+    follow = config.follow_skills
+    if follow and getattr(env, "goal_object", None) is None:
+        raise ValueError(f"follow_skills needs an environment that names the task's object (household), not "
+                         f"{config.env!r}")
+    sources: Counter[str] = Counter()
+    skill_rng = random.Random(f"tiny-follow/{config.seed}")  # its own stream, as the twins'
+
+    def draw_skill(obs: Observation, goal: str | None) -> str | None:
+        if goal is None or skill_rng.random() >= config.skill_prompt_share:
+            return None
+        drawn = draw_placement_skill(goal, room_places(obs), skill_rng, config.skill_places_mix)
+        if drawn is None:
+            return None
+        sources[drawn[0]] += 1
+        return drawn[1]
+
     # Seeds far from 0 so the warm start does not see the first train seeds that quick evals use.
     episodes = [
         noisy_episode(env, 1_000_000 + s, rng, config.random_action_share, config.search_share,
-                      config.invalid_action_share)
+                      config.invalid_action_share, skill=draw_skill if follow else None)
         for s in range(config.sft_episodes)
     ]
     won = [e for e in episodes if e.won]
     log(f"warm start: {len(episodes)} noisy-expert episodes, {len(won)} won")
+    if follow:
+        log(f"warm start: {sum(sources.values())} episodes follow a placement skill naming "
+            f"{', '.join(f'{n} {source}' for source, n in sorted(sources.items()))} places")
     by_type: dict[str, list[Episode]] = {}
     for e in won:
         by_type.setdefault(e.observations[0].task_type, []).append(e)
-    # Skills shown in skill-augmented warm-start prompts: trace skills over half of each type's wins.
-    skill_pool = {tt: trace_skills(config.env, tt, [to_trajectory(e) for e in eps[::2]], max_skills=4) for tt, eps in by_type.items()}
+    # Skills shown in skill-augmented warm-start prompts: trace skills over half of each type's wins. With
+    # follow_skills, without their placement skills: only the episode's own placement skill is shown, and
+    # acted on (the demonstrator follows the plans anyway).
+    skill_pool = {tt: trace_skills(config.env, tt, [to_trajectory(e) for e in eps[::2]],
+                                   max_skills=None if follow else 4, style=config.trace_style)
+                  for tt, eps in by_type.items()}
+    if follow:
+        skill_pool = {tt: [s for s in pool if not is_placement_skill(s)][:4]
+                      for tt, pool in skill_pool.items()}
 
     def action_example(obs: Observation, task: str, label: str, history: list[tuple[str, str]],
                        skills: list[str]) -> tuple[list[int], list[int]]:
@@ -81,7 +119,12 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
             if config.imitate == "behaviour" and action in obs.admissible_actions:
                 label = action  # imitate random actions too (invalid ones never)
             skills = skill_pool.get(obs.task_type, [])
-            show = skills[: rng.randint(1, len(skills))] if skills and rng.random() < config.skill_prompt_share else []
+            if episode.skill is not None:
+                show = [episode.skill]  # the placement skill the demonstrator follows in this episode
+            elif skills and rng.random() < config.skill_prompt_share:
+                show = skills[: rng.randint(1, len(skills))]
+            else:
+                show = []
             examples.append(action_example(obs, obs.task, label, history, show))
             if config.matching_twins > 0 and episode.goal_object and twin_rng.random() < config.matching_twins:
                 twin = matching_twin(obs, expert_label, episode.goal_object, kinds, visited, twin_rng)
@@ -102,7 +145,7 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
         rendered = [render_trajectory(to_trajectory(e), e.observations[0].task) for e in chosen]
         messages = mining_messages(task_type, rendered, config.mining_max_skills)
         skills = trace_skills(config.env, task_type, [to_trajectory(e, k) for k, e in enumerate(chosen)],
-                              config.mining_max_skills)
+                              config.mining_max_skills, style=config.trace_style)
         if not skills:
             continue
         target = [*list(tokenizer("\n".join(skills), add_special_tokens=False)["input_ids"]), tokenizer.eos_token_id]

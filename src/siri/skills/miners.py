@@ -46,14 +46,20 @@ class Miner(Protocol):
 
 @dataclass
 class TraceMiner:
-    """Skills from ``trace_skills`` with the rules of environment ``env`` (a ``siri.envs`` name): no model involved."""
+    """Skills from ``trace_skills`` with the rules of environment ``env`` (a ``siri.envs`` name): no model involved.
+
+    ``style`` is the trace wording (``siri.skills.trace.TRACE_STYLES``); "legacy" reproduces the texts of runs
+    made before the "sentences" default.
+    """
 
     env: str
     min_score: float | None = None
     name: str = "trace"
+    style: str = "sentences"
 
     def mine(self, task_type: str, trajectories: Sequence[Trajectory], max_skills: int) -> list[str]:
-        return trace_skills(self.env, task_type, trajectories, max_skills=max_skills, min_score=self.min_score)
+        return trace_skills(self.env, task_type, trajectories, max_skills=max_skills, min_score=self.min_score,
+                            style=self.style)
 
 
 @dataclass

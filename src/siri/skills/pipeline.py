@@ -20,6 +20,10 @@ The trainer asks this object three things each iteration:
   the first iteration that had an active skill (``lambda_max / lambda_ramp_iters`` in that iteration,
   ``lambda_max`` from ``lambda_ramp_iters`` iterations on).
 
+Two measurements of the mechanism come with every run: the paired validations' share of exact zeros and
+mean utility, per iteration and cumulative (``paired_metrics``), and the probe set of the first skill steps
+(``siri.skills.probe``) on which the trainer measures the internalization gap.
+
 Skills are one per rollout, which keeps prompts short (small models have short contexts) and makes
 every skill rollout a clean paired evaluation of exactly one skill.
 """
@@ -43,12 +47,14 @@ from siri.rollout.types import StepRecord, Trajectory
 from siri.skills.bank import BANK_FILENAME, GENERAL, START_BANK_FILENAME, SkillBank
 from siri.skills.internalize import lambda_schedule, step_weights
 from siri.skills.miners import Miner, make_miner
+from siri.skills.probe import PROBE_FILENAME, extend_probe, save_probe, tokenizer_digest
 from siri.skills.prompts import is_success
 from siri.skills.validation import ACTIVE, CANDIDATE, RETIRED, Gate, assign_validation
 from siri.utils.config import ConfigError
 from siri.utils.seeds import Stream, stream_rng
 
 BUFFER_PER_TYPE = 64  # successful plain trajectories kept per task type (newest first out)
+ZERO_DIFF = 1e-9  # a paired difference this small is 0: equal returns up to float rounding of the two means
 
 
 def _lightweight(traj: Trajectory) -> Trajectory:
@@ -144,6 +150,12 @@ class SiriPipeline:
         self._task_types: dict[int, str] = {}
         self._probe = make(cfg.env.name, **cfg.env.options_for())
         self._miner: Miner | None = None
+        # The internalization probe (siri.skills.probe): the run's first skill steps, scored by the trainer.
+        self.probe_set: list[dict[str, Any]] = []  # not self._probe: that is the environment for task types
+        self._probe_meta: dict[str, Any] | None = None
+        # Paired validations: this iteration's differences, and running (count, exact zeros, sum) of the run.
+        self._paired_now: list[float] = []
+        self.paired = {"n": 0, "zeros": 0, "sum": 0.0}
 
     @staticmethod
     def check_config(cfg: TrainConfig) -> None:
@@ -224,7 +236,9 @@ class SiriPipeline:
                 bucket.append(_lightweight(t))
                 del bucket[:-BUFFER_PER_TYPE]
                 self.successes += 1
-        self.bank.record_rollouts(trajectories, iteration)
+        recorded = self.bank.record_rollouts(trajectories, iteration)
+        self._count_paired([d for diffs in recorded.values() for d in diffs])
+        self._collect_probe(iteration, trajectories, policy)
         changes = self.update_status(iteration)
         done = iteration + 1
         if self.phase == "warmup" and (self.successes >= self.s.n_req_successes or done >= self.s.warmup_max_iters):
@@ -244,6 +258,31 @@ class SiriPipeline:
         """Promote/retire skills by their paired utility with this run's validation settings."""
         return self.bank.update_status(iteration, self.gate)
 
+    def _count_paired(self, diffs: list[float]) -> None:
+        """Keep this iteration's paired differences and the run's running totals (what the metrics report)."""
+        self._paired_now = list(diffs)
+        self.paired["n"] += len(diffs)
+        self.paired["zeros"] += sum(abs(d) <= ZERO_DIFF for d in diffs)
+        self.paired["sum"] += float(sum(diffs))
+
+    def _collect_probe(self, iteration: int, trajectories: Sequence[Trajectory], policy: Policy | None) -> None:
+        """Fill the probe set with the run's first valid skill steps; rank 0 writes RUN_DIR/probe.pt as it grows."""
+        if self.s.probe_every <= 0 or len(self.probe_set) >= self.s.probe_steps:
+            return
+        if not extend_probe(self.probe_set, trajectories, iteration, self.s.probe_steps):
+            return
+        if self._probe_meta is None:
+            tokenizer = getattr(policy, "tokenizer", None)
+            self._probe_meta = {
+                "run": str(self.run_path), "env": self.cfg.env.name, "model": self.cfg.model.name_or_path,
+                "action_mode": self.cfg.model.action_mode, "first_iteration": iteration,
+                "tokenizer": tokenizer_digest(tokenizer) if tokenizer is not None else None}
+        self._save_probe()
+
+    def _save_probe(self) -> None:
+        if self.is_main and self.probe_set and self._probe_meta is not None:
+            save_probe(self.run_path / PROBE_FILENAME, self.probe_set, self._probe_meta)
+
     def miner(self, policy: Policy) -> Miner:
         if self._miner is None:
             name = self.s.miner
@@ -257,7 +296,8 @@ class SiriPipeline:
                 self._miner = make_miner("external", base_url=self.s.miner_url, model=self.s.miner_model,
                                          api_key_env=self.s.miner_api_key_env, min_score=self.s.mine_min_score)
             else:
-                self._miner = make_miner(name, env=self.cfg.env.name, min_score=self.s.mine_min_score)
+                style = {"style": self.s.trace_style} if name == "trace" else {}
+                self._miner = make_miner(name, env=self.cfg.env.name, min_score=self.s.mine_min_score, **style)
         return self._miner
 
     def mine(self, iteration: int, policy: Policy) -> int:
@@ -314,7 +354,24 @@ class SiriPipeline:
             "skills/active": counts[ACTIVE], "skills/candidate": counts[CANDIDATE], "skills/retired": counts[RETIRED],
             "skills/mined_total": self.mined_total, "siri/buffer_successes": self.successes,
             "skills/active_utility_mean": float(np.mean([s.utility.mean for s in active])) if active else 0.0,
+            **self.paired_metrics(),
         }
+
+    def paired_metrics(self) -> dict[str, float]:
+        """Paired validations of this iteration and of the run so far: how many, the share that came out 0
+        (the skill changed nothing: ``|difference| <= ZERO_DIFF``) and their mean (the mean utility).
+        Shares and means are left out while there is nothing to average."""
+        out: dict[str, float] = {"skills/paired_evals": len(self._paired_now),
+                                 "skills/paired_evals_cumulative": self.paired["n"]}
+        now = self._paired_now
+        if now:
+            out["skills/paired_zero_share"] = sum(abs(d) <= ZERO_DIFF for d in now) / len(now)
+            out["skills/paired_mean"] = float(sum(now) / len(now))
+        n = self.paired["n"]
+        if n:
+            out["skills/paired_zero_share_cumulative"] = self.paired["zeros"] / n
+            out["skills/paired_mean_cumulative"] = self.paired["sum"] / n
+        return out
 
     def save(self) -> None:
         if self.is_main:
@@ -328,7 +385,8 @@ class SiriPipeline:
     def state(self) -> dict[str, Any]:
         return {"phase": self.phase, "warmup_ended_at": self.warmup_ended_at, "last_mined": self.last_mined,
                 "internalization_from": self.internalization_from, "buffer": dict(self.buffer),
-                "successes": self.successes, "mined_total": self.mined_total}
+                "successes": self.successes, "mined_total": self.mined_total, "paired": dict(self.paired),
+                "probe": self.probe_set, "probe_meta": self._probe_meta}
 
     def load_state(self, state: dict[str, Any], checkpoint: Path) -> None:
         """Restore from a checkpoint: the bank comes from the checkpoint's copy (the run dir's may be newer)."""
@@ -345,3 +403,11 @@ class SiriPipeline:
             bank.path = self.run_path / BANK_FILENAME
             bank.save()
         self.bank = self._shared(bank)
+        # Checkpoints written before the probe and the paired totals existed: totals from the bank's evals
+        # (a carried-over bank's included), and a probe collected from the next skill rollouts on.
+        evals = [d for s in self.bank for _, d in s.evals]
+        self.paired = dict(state.get("paired") or {"n": len(evals), "zeros": sum(abs(d) <= ZERO_DIFF for d in evals),
+                                                    "sum": float(sum(evals))})
+        self.probe_set = list(state.get("probe") or [])
+        self._probe_meta = state.get("probe_meta")
+        self._save_probe()  # RUN_DIR/probe.pt may hold steps the killed run collected after this checkpoint

@@ -9,6 +9,13 @@ guess the world from the look of the actions.
 
 Every word it writes comes from the trajectories or from the trace template words listed with the
 mining prompt's vocabulary (``prompts.MINING_VOCAB_TEXT``), so the tiny word-level tokenizer knows them.
+
+Two styles (``TRACE_STYLES``). "sentences" (the miner's default) writes skills that read as sentences:
+distinct alternatives in proper lists ("the apple, the egg or the tomato"), "a"/"an" by the word, one
+"first ..., then ..." plan, and placement knowledge in the shared form "WHEN you need an apple THEN look in
+the countertop, the fridge and the diningtable first". "legacy" reproduces the texts of the tiny models
+built before it ("a apple or a egg", "go to the fridge or the countertop first"): the warm start keeps it
+by default (``WarmStartConfig.trace_style``) so that a published tiny model's data stays what its key names.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from siri.skills.prompts import parse_skills, successes, task_type_phrase
 _NUMBER_RE = re.compile(r"\s+\d+\b")
 _TRANSFORMS = ("heat", "cool", "clean", "slice")
 _SHOP_DETAILS = {"description", "features", "reviews", "attributes"}
+TRACE_STYLES = ("sentences", "legacy")
+MAX_ALTERNATIVES = 3  # more distinct values than this in a slot become its role word ("an object")
 
 
 def strip_instance(name: str) -> str:
@@ -168,10 +177,100 @@ def _household_plan(shape: tuple[str, ...], episodes: list[list[Event]]) -> str:
     return f"WHEN {condition} THEN " + ", then ".join(steps)
 
 
-def _household_skills(task_type: str, trajectories: list[Trajectory]) -> list[tuple[int, str]]:
+# --- sentences ("sentences" style) ------------------------------------------------------------------------
+
+
+def article(word: str) -> str:
+    """``an`` before a vowel ("an apple", "an egg"), else ``a``: household words have no silent letters."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _with(det: str, word: str) -> str:
+    """``det`` in front of ``word``; ``a`` picks ``a``/``an`` by the word."""
+    return f"{article(word) if det == 'a' else det} {word}"
+
+
+def word_list(items: Sequence[str], conj: str) -> str:
+    """``x`` / ``x or y`` / ``x, y or z``: an English list of distinct items ("" for none)."""
+    items = list(dict.fromkeys(items))
+    return ", ".join(items[:-1]) + f" {conj} {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def ranked_types(values: Counter[str]) -> list[str]:
+    """The distinct non-empty types among ``values`` (instance numbers stripped, so "mug 1" and "mug 2" are one),
+    most frequent first, ties alphabetical."""
+    merged: Counter[str] = Counter()
+    for value, n in values.items():
+        kind = strip_instance(value.lower())
+        if kind:
+            merged[kind] += n
+    return sorted(merged, key=lambda v: (-merged[v], v))
+
+
+def _slot(values: Counter[str], det: str, role: str, role_det: str | None = None) -> str:
+    """A slot filled across episodes: ``the apple`` / ``the apple or the egg`` / ``the apple, the egg or the
+    tomato``; none or more than ``MAX_ALTERNATIVES`` distinct values give the role word (``role_det`` + role)."""
+    ranked = ranked_types(values)
+    if not ranked or len(ranked) > MAX_ALTERNATIVES:
+        return _with(role_det or det, role)
+    return word_list([_with(det, v) for v in ranked], "or")
+
+
+def _household_plan_sentence(task_type: str, shape: tuple[str, ...], episodes: list[list[Event]]) -> str:
+    """``_household_plan`` as one sentence: "WHEN the task is to heat an apple and put it in the fridge THEN
+    first find and take the apple, then go to the microwave and heat it, then go to the fridge and move it there".
+
+    The condition names each subgoal once; a plan that repeats its first half (two objects) says "then do the
+    same for the next one" instead of repeating it.
+    """
+    objs = [Counter(ep[i].obj_type for ep in episodes) for i in range(len(shape))]
+    places = [Counter(ep[i].place_type for ep in episodes) for i in range(len(shape))]
+    steps: list[str] = []
+    cond: list[str] = []
+    holding = False
+    first_obj = next((objs[i] for i, k in enumerate(shape) if k in ("take", "examine")), Counter())
+    for i, kind in enumerate(shape):
+        the_obj = _slot(objs[i], "the", "object")
+        the_place = _slot(places[i], "the", "receptacle")
+        if kind == "take":
+            steps.append(f"find and take {the_obj}")
+            holding = True
+        elif kind in _TRANSFORMS:
+            steps.append(f"go to {the_place} and {kind} it" if holding else f"{kind} {the_obj} with {the_place}")
+            cond.append(f"{kind} {_slot(objs[i], 'a', 'object')}")
+        elif kind == "use":
+            steps.append(f"go to {the_place} and use it")
+            cond.append(f"look at {_slot(first_obj, 'a', 'object')} under {_slot(places[i], 'the', 'receptacle', 'a')}")
+        elif kind == "examine":
+            steps.append(f"examine {the_obj}")
+        elif kind == "move":
+            steps.append(f"go to {the_place} and move it there")
+            holding = False
+    moves = [i for i, k in enumerate(shape) if k == "move"]
+    move_places = Counter(ep[i].place_type for ep in episodes for i in moves)
+    move_objs = Counter(ep[i].obj_type for ep in episodes for i in moves)
+    where = _slot(move_places, "the", "receptacle", "a")
+    if len(moves) >= 2:
+        kinds = ranked_types(move_objs)
+        what = word_list([f"two {k}" for k in kinds], "or") if 0 < len(kinds) <= MAX_ALTERNATIVES else (
+            "two of the same object")
+        cond.append(f"put {what} in {where}")
+    elif moves:
+        cond.append(f"put {'it' if cond else _slot(move_objs, 'a', 'object')} in {where}")
+    cond = list(dict.fromkeys(cond))  # a subgoal done twice (two objects) is named once
+    condition = "the task is to " + " and ".join(cond) if cond else f"the task type is {task_type_phrase(task_type)}"
+    half = len(steps) // 2
+    if half and steps[:half] == steps[half:]:
+        steps = [*steps[:half], "do the same for the next one"]
+    plan = steps[0] if len(steps) == 1 else "first " + ", then ".join(steps)
+    return f"WHEN {condition} THEN {plan}"
+
+
+def _household_skills(task_type: str, trajectories: list[Trajectory], style: str) -> list[tuple[int, str]]:
     """(support, skill) pairs: plans per shape, where objects were found, which receptacles to open."""
     by_shape: dict[tuple[str, ...], list[list[Event]]] = {}
     found_at: dict[str, Counter[str]] = {}
+    needed: Counter[str] = Counter()  # "sentences": episodes that took each object type
     opened: Counter[str] = Counter()
     for traj in trajectories:
         events = [e for e in (household_event(a) for a in _valid_actions(traj)) if e is not None]
@@ -179,13 +278,20 @@ def _household_skills(task_type: str, trajectories: list[Trajectory]) -> list[tu
         if not key:
             continue
         by_shape.setdefault(tuple(e.kind for e in key), []).append(key)
+        if style == "sentences":  # each episode counts once per place it found an object type at
+            for obj, place in {(e.obj_type, e.place_type) for e in key if e.kind == "take"}:
+                if obj and place:
+                    found_at.setdefault(obj, Counter())[place] += 1
+            needed.update({e.obj_type for e in key if e.kind == "take" and e.obj_type and e.place_type})
         for e in key:
-            if e.kind == "take":
+            if e.kind == "take" and style != "sentences":
                 found_at.setdefault(e.obj_type, Counter())[e.place_type] += 1
             if e.kind in ("take", "move"):
                 last = max(i for i, f in enumerate(events) if f == e)
                 if any(f.kind == "open" and f.place == e.place for f in events[:last]):
                     opened[e.place_type] += 1
+    if style == "sentences":
+        return _household_sentences(task_type, by_shape, found_at, needed, opened)
     out: list[tuple[int, str]] = []
     for shape, episodes in by_shape.items():
         out.append((len(episodes) * 1000, _household_plan(shape, episodes)))
@@ -196,6 +302,28 @@ def _household_skills(task_type: str, trajectories: list[Trajectory]) -> list[tu
     if opened:
         ranked = sorted(opened, key=lambda p: (-opened[p], p))[:3]
         which = " or ".join(f"the {p}" for p in ranked)
+        skill = f"WHEN {which} is closed THEN open it before you take from it or put in it"
+        out.append((sum(opened.values()) * 10 + 5, skill))  # ahead of where-to-find skills of equal support
+    return out
+
+
+def _household_sentences(task_type: str, by_shape: dict[tuple[str, ...], list[list[Event]]],
+                         found_at: dict[str, Counter[str]], needed: Counter[str],
+                         opened: Counter[str]) -> list[tuple[int, str]]:
+    """The "sentences" style of ``_household_skills``: the same plans, placements and opening rule.
+
+    Placement knowledge takes the shared form "WHEN you need a <object> THEN look in the <place>, the <place>
+    and the <place> first": the places where most successful episodes found the object (ties alphabetical),
+    at most ``MAX_ALTERNATIVES``.
+    """
+    out = [(len(episodes) * 1000, _household_plan_sentence(task_type, shape, episodes))
+           for shape, episodes in by_shape.items()]
+    for obj, places in found_at.items():
+        where = word_list([f"the {p}" for p in ranked_types(places)[:MAX_ALTERNATIVES]], "and")
+        out.append((needed[obj] * 10, f"WHEN you need {_with('a', obj)} THEN look in {where} first"))
+    ranked = ranked_types(opened)[:MAX_ALTERNATIVES]
+    if ranked:
+        which = word_list([f"the {p}" for p in ranked], "or")
         skill = f"WHEN {which} is closed THEN open it before you take from it or put in it"
         out.append((sum(opened.values()) * 10 + 5, skill))  # ahead of where-to-find skills of equal support
     return out
@@ -239,8 +367,10 @@ def shop_events(actions: list[str]) -> list[str] | None:
     return kinds
 
 
-def _shop_skills(task_type: str, trajectories: list[Trajectory]) -> list[tuple[int, str]]:
+def _shop_skills(task_type: str, trajectories: list[Trajectory], style: str) -> list[tuple[int, str]]:
     """(support, skill) pairs: the search-item-options-buy plans, and hints for options and paging.
+
+    The "sentences" style only fixes the articles ("click an item", "buy an item"); the rest reads already.
 
     If any episode has a valid action that is not ``search[...]``/``click[...]``, the whole batch gets
     the generic rule. The shop's own valid actions always have that form; the warm start's demonstrator
@@ -249,7 +379,7 @@ def _shop_skills(task_type: str, trajectories: list[Trajectory]) -> list[tuple[i
     """
     parsed = [shop_events(_valid_actions(t)) for t in trajectories]
     if any(kinds is None for kinds in parsed):
-        return _generic_skills(task_type, trajectories)
+        return _generic_skills(task_type, trajectories, style)
     episodes = [kinds for kinds in parsed if kinds is not None]
     phrase = task_type_phrase(task_type)
     plans: Counter[tuple[str, ...]] = Counter()
@@ -258,13 +388,15 @@ def _shop_skills(task_type: str, trajectories: list[Trajectory]) -> list[tuple[i
         plans[tuple(k for i, k in enumerate(core) if i == 0 or k != core[i - 1])] += 1
     words = {
         "search": "search with the key words of the instruction",
-        "item": "click a item that matches",
+        "item": "click an item that matches" if style == "sentences" else "click a item that matches",
         "option": "click the options the instruction asks for",
         "buy": "click buy now",
     }
     out: list[tuple[int, str]] = []
     for plan, count in plans.items():
         cond = f"the task is to buy a {phrase} item" if phrase else "the task is to buy a item"
+        if style == "sentences":
+            cond = f"the task is to buy {_with('a', phrase)} item" if phrase else "the task is to buy an item"
         out.append((count * 1000, f"WHEN {cond} THEN " + ", then ".join(words[k] for k in plan)))
     n_option = sum("option" in kinds for kinds in episodes)
     if n_option:
@@ -280,8 +412,11 @@ def _shop_skills(task_type: str, trajectories: list[Trajectory]) -> list[tuple[i
     return out
 
 
-def _generic_skills(task_type: str, trajectories: list[Trajectory]) -> list[tuple[int, str]]:
-    """Any other environment: the most common instance-free action sequence (consecutive repeats merged)."""
+def _generic_skills(task_type: str, trajectories: list[Trajectory], style: str) -> list[tuple[int, str]]:
+    """Any other environment: the most common instance-free action sequence (consecutive repeats merged).
+
+    Its words are the actions' own, so both styles write the same text.
+    """
     plans: Counter[tuple[str, ...]] = Counter()
     for traj in trajectories:
         acts = [strip_instance(a.lower()) for a in _valid_actions(traj)]
@@ -294,7 +429,7 @@ def _generic_skills(task_type: str, trajectories: list[Trajectory]) -> list[tupl
     ]
 
 
-Rules = Callable[[str, list[Trajectory]], list[tuple[int, str]]]
+Rules = Callable[[str, list[Trajectory], str], list[tuple[int, str]]]
 
 RULES: dict[str, Rules] = {"household": _household_skills, "alfworld": _household_skills, "shop": _shop_skills}
 """The rules of each environment (``siri.envs`` names); any other environment gets ``_generic_skills``."""
@@ -306,6 +441,7 @@ def trace_skills(
     trajectories: Sequence[Trajectory],
     max_skills: int | None = None,
     min_score: float | None = None,
+    style: str = "sentences",
 ) -> list[str]:
     """Deterministic skills abstracted from the successes (``successes``) of ``task_type`` (no LLM).
 
@@ -315,12 +451,15 @@ def trace_skills(
     and hints for options and paging; other environments give the most common instance-free action
     sequence. Slots shared by all episodes of a plan keep the literal ("the microwave"); up to three
     alternatives are joined with "or"; more become a role word ("the object"). Skills are ordered by
-    how many episodes support them. ``task_type == "general"`` uses every trajectory.
+    how many episodes support them. ``task_type == "general"`` uses every trajectory. ``style`` is one of
+    ``TRACE_STYLES`` (module docstring): "sentences", or "legacy" for the texts of earlier tiny models.
     """
+    if style not in TRACE_STYLES:
+        raise ValueError(f"unknown trace style {style!r}; expected one of {TRACE_STYLES}")
     won = successes(trajectories, task_type, min_score)
     if not won:
         return []
-    scored = RULES.get(env, _generic_skills)(task_type, won)
+    scored = RULES.get(env, _generic_skills)(task_type, won, style)
     ordered = [s for _, s in sorted(scored, key=lambda x: -x[0])]
     skills = parse_skills("\n".join(ordered), max_skills=len(ordered) + 1, max_words=10_000)
     return skills if max_skills is None else skills[:max_skills]

@@ -330,17 +330,21 @@ class Config:
         return cfg.with_overrides(overrides) if overrides else cfg
 
     @classmethod
-    def help_text(cls, prefix: str = "") -> str:
-        """One line per key: ``name (type, default): help``, sections indented."""
+    def help_text(cls, prefix: str = "", defaults: Config | None = None) -> str:
+        """One line per key: ``name (type, default): help``, sections indented. ``defaults``: show this
+        instance's values as the defaults (a command that starts from other values than the class's)."""
         lines: list[str] = []
         hints = cls._hints()
         for f in fields(cls):  # type: ignore[arg-type]
             tp = hints[f.name]
             if isinstance(tp, type) and issubclass(tp, Config):
                 lines.append(f"{prefix}{f.name}: {f.metadata.get('help', '')}")
-                lines.append(tp.help_text(prefix + "  "))
+                lines.append(tp.help_text(prefix + "  ", getattr(defaults, f.name, None)))
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if defaults is not None:
+                default = getattr(defaults, f.name)
+            else:
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             bounds = bounds_text(f)
             allowed = f" (allowed: {bounds})" if bounds else ""
             lines.append(f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}): {f.metadata.get('help', '')}"

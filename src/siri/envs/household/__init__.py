@@ -2,6 +2,7 @@
 
 ``HouseholdEnv`` (``sim``) is the environment; ``world`` holds the vocabulary (``OBJECT_NAMES``,
 ``RECEPTACLE_NAMES``, ``TASK_TYPES``) and rules tables; ``scene`` the seeded generator and splits;
+``placements`` where each object kind usually starts (the ``placements="typical"`` option);
 ``state`` an episode's mutable true state; ``expert`` the replanning expert; ``export`` writes scenes
 as ALFWorld game files and ``parity`` plays them through the real engine.
 """

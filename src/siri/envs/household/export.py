@@ -82,9 +82,14 @@ def problem_pddl(scene: Scene) -> str:
     return "\n".join(lines)
 
 
-def expert_walkthrough(scene: Scene, max_steps: int = 50) -> list[str]:
-    """The expert's actions from the initial state to the goal, played in the simulator."""
-    env = HouseholdEnv(split=scene.split, max_steps=max_steps, task_types=[scene.task_type])
+def expert_walkthrough(scene: Scene, max_steps: int = 50, placements: str = "uniform",
+                       clutter: float = 1.0) -> list[str]:
+    """The expert's actions from the initial state to the goal, played in the simulator.
+
+    ``placements``, ``clutter``: the options the scene was generated with (it must come back from its seed)."""
+    env = HouseholdEnv(
+        split=scene.split, max_steps=max_steps, task_types=[scene.task_type], placements=placements, clutter=clutter
+    )
     env.reset(scene.seed)
     if env.scene != scene:
         raise EnvError(f"scene {scene.split}/{scene.seed} is not reproducible from its seed")
@@ -99,8 +104,8 @@ def expert_walkthrough(scene: Scene, max_steps: int = 50) -> list[str]:
             return actions
 
 
-def traj_data(scene: Scene) -> dict:
-    return {
+def traj_data(scene: Scene, placements: str = "uniform", clutter: float = 1.0) -> dict:
+    data = {
         "task_type": scene.task_type,
         "pddl_params": {
             "object_target": scene.object_kind,
@@ -112,6 +117,11 @@ def traj_data(scene: Scene) -> dict:
         "task_desc": scene.task,
         "siri_scene": {"split": scene.split, "seed": scene.seed, "room": scene.room},
     }
+    if placements != "uniform":  # default exports stay byte-identical to those before the option
+        data["siri_scene"]["placements"] = placements
+    if clutter != 1.0:
+        data["siri_scene"]["clutter"] = clutter
+    return data
 
 
 def scene_dirname(scene: Scene) -> str:
@@ -120,8 +130,18 @@ def scene_dirname(scene: Scene) -> str:
     return "-".join([*parts, scene.split, f"{scene.seed:05d}"])
 
 
-def export_scene(seed: int, split: str, out_dir: str | Path, task_types: list[str] | None = None) -> Path:
-    """Write scene ``seed`` of ``split`` under ``out_dir``; returns the path of its ``game.tw-pddl``."""
+def export_scene(
+    seed: int,
+    split: str,
+    out_dir: str | Path,
+    task_types: list[str] | None = None,
+    placements: str = "uniform",
+    clutter: float = 1.0,
+) -> Path:
+    """Write scene ``seed`` of ``split`` under ``out_dir``; returns the path of its ``game.tw-pddl``.
+
+    ``placements`` and ``clutter`` are the household options of those names (the scene the household
+    env plays with them is the one written)."""
     try:
         from alfworld.info import ALFRED_PDDL_PATH, ALFRED_TWL2_PATH
     except ImportError as e:
@@ -129,7 +149,7 @@ def export_scene(seed: int, split: str, out_dir: str | Path, task_types: list[st
             "exporting ALFWorld games needs the alfworld package for its domain and grammar files; "
             "install it with: pip install 'siri-rl[alfworld]'"
         ) from e
-    scene = generate_scene(split, seed, task_types)
+    scene = generate_scene(split, seed, task_types, clutter, placements=placements)
     folder = Path(out_dir) / scene_dirname(scene)
     problem = problem_pddl(scene)
     grammar = Path(ALFRED_TWL2_PATH).read_text()
@@ -140,9 +160,9 @@ def export_scene(seed: int, split: str, out_dir: str | Path, task_types: list[st
         "grammar": grammar.replace("UNKNOWN GOAL", scene.goal),
         "pddl_problem": problem,
         "solvable": True,
-        "walkthrough": expert_walkthrough(scene),
+        "walkthrough": expert_walkthrough(scene, placements=placements, clutter=clutter),
     }
     atomic_write_text(folder / "problem.pddl", problem)
-    atomic_write_json(folder / "traj_data.json", traj_data(scene))
+    atomic_write_json(folder / "traj_data.json", traj_data(scene, placements, clutter))
     atomic_write_text(folder / "game.tw-pddl", json.dumps(game))
     return folder / "game.tw-pddl"

@@ -62,14 +62,16 @@ def compare_scene(
     rng_seed: int = 0,
     max_steps: int = 50,
     actions: list[str] | None = None,
+    placements: str = "uniform",
 ) -> SceneParity:
     """Walk one action sequence through the simulator and ``engine`` (an AlfworldEnv holding ``game``).
 
     The sequence: ``actions`` if given (else ``random_steps`` random admissible actions), the invalid
-    probes, then the simulator's expert until the episode ends.
+    probes, then the simulator's expert until the episode ends. ``placements``: the household option the
+    game was exported with.
     """
-    scene = generate_scene(split, seed)
-    sim = HouseholdEnv(split=split, max_steps=max_steps)
+    scene = generate_scene(split, seed, placements=placements)
+    sim = HouseholdEnv(split=split, max_steps=max_steps, placements=placements)
     result = SceneParity(split, seed, scene.task_type)
     ours = sim.reset(seed)
     theirs = engine.reset(engine.games.index(game))
@@ -113,17 +115,24 @@ def compare_scene(
 
 
 def run_parity(
-    seeds: list[int], split: str, out_dir: str | Path, random_steps: int = 6, rng_seed: int = 0
+    seeds: list[int],
+    split: str,
+    out_dir: str | Path,
+    random_steps: int = 6,
+    rng_seed: int = 0,
+    placements: str = "uniform",
 ) -> list[SceneParity]:
     """Export ``seeds`` of ``split`` into ``out_dir`` and compare each scene with the real engine."""
     from siri.envs.alfworld_env import AlfworldEnv
 
-    games = [export_scene(seed, split, out_dir) for seed in seeds]
+    games = [export_scene(seed, split, out_dir, placements=placements) for seed in seeds]
     engine = AlfworldEnv(games=[str(g) for g in games])
     engine.games = [Path(g) for g in games]  # keep export order; index = position in ``seeds``
     try:
         return [
-            compare_scene(split, seed, game, engine, random_steps=random_steps, rng_seed=rng_seed)
+            compare_scene(
+                split, seed, game, engine, random_steps=random_steps, rng_seed=rng_seed, placements=placements
+            )
             for seed, game in zip(seeds, games, strict=True)
         ]
     finally:

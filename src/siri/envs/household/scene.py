@@ -1,7 +1,8 @@
 """Seeded scene generator: a room of numbered receptacles and objects plus one task, per (split, seed).
 
 Determinism: every random choice comes from ``random.Random(<string key>)``, which hashes the key with
-SHA-512, so a scene depends only on (split, seed, task types) and never on Python's hash randomization.
+SHA-512, so a scene depends only on (split, seed, task types, clutter, placements) and never on Python's
+hash randomization.
 
 Splits:
 - ``train``: any seed >= 0, task type drawn per seed.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 from siri.envs.base import EnvError
 from siri.envs.household import world
+from siri.envs.household.placements import PLACEMENTS, check_placements
 
 SPLITS: tuple[str, ...] = ("train", "eval_id", "eval_ood")
 EVAL_SIZE = 140
@@ -147,16 +149,26 @@ def _goal_candidates(
 
 
 def generate_scene(
-    split: str, seed: int, task_types: list[str] | tuple[str, ...] | None = None, clutter: float = 1.0
+    split: str,
+    seed: int,
+    task_types: list[str] | tuple[str, ...] | None = None,
+    clutter: float = 1.0,
+    placements: str = "uniform",
 ) -> Scene:
     """The scene of ``seed`` in ``split``; ``task_types`` restricts which task types are posed.
 
     ``clutter`` scales the number of distractor objects (1.0: ALFWorld-like rooms; 0: only what the
     task needs). Fewer distractors make "is the task's object in view?" easier, a difficulty knob for
     small models; the default scenes do not change with it.
+
+    ``placements`` says where objects start: "uniform" (every compatible receptacle instance alike, the
+    scenes of before the option) or "typical" (``placements.PLACEMENTS``' weights, see ``_place``). Both
+    draw the room, receptacles, goal and target count identically, so a seed poses the same goal in both
+    (the goal sentence's wording may differ: it is drawn after the placements).
     """
     _check(split, seed)
     clutter = check_clutter(clutter)
+    placements = check_placements(placements)
     allowed = check_task_types(task_types)
     if split == "train":
         task_type = random.Random(f"household/train/{seed}/task").choice(allowed)
@@ -164,13 +176,31 @@ def generate_scene(
         task_type = allowed[seed % len(allowed)]
     rng = random.Random(f"household/{split}/{seed}/{task_type}")
     for _ in range(1000):
-        scene = _try_scene(rng, split, seed, task_type, clutter)
+        scene = _try_scene(rng, split, seed, task_type, clutter, placements)
         if scene is not None:
             return scene
     raise RuntimeError(f"could not generate a {task_type} scene for {split}/{seed}")  # pragma: no cover
 
 
-def _try_scene(rng: random.Random, split: str, seed: int, task_type: str, clutter: float) -> Scene | None:
+def _place(rng: random.Random, kind: str, slots: list[int], recep_kinds: list[str]) -> int:
+    """One receptacle slot for an object of ``kind`` among ``slots``, by the typical-placement table.
+
+    A receptacle kind's weight is divided evenly among its instances in ``slots`` (one weighted draw; the
+    same law as drawing the kind first, then an instance), so eight cabinets do not draw eight times the
+    mugs of one coffee machine. Kinds of ``recep_kinds`` absent from ``slots`` drop out and the rest
+    renormalize.
+    """
+    table = PLACEMENTS[kind]
+    count: dict[str, int] = {}
+    for i in slots:
+        count[recep_kinds[i]] = count.get(recep_kinds[i], 0) + 1
+    weights = [table[recep_kinds[i]] / count[recep_kinds[i]] for i in slots]
+    return rng.choices(slots, weights=weights)[0]
+
+
+def _try_scene(
+    rng: random.Random, split: str, seed: int, task_type: str, clutter: float, placements: str = "uniform"
+) -> Scene | None:
     room = rng.choice(world.TASK_ROOMS[task_type])
     spec = world.ROOMS[room]
     counts = {kind: rng.randint(lo, hi) for kind, lo, hi in spec.receptacles}
@@ -194,7 +224,10 @@ def _try_scene(rng: random.Random, split: str, seed: int, task_type: str, clutte
     target_slots = [i for i in fits[obj_kind] if recep_kinds[i] != recep_kind]
     if not target_slots:
         return None
-    placed += [(obj_kind, rng.choice(target_slots)) for _ in range(n_targets)]
+    if placements == "uniform":  # today's exact draws (the scenes of every existing number)
+        placed += [(obj_kind, rng.choice(target_slots)) for _ in range(n_targets)]
+    else:
+        placed += [(obj_kind, _place(rng, obj_kind, target_slots, recep_kinds)) for _ in range(n_targets)]
     if lamp:
         placed.append((lamp, rng.choice([i for i, rk in enumerate(recep_kinds) if rk in hosts])))
     per_kind = {obj_kind: n_targets}
@@ -204,7 +237,10 @@ def _try_scene(rng: random.Random, split: str, seed: int, task_type: str, clutte
         if per_kind.get(kind, 0) >= MAX_INSTANCES:
             continue
         per_kind[kind] = per_kind.get(kind, 0) + 1
-        placed.append((kind, rng.choice(fits[kind])))
+        if placements == "uniform":
+            placed.append((kind, rng.choice(fits[kind])))
+        else:
+            placed.append((kind, _place(rng, kind, fits[kind], recep_kinds)))
 
     # Numbering: shuffle which instance of a kind gets which number, then name by PDDL id.
     def numbered(kinds: list[str]) -> list[int]:

@@ -21,6 +21,7 @@ from collections.abc import Hashable
 
 from siri.envs.base import EnvError, EpisodeTracker, Observation, Step
 from siri.envs.household import expert, world
+from siri.envs.household.placements import check_placements
 from siri.envs.household.scene import SPLIT_SIZES, Scene, check_clutter, check_task_types, generate_scene
 from siri.envs.household.state import State
 
@@ -77,6 +78,9 @@ class HouseholdEnv:
         task_types: pose only these task types (default: all six of ``world.TASK_TYPES``).
         clutter: share of the usual distractor objects in a room, in [0, 1] (1: ALFWorld-like). A
             difficulty knob: fewer distractors make finding the task's object among those in view easier.
+        placements: where objects start: "uniform" (any compatible receptacle alike) or "typical" (where
+            ALFWorld's rooms usually keep each kind, ``placements.PLACEMENTS``), so skills can carry
+            placement knowledge. The same seed poses the same goal either way.
     """
 
     name = "household"
@@ -88,6 +92,7 @@ class HouseholdEnv:
         success_reward: float = 1.0,
         task_types: list[str] | None = None,
         clutter: float = 1.0,
+        placements: str = "uniform",
     ) -> None:
         if split not in SPLIT_SIZES:
             raise EnvError(f"unknown household split {split!r}; choose one of: {', '.join(SPLIT_SIZES)}")
@@ -96,6 +101,7 @@ class HouseholdEnv:
         self.success_reward = float(success_reward)
         self.task_types = check_task_types(task_types)
         self.clutter = check_clutter(clutter)
+        self.placements = check_placements(placements)
         self._tracker = EpisodeTracker(self.max_steps)
         self._scene: Scene | None = None
         self._st: State | None = None
@@ -108,7 +114,7 @@ class HouseholdEnv:
         return SPLIT_SIZES[self.split]
 
     def reset(self, seed: int) -> Observation:
-        return self.reset_to(cached_scene(self.split, seed, self.task_types, self.clutter))
+        return self.reset_to(cached_scene(self.split, seed, self.task_types, self.clutter, self.placements))
 
     def reset_to(self, scene: Scene) -> Observation:
         """Start an episode on a given scene (hand-built scenes in tests, scenes loaded from elsewhere)."""

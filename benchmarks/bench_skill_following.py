@@ -1,0 +1,134 @@
+"""Does a policy act on what a skill says? Paired evaluations with a correct, a decoy and no placement skill.
+
+Every episode is played three times from the same scene and the same sampling streams: with the plain
+prompt, with a skill naming the typical places of the episode's goal object (those of the placement
+table present in the room), and with a decoy naming atypical places. The paired per-episode
+differences give the effect of the skill's content with the task's difficulty cancelled out. A fourth
+and fifth play show the typical places in two orders, and count the episodes whose first move goes
+to another kind of place when the order changes.
+
+    python benchmarks/bench_skill_following.py --model tiny-household-skills --episodes 140
+    python benchmarks/bench_skill_following.py --model tiny --episodes 140 -o placements=typical
+
+Prints a table and writes JSON (benchmarks/out/skill_following-<model>.json by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from siri.envs import make
+from siri.envs.household import placements, world
+from siri.models.loading import load_policy
+from siri.rollout.collector import RolloutConfig, collect
+from siri.rollout.evaluation import evaluate
+from siri.rollout.types import Trajectory
+from siri.sft.demonstrator import placement_skill_text
+from siri.utils.io import atomic_write_json
+
+LITE = {"clutter": 0.0, "task_types": ["look_at_obj_in_light", "pick_and_place_simple"]}
+
+
+def paired_ci(diffs: np.ndarray, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean per-episode difference and its 95% bootstrap CI (episodes resampled)."""
+    rng = np.random.default_rng(seed)
+    means = [rng.choice(diffs, len(diffs)).mean() for _ in range(n_boot)]
+    return float(diffs.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def skill_sets(env_options: dict, episodes: int) -> dict[str, dict[int, tuple[tuple[str, str], ...]]]:
+    """Per condition, seed -> the one skill shown: typical places, atypical (decoy), typical reversed."""
+    env = make("household", **env_options)
+    out: dict[str, dict[int, tuple[tuple[str, str], ...]]] = {"typical": {}, "decoy": {}, "typical_reversed": {}}
+    for seed in range(episodes):
+        env.reset(seed)
+        scene = env.scene
+        present = {r.kind for r in scene.receptacles}
+        word = world.display(scene.object_kind)
+        typical = [placements.receptacle_word(r)
+                   for r in placements.typical_receptacles(scene.object_kind, 3, among=present)]
+        decoy = [placements.receptacle_word(r)
+                 for r in placements.atypical_receptacles(scene.object_kind, 3, among=present)]
+        for name, places in (("typical", typical), ("decoy", decoy), ("typical_reversed", typical[::-1])):
+            out[name][seed] = ((f"{name}{seed}", placement_skill_text(word, places)),) if places else ()
+    return out
+
+
+def first_destination(traj: Trajectory) -> str:
+    """The receptacle kind word of the episode's first "go to" ("" if it never moves)."""
+    for step in traj.steps:
+        if step.action.startswith("go to "):
+            return step.action[6:].rsplit(" ", 1)[0]
+    return ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="tiny-household-skills")
+    parser.add_argument("--episodes", type=int, default=140)
+    parser.add_argument("--split", default="eval_id")
+    parser.add_argument("--max-steps", type=int, default=20)
+    parser.add_argument("--temperature", type=float, default=0.4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", dest="options", action="append", default=[], help="env option key=value")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    import yaml
+
+    options = {**LITE, "placements": "typical"}
+    for item in args.options:
+        key, _, value = item.partition("=")
+        options[key] = yaml.safe_load(value)
+    env_options = {**options, "split": args.split, "max_steps": args.max_steps}
+    policy = load_policy(args.model, env="household", reference=False)
+    config = RolloutConfig(mode="choose", temperature=args.temperature, seed=args.seed)
+    sets = skill_sets(env_options, args.episodes)
+
+    def run(skills_for: Callable[[int], tuple[tuple[str, str], ...]] | None) -> list[Trajectory]:
+        return evaluate(lambda specs: collect(policy, "household", specs, config, env_options=env_options),
+                        args.episodes, skills_for)
+
+    start = time.time()
+    plays = {"plain": run(None)}
+    for name, per_seed in sets.items():
+        plays[name] = run(per_seed.__getitem__)
+    won = {name: np.array([float(t.won) for t in trajs]) for name, trajs in plays.items()}
+    assert all(len(w) == args.episodes for w in won.values())
+    shown = np.array([bool(sets["typical"][s]) for s in range(args.episodes)])
+    results: dict[str, object] = {
+        "model": args.model, "episodes": args.episodes, "env_options": env_options, "temperature": args.temperature,
+        "success": {name: float(w.mean()) for name, w in won.items()},
+        "typical_minus_plain": paired_ci(won["typical"] - won["plain"]),
+        "decoy_minus_plain": paired_ci(won["decoy"] - won["plain"]),
+        "typical_minus_decoy": paired_ci(won["typical"] - won["decoy"]),
+    }
+    firsts = {name: [first_destination(t) for t in plays[name]] for name in ("typical", "typical_reversed", "plain")}
+    # episodes whose skill names two or more places: reversing their order means something
+    orderable = [s for s in range(args.episodes)
+                 if sets["typical"][s] and sets["typical"][s][0][1] != sets["typical_reversed"][s][0][1]]
+    changed = [s for s in orderable if firsts["typical"][s] != firsts["typical_reversed"][s]]
+    results["order_swap"] = {"episodes_with_two_orders": len(orderable), "first_move_changed": len(changed),
+                             "share": len(changed) / max(1, len(orderable))}
+    results["skill_shown_share"] = float(shown.mean())
+    results["seconds"] = time.time() - start
+    print(f"model {args.model}, {args.episodes} {args.split} episodes, T={args.temperature}, options {options}")
+    for name, value in results["success"].items():  # type: ignore[union-attr]
+        print(f"  success {name:18s} {value:.3f}")
+    for key in ("typical_minus_plain", "decoy_minus_plain", "typical_minus_decoy"):
+        mean, lo, hi = results[key]  # type: ignore[misc]
+        print(f"  {key:22s} {mean:+.3f}  [{lo:+.3f}, {hi:+.3f}]  (paired, 95% CI)")
+    swap = results["order_swap"]
+    print(f"  first move changes with the order of the places: {swap['first_move_changed']} of "  # type: ignore[index]
+          f"{swap['episodes_with_two_orders']} episodes ({swap['share']:.2f})")  # type: ignore[index]
+    out = Path(args.out or f"benchmarks/out/skill_following-{args.model.replace('/', '_')}.json")
+    atomic_write_json(out, results)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

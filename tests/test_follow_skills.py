@@ -1,0 +1,238 @@
+"""Skill-following warm start (issue 20): the demonstrator acts on the placement skill its prompt shows, the
+skills shown vary in content, and with the option off the warm-start data is exactly what it was before."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from siri.envs import make
+from siri.envs.household import placements, world
+from siri.models.policy import ModelError
+from siri.models.tokenizer import corpus_pieces
+from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
+from siri.sft.config import WarmStartConfig
+from siri.sft.demonstrator import (
+    draw_placement_skill,
+    is_placement_skill,
+    noisy_episode,
+    placement_skill_text,
+    places_named,
+    room_places,
+)
+from siri.sft.tiny import HOUSEHOLD_LITE, default_config, resolve_tiny
+from siri.sft.warm_start import warm_start_examples
+from siri.skills.prompts import MINING_VOCAB_TEXT
+
+
+class ByteTokenizer:
+    """Bytes as token ids: every character counts, so equal ids mean equal prompts and targets."""
+
+    eos_token_id = 0
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": list(text.encode())}
+
+    def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool = False,
+                            add_generation_prompt: bool = True) -> str:
+        return "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages) + "<assistant>"
+
+
+def digest(config: WarmStartConfig) -> tuple[str, int]:
+    examples = warm_start_examples(config, ByteTokenizer(), lambda m: None)
+    return hashlib.sha256(repr(examples).encode()).hexdigest()[:16], len(examples)
+
+
+def decode(ids: list[int]) -> str:
+    return bytes(ids).decode()
+
+
+# --- places_named -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "places"), [
+    ("WHEN you need a mug THEN look in the cabinet, the coffeemachine and the countertop first",
+     ["cabinet", "coffeemachine", "countertop"]),
+    ("WHEN you need an apple THEN look in the fridge first", ["fridge"]),
+    ("WHEN you need a mug THEN go to the shelf or the cabinet first", ["shelf", "cabinet"]),  # legacy wording
+    ("WHEN you need a desk THEN look in the sinkbasin 2, the Drawer and the sinkbasin first",
+     ["sinkbasin", "drawer"]),
+    ("WHEN the cabinet is closed THEN open it before you take from it", []),  # before THEN: not a place
+    ("look in the cabinet first", []),  # no THEN
+    ("WHEN you need a mug THEN look in the countertops first", []),  # whole words only
+])
+def test_places_named_reads_the_receptacle_words_after_then_in_order(text: str, places: list[str]) -> None:
+    assert places_named(text) == places
+
+
+def test_placement_skill_text_is_the_shared_sentence_and_reads_back() -> None:
+    assert placement_skill_text("mug", ["cabinet", "shelf", "desk"]) == (
+        "WHEN you need a mug THEN look in the cabinet, the shelf and the desk first")
+    assert placement_skill_text("apple", ["fridge"]) == "WHEN you need an apple THEN look in the fridge first"
+    assert placement_skill_text("egg", ["fridge", "countertop"]) == (
+        "WHEN you need an egg THEN look in the fridge and the countertop first")
+    for obj in world.OBJECT_NAMES:
+        places = random.Random(obj).sample(sorted(world.RECEPTACLE_NAMES), 3)
+        text = placement_skill_text(obj, places)
+        assert places_named(text) == places and is_placement_skill(text)
+    # The tiny model's word-level tokenizer knows the sentence's fixed words (object and place words come
+    # from the observations).
+    known = corpus_pieces(MINING_VOCAB_TEXT) | corpus_pieces(TEMPLATE_VOCAB_TEXT)
+    assert corpus_pieces("WHEN you need a an THEN look in the , and first") <= known
+
+
+# --- the demonstrator follows the skill ------------------------------------------------------------------
+
+FORK_SKILL = "WHEN you need a fork THEN look in the fridge, the countertop and the drawer first"
+
+
+def test_demonstrator_searches_the_named_kinds_in_order_first() -> None:
+    """Seed 22 (uniform placements): a kitchen with a fridge 1, countertops 1-2 and drawers 1-4, forks in
+    drawers 1 and 2. The skill's order is followed: the fridge (closed: opened), both countertops, then
+    drawer 1, opened, where a fork is: taken. Without the skill the search goes elsewhere."""
+    env = make("household", split="train", clutter=0.0, task_types=["pick_and_place_simple"])
+    episode = noisy_episode(env, 22, random.Random(0), 0.0, 1.0, 0.0, skill=lambda obs, goal: FORK_SKILL)
+    assert episode.goal_object == "fork" and episode.skill == FORK_SKILL
+    assert episode.actions[:7] == ["go to fridge 1", "open fridge 1", "go to countertop 1",
+                                   "go to countertop 2", "go to drawer 1", "open drawer 1",
+                                   "take fork 2 from drawer 1"]
+    assert episode.won and episode.expert_actions[:7] == episode.actions[:7]  # searches are imitated as taken
+    reordered = "WHEN you need a fork THEN look in the drawer, the fridge and the countertop first"
+    episode = noisy_episode(env, 22, random.Random(0), 0.0, 1.0, 0.0, skill=lambda obs, goal: reordered)
+    assert episode.actions[:3] == ["go to drawer 1", "open drawer 1", "take fork 2 from drawer 1"]
+    plain = noisy_episode(env, 22, random.Random(0), 0.0, 1.0, 0.0)
+    assert plain.skill is None and plain.actions[0] != "go to fridge 1"
+
+
+def test_guided_search_visits_named_kinds_in_order_until_the_first_take() -> None:
+    """Over many scenes: before the object is taken, the places gone to are the named kinds' instances, kind
+    by kind in the skill's order and lowest number first; other places only once those are all searched."""
+    env = make("household", split="train", clutter=0.0, placements="typical",
+               task_types=list(HOUSEHOLD_LITE["task_types"]))
+    rng = random.Random(3)
+    guided = 0
+    for seed in range(60):
+        def draw(obs: Any, goal: str | None) -> str | None:
+            drawn = draw_placement_skill(goal or "", room_places(obs), rng)
+            return drawn[1] if drawn else None
+
+        episode = noisy_episode(env, 500 + seed, random.Random(seed), 0.0, 1.0, 0.0, skill=draw)
+        assert episode.skill is not None
+        places = places_named(episode.skill)
+        first = episode.observations[0].admissible_actions
+        expected = [a[6:] for kind in places for a in sorted(
+            (a for a in first if a.startswith("go to ") and a.rsplit(" ", 1)[0][6:] == kind),
+            key=lambda a: int(a.rsplit(" ", 1)[1]))]
+        take = next(i for i, a in enumerate(episode.actions) if a.startswith("take "))
+        gone = [a[6:] for a in episode.actions[:take] if a.startswith("go to ")]
+        if len(gone) > len(expected):  # every named place searched, then elsewhere
+            assert gone[: len(expected)] == expected, (episode.skill, episode.actions)
+        else:  # found at a named place: only named places, in order, each opened if closed
+            assert gone == expected[: len(gone)], (episode.skill, episode.actions)
+            assert all(a.startswith(("go to ", "open ")) for a in episode.actions[:take])
+            opened = [a[5:].rsplit(" ", 1)[0] for a in episode.actions[:take] if a.startswith("open ")]
+            assert set(opened) <= set(places)
+            guided += 1
+    assert guided >= 20  # typical scenes: the object is often at a named place
+
+
+def test_the_skills_shown_vary_typical_atypical_and_random() -> None:
+    env = make("household", split="train", clutter=0.0, placements="typical")
+    rng = random.Random(0)
+    sources: Counter[str] = Counter()
+    texts = set()
+    for seed in range(200):
+        obs = env.reset(seed)
+        kind = env.scene.object_kind
+        source, text = draw_placement_skill(env.goal_object(), room_places(obs), rng)
+        sources[source] += 1
+        texts.add(text)
+        named = places_named(text)
+        room = set(room_places(obs))
+        assert 1 <= len(named) <= 3 and set(named) <= room
+        kinds = {k for k in world.RECEPTACLE_TYPES if placements.receptacle_word(k) in named}
+        assert all(env.scene.object_kind in world.CAN_CONTAIN[k] for k in kinds)  # compatible places only
+        in_room = {k for k in world.RECEPTACLE_TYPES if placements.receptacle_word(k) in room}
+        if source == "typical":
+            assert kinds == set(placements.typical_receptacles(kind, 3, among=in_room))
+        elif source == "atypical":
+            assert kinds == set(placements.atypical_receptacles(kind, 3, among=in_room))
+    assert min(sources[s] for s in ("typical", "atypical", "random")) >= 20, sources
+    assert len(texts) > 100  # the order is shuffled too
+
+
+# --- the warm-start data ----------------------------------------------------------------------------------
+
+LITE = {"clutter": 0.0, "task_types": ["look_at_obj_in_light", "pick_and_place_simple"]}
+
+
+def test_default_examples_are_exactly_those_before_follow_skills() -> None:
+    """Digests of the examples the code gave before follow_skills existed (bytes as token ids)."""
+    assert digest(WarmStartConfig(env="household", seed=7, sft_episodes=30, mining_examples=0, max_steps=20,
+                                  env_options=LITE)) == ("263dc4b4468e9a09", 413)
+    assert digest(WarmStartConfig(env="household", seed=3, sft_episodes=20, mining_examples=0,
+                                  matching_twins=0.5)) == ("05f784862b3f7638", 446)
+    assert digest(WarmStartConfig(env="household", seed=3, sft_episodes=20, mining_examples=6)) == (
+        "9fa0d0c4b1b9066c", 399)
+
+
+def test_follow_skills_examples_show_the_followed_skill_alone() -> None:
+    config = WarmStartConfig(env="household", seed=1, sft_episodes=40, mining_examples=4, follow_skills=True,
+                             skill_prompt_share=0.5, env_options={**LITE, "placements": "typical"},
+                             trace_style="sentences")
+    examples = warm_start_examples(config, ByteTokenizer(), lambda m: None)
+    shown: Counter[str] = Counter()
+    plan_blocks = 0
+    for prompt, _ in examples:
+        text = decode(prompt)
+        if "Admissible actions:" not in text:
+            continue  # a mining example
+        block = [line[2:] for line in text.split("\n") if line.startswith("- WHEN ")]
+        placement = [skill for skill in block if is_placement_skill(skill)]
+        if placement:
+            assert block == placement and len(placement) == 1, block  # the followed skill, alone
+            shown[placement[0]] += 1
+        plan_blocks += bool(block) and not placement  # other episodes: trace skills without placement ones
+    assert len(shown) >= 10 and plan_blocks > 0  # many episodes' skills, each at every step of its episode
+    # The mining lessons teach writing placement skills in the same sentence form.
+    mined = [decode(t[:-1]) for _, t in examples[-4:]]
+    assert any("WHEN you need " in m and " THEN look in the " in m for m in mined), mined
+
+
+def test_follow_skills_needs_an_env_that_names_the_object() -> None:
+    config = WarmStartConfig(env="shop", sft_episodes=1, mining_examples=0, follow_skills=True)
+    with pytest.raises(ValueError, match="follow_skills"):
+        warm_start_examples(config, ByteTokenizer(), lambda m: None)
+
+
+# --- the recipe -------------------------------------------------------------------------------------------
+
+
+def test_default_tiny_keys_are_unchanged_and_the_skills_recipe_differs() -> None:
+    assert default_config("household").key() == "a9e392525f"
+    assert default_config("shop").key() == "0b59a259ec"
+    skills = default_config("household", "skills")
+    assert skills.follow_skills and skills.trace_style == "sentences" and skills.skill_prompt_share == 0.5
+    assert skills.env_options == {**HOUSEHOLD_LITE, "placements": "typical"}
+    assert dataclasses.replace(skills, follow_skills=False, trace_style="legacy", skill_prompt_share=0.2,
+                               env_options=dict(HOUSEHOLD_LITE)) == default_config("household")
+    assert skills.key() != default_config("household").key()
+    with pytest.raises(ModelError, match="recipe"):
+        default_config("shop", "skills")
+    with pytest.raises(ModelError, match="recipe"):
+        default_config("household", "fancy")
+
+
+def test_tiny_household_skills_names_the_skills_recipe(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("siri.sft.tiny.models_cache", lambda: tmp_path)  # nothing built there
+    with pytest.raises(ModelError, match="build-tiny --env household --recipe skills"):
+        resolve_tiny("tiny-household-skills", "household", build=False)
+    with pytest.raises(ModelError, match=r"build-tiny --env household$"):
+        resolve_tiny("tiny", "alfworld", build=False)
