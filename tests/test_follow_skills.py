@@ -218,10 +218,10 @@ def test_default_tiny_keys_are_unchanged_and_the_skills_recipe_differs() -> None
     assert default_config("household").key() == "a9e392525f"
     assert default_config("shop").key() == "0b59a259ec"
     skills = default_config("household", "skills")
-    assert skills.follow_skills and skills.trace_style == "sentences" and skills.skill_prompt_share == 0.5
+    assert skills.follow_skills and skills.trace_style == "sentences" and skills.skill_prompt_share == 0.8
     assert skills.env_options == {**HOUSEHOLD_LITE, "placements": "typical"}
     assert dataclasses.replace(skills, follow_skills=False, trace_style="legacy", skill_prompt_share=0.2,
-                               env_options=dict(HOUSEHOLD_LITE)) == default_config("household")
+                               train_steps=1800, env_options=dict(HOUSEHOLD_LITE)) == default_config("household")
     assert skills.key() != default_config("household").key()
     with pytest.raises(ModelError, match="recipe"):
         default_config("shop", "skills")

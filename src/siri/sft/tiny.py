@@ -103,9 +103,10 @@ def default_config(env: str, recipe: str = "default") -> TinyConfig:
     score 0.00); with it, 0.15 (docs/tiny-model.md). Expect a low starting success there.
     "skills" (household): a policy that acts on what a skill says (issue 20). The default's household-lite,
     with typical placements (so a skill's places can be right), skill-following demonstrations
-    (``follow_skills``) in half of the episodes (``skill_prompt_share`` 0.5: at the default 0.2 only ~90 of
-    500 episodes would follow a skill, ~35 per kind of places named) and mining lessons in the trace miner's
-    "sentences" style, whose placement skills read like the ones shown.
+    (``follow_skills``) in 80% of the episodes (``skill_prompt_share``; at the default 0.2 only ~90 of 500
+    episodes would follow a skill), twice the default's SFT steps (at 50% and 1,800 steps the model never
+    used the skill: benchmarks/RESULTS.md) and mining lessons in the trace miner's "sentences" style,
+    whose placement skills read like the ones shown.
     """
     if env in TINY_FOR_ENV:
         raise ModelError(f"no tiny model is built for {env!r}: {env} plays the {TINY_FOR_ENV[env]} tiny model "
@@ -119,8 +120,8 @@ def default_config(env: str, recipe: str = "default") -> TinyConfig:
     if env == "shop":
         return TinyConfig(env=env, prompt_lm_positions=64, train_steps=1500, sft_episodes=400)
     if recipe == "skills":
-        return TinyConfig(env=env, env_options={**HOUSEHOLD_LITE, "placements": "typical"}, train_steps=1800,
-                          follow_skills=True, skill_prompt_share=0.5, trace_style="sentences")
+        return TinyConfig(env=env, env_options={**HOUSEHOLD_LITE, "placements": "typical"}, train_steps=3600,
+                          follow_skills=True, skill_prompt_share=0.8, trace_style="sentences")
     return TinyConfig(env=env, env_options=dict(HOUSEHOLD_LITE), train_steps=1800)
 
 
