@@ -30,15 +30,9 @@ from siri.rollout.evaluation import evaluate
 from siri.rollout.types import Trajectory
 from siri.sft.demonstrator import placement_skill_text
 from siri.utils.io import atomic_write_json
+from study import paired_ci  # the studies' paired bootstrap (one seed: over episodes)
 
 LITE = {"clutter": 0.0, "task_types": ["look_at_obj_in_light", "pick_and_place_simple"]}
-
-
-def paired_ci(diffs: np.ndarray, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean per-episode difference and its 95% bootstrap CI (episodes resampled)."""
-    rng = np.random.default_rng(seed)
-    means = [rng.choice(diffs, len(diffs)).mean() for _ in range(n_boot)]
-    return float(diffs.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def skill_sets(env_options: dict, episodes: int) -> dict[str, dict[int, tuple[tuple[str, str], ...]]]:
@@ -103,9 +97,9 @@ def main() -> None:
     results: dict[str, object] = {
         "model": args.model, "episodes": args.episodes, "env_options": env_options, "temperature": args.temperature,
         "success": {name: float(w.mean()) for name, w in won.items()},
-        "typical_minus_plain": paired_ci(won["typical"] - won["plain"]),
-        "decoy_minus_plain": paired_ci(won["decoy"] - won["plain"]),
-        "typical_minus_decoy": paired_ci(won["typical"] - won["decoy"]),
+        "typical_minus_plain": paired_ci([won["typical"]], [won["plain"]]),
+        "decoy_minus_plain": paired_ci([won["decoy"]], [won["plain"]]),
+        "typical_minus_decoy": paired_ci([won["typical"]], [won["decoy"]]),
     }
     firsts = {name: [first_destination(t) for t in plays[name]] for name in ("typical", "typical_reversed", "plain")}
     # episodes whose skill names two or more places: reversing their order means something

@@ -85,6 +85,7 @@ def evaluate(
     skills_for: SkillsFor = lambda seed: shown  # noqa: E731
     if skills_from:
         skills_for = bank_skills_by_seed(load_bank(skills_from), env, options, top_k=config.skills_top_k)
+    by_seed = {seed: skills_for(seed) for seed in range(episodes)}  # a bank's choice resets a probe env: once
     policy = load_policy(model, env=env, reference=False)
     rollout = RolloutConfig(mode=config.mode or policy.action_mode, temperature=config.temperature, seed=config.seed)
     won = 0
@@ -99,10 +100,10 @@ def evaluate(
 
         trajectories = evaluate(
             lambda specs: collect(policy, env, specs, rollout, env_options=options, on_episode_end=done), episodes,
-            skills_for)
+            by_seed.__getitem__)
     return {"model": policy.name, "env": env, "split": split, "mode": rollout.mode, "temperature": config.temperature,
             "skills": list(skills or []), "skills_from": skills_from,
-            "skills_shown": {sid: text for seed in range(episodes) for sid, text in skills_for(seed)},
+            "skills_shown": {sid: text for skills_of_seed in by_seed.values() for sid, text in skills_of_seed},
             **summarize(trajectories), "outcomes": outcomes(trajectories)}
 
 

@@ -289,10 +289,7 @@ class SiriPipeline:
             if name == "self":
                 self._miner = make_miner("self", generate_text=policy_text_generator(policy),
                                          min_score=self.s.mine_min_score)
-            elif name == "external":
-                if not self.s.miner_url or not self.s.miner_model:
-                    raise ValueError("miner=external needs siri.miner_url (OpenAI-compatible base URL, e.g. the "
-                                     "one `siri serve` prints) and siri.miner_model")
+            elif name == "external":  # TrainConfig refuses it at load without miner_url and miner_model
                 self._miner = make_miner("external", base_url=self.s.miner_url, model=self.s.miner_model,
                                          api_key_env=self.s.miner_api_key_env, min_score=self.s.mine_min_score)
             else:
