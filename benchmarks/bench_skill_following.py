@@ -5,7 +5,8 @@ prompt, with a skill naming the typical places of the episode's goal object (tho
 table present in the room), and with a decoy naming atypical places. The paired per-episode
 differences give the effect of the skill's content with the task's difficulty cancelled out. A fourth
 and fifth play show the typical places in two orders, and count the episodes whose first move goes
-to another kind of place when the order changes.
+to another kind of place when the order changes. It also counts the episodes that take their goal object
+within 6 steps, and at all: what a skill naming the right places should change first.
 
     python benchmarks/bench_skill_following.py --model tiny-household-skills --episodes 140
     python benchmarks/bench_skill_following.py --model tiny --episodes 140 -o placements=typical
@@ -33,6 +34,7 @@ from siri.utils.io import atomic_write_json
 from study import paired_ci  # the studies' paired bootstrap (one seed: over episodes)
 
 LITE = {"clutter": 0.0, "task_types": ["look_at_obj_in_light", "pick_and_place_simple"]}
+GOALS: dict[int, str] = {}  # seed -> the goal object's word, filled by skill_sets
 
 
 def skill_sets(env_options: dict, episodes: int) -> dict[str, dict[int, tuple[tuple[str, str], ...]]]:
@@ -44,6 +46,7 @@ def skill_sets(env_options: dict, episodes: int) -> dict[str, dict[int, tuple[tu
         scene = env.scene
         present = {r.kind for r in scene.receptacles}
         word = world.display(scene.object_kind)
+        GOALS[seed] = word
         typical = [placements.receptacle_word(r)
                    for r in placements.typical_receptacles(scene.object_kind, 3, among=present)]
         decoy = [placements.receptacle_word(r)
@@ -51,6 +54,11 @@ def skill_sets(env_options: dict, episodes: int) -> dict[str, dict[int, tuple[tu
         for name, places in (("typical", typical), ("decoy", decoy), ("typical_reversed", typical[::-1])):
             out[name][seed] = ((f"{name}{seed}", placement_skill_text(word, places)),) if places else ()
     return out
+
+
+def first_take(traj: Trajectory, goal: str) -> int | None:
+    """The step at which the episode first takes its goal object (None: never)."""
+    return next((k for k, step in enumerate(traj.steps) if step.action.startswith(f"take {goal} ")), None)
 
 
 def first_destination(traj: Trajectory) -> str:
@@ -109,6 +117,10 @@ def main() -> None:
     results["order_swap"] = {"episodes_with_two_orders": len(orderable), "first_move_changed": len(changed),
                              "share": len(changed) / max(1, len(orderable))}
     results["skill_shown_share"] = float(shown.mean())
+    # Where the skill should help: finding the goal object sooner. Taken within 6 steps, and at all.
+    takes = {name: [first_take(t, GOALS[s]) for s, t in enumerate(trajs)] for name, trajs in plays.items()}
+    results["goal_taken"] = {name: {"by_step_6": sum(k is not None and k < 6 for k in ks),
+                                    "at_all": sum(k is not None for k in ks)} for name, ks in takes.items()}
     results["seconds"] = time.time() - start
     print(f"model {args.model}, {args.episodes} {args.split} episodes, T={args.temperature}, options {options}")
     for name, value in results["success"].items():  # type: ignore[union-attr]
@@ -116,6 +128,8 @@ def main() -> None:
     for key in ("typical_minus_plain", "decoy_minus_plain", "typical_minus_decoy"):
         mean, lo, hi = results[key]  # type: ignore[misc]
         print(f"  {key:22s} {mean:+.3f}  [{lo:+.3f}, {hi:+.3f}]  (paired, 95% CI)")
+    for name, taken in results["goal_taken"].items():  # type: ignore[union-attr]
+        print(f"  goal object taken, {name:18s} within 6 steps {taken['by_step_6']:3d}, at all {taken['at_all']:3d}")
     swap = results["order_swap"]
     print(f"  first move changes with the order of the places: {swap['first_move_changed']} of "  # type: ignore[index]
           f"{swap['episodes_with_two_orders']} episodes ({swap['share']:.2f})")  # type: ignore[index]

@@ -38,7 +38,7 @@ from siri.rollout.parsing import OPEN
 from siri.rollout.prompts import build_prompt, chat_ids
 from siri.sft.demonstrator import matching_twin, noisy_episode
 from siri.sft.tiny import TinyConfig, vocabulary_corpus
-from siri.sft.warm_start import train_warm_start
+from siri.sft.warm_start import WarmStartData, train_warm_start
 
 
 def decision_examples(tokenizer: Any, episodes: int, prompt: str, control: bool,
@@ -112,7 +112,7 @@ def main() -> None:
         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, rope_theta=args.rope_theta))
     config = dataclasses.replace(TinyConfig(), train_steps=args.steps, batch_size=args.batch, lr=args.lr,
                                  prompt_lm_weight=0.0)
-    train_warm_start(model, train, config, tokenizer.pad_token_id, lambda m: None)
+    train_warm_start(model, WarmStartData(train), config, tokenizer.pad_token_id, lambda m: None)
 
     correct = 0
     with torch.no_grad():

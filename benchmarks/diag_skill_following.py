@@ -33,7 +33,7 @@ def main() -> None:
 
     policy = load_policy(args.model, env="household", reference=False)
     tok, model = policy.tokenizer, policy.model.eval()
-    examples = warm_start_examples(default_config("household", recipe=args.recipe), tok, lambda m: None)
+    examples = warm_start_examples(default_config("household", recipe=args.recipe), tok, lambda m: None).examples
     texts = [(tok.decode(p), tok.decode(t), p, t) for p, t in examples]
     shown = [x for x in texts if "WHEN you need" in x[0] and "look in" in x[0]]
     go = [x for x in shown if "go to" in x[1]]

@@ -20,7 +20,13 @@ from siri.rollout.engine import left_pad
 from siri.sft.config import PRETRAINED, WarmStartConfig
 from siri.sft.demonstrator import make_env, matching_twin, noisy_episode
 from siri.sft.tiny import build_tiny
-from siri.sft.warm_start import REPORT_FILE, warm_start_examples, warm_start_policy
+from siri.sft.warm_start import (
+    REPORT_FILE,
+    WarmStartData,
+    train_warm_start,
+    warm_start_examples,
+    warm_start_policy,
+)
 
 LITE = {"clutter": 0.0, "task_types": ["look_at_obj_in_light"]}
 
@@ -52,7 +58,7 @@ def test_lora_warm_start_learns_the_demonstrator_and_saves_a_plain_model(tiny_di
                              lr=3e-2, warmup_steps=2, max_steps=12, env_options=LITE,
                              prompt_lm_weight=0.5, prompt_lm_positions=8)  # the sampled-positions path, through peft
     held_out = warm_start_examples(WarmStartConfig(**{**config.__dict__, "seed": 99, "sft_episodes": 3, "mining_examples": 0}),
-                                   policy.tokenizer, lambda m: None)
+                                   policy.tokenizer, lambda m: None).examples
     before = target_nll(policy.model, held_out, policy.pad_id)
     trained, report = warm_start_policy(policy, config, tmp_path / "warm")
     after = target_nll(trained.model, held_out, trained.pad_id)
@@ -159,8 +165,8 @@ def test_matching_twins_follow_the_demonstrators_rule_in_real_episodes() -> None
 def test_warm_start_adds_twins_only_when_asked(tiny_dir: Path) -> None:
     tokenizer = load_policy(str(tiny_dir), reference=False).tokenizer
     config = WarmStartConfig(sft_episodes=8, mining_examples=0)
-    plain = warm_start_examples(config, tokenizer, lambda m: None)
-    with_twins = warm_start_examples(dataclasses.replace(config, matching_twins=1.0), tokenizer, lambda m: None)
+    plain = warm_start_examples(config, tokenizer, lambda m: None).examples
+    with_twins = warm_start_examples(dataclasses.replace(config, matching_twins=1.0), tokenizer, lambda m: None).examples
     assert len(with_twins) > len(plain)
     # Every original example is still there, in order; the twins are the extra ones.
     originals = iter(with_twins)
@@ -176,11 +182,33 @@ def test_trace_style_changes_the_skill_texts_and_only_when_asked(tiny_dir: Path)
     assert TinyConfig().key() != dataclasses.replace(TinyConfig(), trace_style="sentences").key()
     tokenizer = load_policy(str(tiny_dir), reference=False).tokenizer
     config = WarmStartConfig(sft_episodes=12, mining_examples=6, skill_prompt_share=0.0)
-    legacy = warm_start_examples(config, tokenizer, lambda m: None)
-    sentences = warm_start_examples(dataclasses.replace(config, trace_style="sentences"), tokenizer, lambda m: None)
+    legacy = warm_start_examples(config, tokenizer, lambda m: None).examples
+    sentences = warm_start_examples(dataclasses.replace(config, trace_style="sentences"), tokenizer, lambda m: None).examples
     assert len(legacy) == len(sentences)
     changed = [(a, b) for a, b in zip(legacy, sentences, strict=True) if a != b]
     assert changed and all(a[0] == b[0] for a, b in changed)  # same prompts: only the mining answers differ
     for _, (_, target) in changed:
         text = tokenizer.decode(target, skip_special_tokens=True)
         assert tokenizer.unk_token_id not in target and "first find and take" in text, text
+
+
+def test_skill_focus_steps_train_on_the_skill_decided_examples_first() -> None:
+    """Two answers to one prompt: 1 in the skill-decided examples, 2 in the other nine tenths. A focus phase
+    learns 1, and one step on every example after it does not undo that; without focus the same number of
+    steps learns the majority, 2."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    examples = [([5, 6, 7], [1]) for _ in range(10)] + [([5, 6, 7], [2]) for _ in range(90)]
+    data = WarmStartData(examples, skill_decided=list(range(10)))
+
+    def answer(focus_steps: int, train_steps: int) -> tuple[int, int]:
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                             num_key_value_heads=2, intermediate_size=32, pad_token_id=0))
+        config = WarmStartConfig(train_steps=train_steps, skill_focus_steps=focus_steps, batch_size=4, warmup_steps=1,
+                                 prompt_lm_weight=0.0)
+        losses = train_warm_start(model, data, config, pad_id=0, log=lambda m: None)
+        with torch.no_grad():
+            return int(model(input_ids=torch.tensor([[5, 6, 7]])).logits[0, -1].argmax()), len(losses)
+
+    assert answer(40, 1) == (1, 41) and answer(0, 41) == (2, 41)

@@ -27,6 +27,10 @@ class WarmStartConfig(Config):
     - ``follow_skills``: SIRI needs a policy whose action depends on what a skill says (DESIGN.md, "When
       SIRI can help at all"); a demonstrator that ignores the skills it shows teaches ignoring them. The
       places shown vary (``skill_places_mix``), decoys included, so that the text, not its presence, decides.
+    - ``skill_twins``: one state shown under several skills, each labelled with the move its places lead to,
+      is the one signal a small model cannot explain away by the state. Even so the tiny model learns it only
+      in a phase on those examples alone (``skill_focus_steps``; benchmarks/RESULTS.md, "Does the tiny model
+      act on what a skill says?").
     - ``prompt_lm_weight``: the auxiliary next-token loss on the prompt gives the tiny model ~50x more signal
       per example (reading observations and admissible lists) and makes copying from the prompt (what acting
       needs) emerge in a few hundred steps. A pretrained LM reads already: 0 there.
@@ -58,6 +62,12 @@ class WarmStartConfig(Config):
                               "skill for the task's object ('WHEN you need a mug THEN look in the cabinet, ... "
                               "first') and the demonstrator searches the places it names, in its order, first; "
                               "the other episodes show the trace skills without their placement ones")
+    skill_twins: int = opt(0, "with follow_skills: counterfactual copies of each skill episode's first step "
+                           "(nothing visited yet), each shown another placement skill and labelled where that skill "
+                           "leads", min=0)
+    skill_focus_steps: int = opt(0, "with skill_twins: optimizer steps of a first phase on the examples a skill "
+                                 "decides alone (skill episodes' first steps and their twins; no prompt loss), "
+                                 "before the train_steps on every example", min=0)
     skill_places_mix: tuple[float, float, float] = opt(
         (0.5, 0.25, 0.25), "with follow_skills: weights of the places a shown skill names: the object's "
         "typical kinds, atypical ones (decoys), random compatible ones (all among the room's)", min=0.0)
@@ -72,8 +82,8 @@ class WarmStartConfig(Config):
                                   min=0.0)
     prompt_lm_positions: int = opt(0, "prompt positions per example the auxiliary loss is taken at, drawn each "
                                    "step (0: all of them)", min=0)
-    train_steps: int = opt(900, "optimizer steps of the supervised run (AdamW, linear warm-up, cosine decay to "
-                           "a tenth of lr)", min=1)
+    train_steps: int = opt(900, "optimizer steps of the supervised run on every example (AdamW, linear "
+                           "warm-up, cosine decay to a tenth of lr)", min=1)
     batch_size: int = opt(8, "examples per step", min=1)
     lr: float = opt(2e-3, "peak learning rate", gt=0.0)
     warmup_steps: int = opt(30, "linear warm-up steps", min=0)

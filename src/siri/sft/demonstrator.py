@@ -15,6 +15,7 @@ the task's object with nothing in hand, the demonstrator then goes to the places
 skill's order (every instance of the first kind, opening closed ones, then the next kind), before searching
 as above. The skills name typical, atypical (decoy) or random compatible places, so a model that imitates it
 learns to act on what a skill says, not on its mere presence; without a skill it knows no placements.
+``skill_twin`` labels the same search state under another skill (the warm start's contrastive twins).
 """
 
 from __future__ import annotations
@@ -199,6 +200,24 @@ def draw_placement_skill(object_word: str, room: Sequence[str], rng: random.Rand
         return None
     rng.shuffle(kinds)
     return source, placement_skill_text(object_word, [placements.receptacle_word(r) for r in kinds])
+
+
+def skill_twin(obs: Observation, goal: str, room: Sequence[str], visited: set[str], rng: random.Random,
+               mix: Sequence[float]) -> tuple[str, str] | None:
+    """(skill, label) of a counterfactual twin of a search step: another placement skill for ``goal`` and the
+    step the demonstrator would take under it (``_guided_step``), or None where that is no search step.
+
+    Only states where the search is on qualify: nothing held (no ``move`` action) and the goal object not
+    in view (no ``take <goal>`` action). The caller keeps to steps whose ``visited`` places are all in the
+    prompt's history, so the label is a function of what the prompt shows.
+    """
+    if any(a.startswith("move ") or a.startswith(f"take {goal} ") for a in obs.admissible_actions):
+        return None
+    drawn = draw_placement_skill(goal, room, rng, mix)
+    if drawn is None:
+        return None
+    label = _guided_step(obs.admissible_actions, places_named(drawn[1]), visited)
+    return (drawn[1], label) if label is not None else None
 
 
 def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:

@@ -46,7 +46,7 @@ HOUSEHOLD_LITE: dict[str, Any] = {"clutter": 0.0, "task_types": ["look_at_obj_in
 
 _KEY_OPTIONAL: dict[str, Any] = {"prompt_lm_positions": 0, "matching_twins": 0.0, "lora": False, "lora_r": 16,
                                  "follow_skills": False, "skill_places_mix": (0.5, 0.25, 0.25),
-                                 "trace_style": "legacy"}
+                                 "trace_style": "legacy", "skill_twins": 0, "skill_focus_steps": 0}
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,15 @@ def default_config(env: str, recipe: str = "default") -> TinyConfig:
     prompt language-model loss is taken at 64 sampled prompt positions per example instead of all of
     them. Without it the model never learns to copy a product id or an option from the page (eval
     score 0.00); with it, 0.15 (docs/tiny-model.md). Expect a low starting success there.
-    "skills" (household): a policy that acts on what a skill says (issue 20). The default's household-lite,
-    with typical placements (so a skill's places can be right), skill-following demonstrations
-    (``follow_skills``) in 80% of the episodes (``skill_prompt_share``; at the default 0.2 only ~90 of 500
-    episodes would follow a skill), twice the default's SFT steps (at 50% and 1,800 steps the model never
-    used the skill: benchmarks/RESULTS.md) and mining lessons in the trace miner's "sentences" style,
-    whose placement skills read like the ones shown.
+    "skills" (household): a policy that acts on what a skill says (issue 20; benchmarks/RESULTS.md, "Does
+    the tiny model act on what a skill says?"). The default's household-lite with typical placements (so a
+    skill's places can be right); 80% of the episodes are shown a placement skill that the demonstrator
+    follows (``follow_skills``); the first step of each gets 8 twins under other skills (``skill_twins``);
+    a first phase of 3,000 steps trains on those skill-decided examples alone (``skill_focus_steps``: on
+    the mix alone the model never learned to read the skill, and alone it needs 1,000-2,000 steps to leave
+    its plateau), then 3,600 steps on every example; mining lessons in the trace miner's "sentences"
+    style, whose placement skills read like the ones shown. It follows a skill's first place in 127 of 128
+    episodes but lost pick-and-place (0.01); not the default until it also succeeds more.
     """
     if env in TINY_FOR_ENV:
         raise ModelError(f"no tiny model is built for {env!r}: {env} plays the {TINY_FOR_ENV[env]} tiny model "
@@ -121,7 +124,8 @@ def default_config(env: str, recipe: str = "default") -> TinyConfig:
         return TinyConfig(env=env, prompt_lm_positions=64, train_steps=1500, sft_episodes=400)
     if recipe == "skills":
         return TinyConfig(env=env, env_options={**HOUSEHOLD_LITE, "placements": "typical"}, train_steps=3600,
-                          follow_skills=True, skill_prompt_share=0.8, trace_style="sentences")
+                          follow_skills=True, skill_prompt_share=0.8, skill_twins=8, skill_focus_steps=3000,
+                          trace_style="sentences")
     return TinyConfig(env=env, env_options=dict(HOUSEHOLD_LITE), train_steps=1800)
 
 
@@ -241,14 +245,14 @@ def build_tiny(config: TinyConfig, out_dir: Path, log: Callable[[str], None] | N
     model = LlamaForCausalLM(model_config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    examples = warm_start_examples(config, tokenizer, log)
-    losses = train_warm_start(model, examples, config, tokenizer.pad_token_id, log)
+    data = warm_start_examples(config, tokenizer, log)
+    losses = train_warm_start(model, data, config, tokenizer.pad_token_id, log)
     report = {
         "format": TINY_FORMAT,
         "config": dataclasses.asdict(config),
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
-        "examples": len(examples),
+        "examples": len(data.examples),
         "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
         "build_seconds": round(time.time() - started, 1),
         "torch": torch.__version__,

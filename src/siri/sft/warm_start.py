@@ -13,7 +13,8 @@ never the invalid ones. A share of the prompts carry a block of ``trace`` skills
 skill-augmented prompts are familiar), and mining examples teach the skill-writing prompt: the mining
 messages over successful episodes of a task type, answered with the deterministic ``trace`` skills of
 those episodes. With ``follow_skills`` (household) a share of the episodes instead show one placement skill
-that the demonstrator acts on (``siri.sft.demonstrator``), so that the skill's content decides the action.
+that the demonstrator acts on (``siri.sft.demonstrator``), so that the skill's content decides the action,
+and ``skill_twins`` copies of their first steps under other skills make it the only thing that does.
 The prompts are the rollout's own (``build_prompt`` + the tokenizer's chat template), and
 the targets are ``<action>...</action>``: exactly what ``choose`` mode scores and ``generate`` mode writes.
 """
@@ -25,9 +26,9 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from siri.envs import Observation
 from siri.models.policy import Policy
@@ -42,16 +43,35 @@ from siri.sft.demonstrator import (
     matching_twin,
     noisy_episode,
     room_places,
+    skill_twin,
     to_trajectory,
 )
 
+if TYPE_CHECKING:
+    import torch
+
 REPORT_FILE = "siri_warm_start.json"
+
+Example = tuple[list[int], list[int]]  # (prompt ids, target ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmStartData:
+    """The supervised examples, and the indices of those a placement skill decides.
+
+    ``skill_decided`` (the first steps of skill episodes and their skill twins) is kept apart so that
+    ``train_warm_start`` can train on it alone first (``skill_focus_steps``): mixed in with the rest, its
+    signal is too rare for the tiny model to ever pick up.
+    """
+
+    examples: list[Example]
+    skill_decided: list[int] = dataclasses.field(default_factory=list)
 
 
 # --- warm-start data -------------------------------------------------------------------------------------
 
 
-def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[str], None]) -> list[tuple[list[int], list[int]]]:
+def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[str], None]) -> WarmStartData:
     """(prompt ids, target ids) pairs: noisy-expert actions, with and without skills, and mining examples."""
     from siri.skills.prompts import mining_messages, render_trajectory
     from siri.skills.trace import trace_skills
@@ -59,6 +79,12 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     rng = random.Random(f"tiny-sft/{config.seed}")
     env = make_env(config, "train", warm_start=True)
     follow = config.follow_skills
+    if (config.skill_twins or config.skill_focus_steps) and not follow:
+        raise ValueError("skill_twins and skill_focus_steps need follow_skills=true (they are made from the "
+                         "episodes that follow a placement skill)")
+    if config.skill_focus_steps and not config.skill_twins:
+        raise ValueError("skill_focus_steps needs skill_twins > 0: the skill-decided examples it trains on are the "
+                         "skill episodes' first steps that got twins")
     if follow and getattr(env, "goal_object", None) is None:
         raise ValueError(f"follow_skills needs an environment that names the task's object (household), not "
                          f"{config.env!r}")
@@ -99,7 +125,7 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                       for tt, pool in skill_pool.items()}
 
     def action_example(obs: Observation, task: str, label: str, history: list[tuple[str, str]],
-                       skills: list[str]) -> tuple[list[int], list[int]]:
+                       skills: list[str]) -> Example:
         prompt = build_prompt(config.env, task, obs.text, obs.admissible_actions, obs.step, history,
                               skills=skills, history_len=config.history_len, templates=obs.action_templates)
         target = list(tokenizer(OPEN + label + CLOSE, add_special_tokens=False)["input_ids"])
@@ -108,9 +134,10 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     # Object words to ask for in twins: everything the demonstrations ever had in view to take.
     kinds = sorted({a.split()[1] for e in episodes for o in e.observations for a in o.admissible_actions
                     if a.startswith("take ") and len(a.split()) > 1}) if config.matching_twins > 0 else []
-    examples: list[tuple[list[int], list[int]]] = []
+    examples: list[Example] = []
+    skill_decided: list[int] = []
     twin_rng = random.Random(f"tiny-twins/{config.seed}")  # its own stream: twins leave the other examples as they were
-    twins = 0
+    twins = n_skill_twins = 0
     for episode in episodes:
         history: list[tuple[str, str]] = []
         visited: set[str] = set()
@@ -125,18 +152,34 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                 show = skills[: rng.randint(1, len(skills))]
             else:
                 show = []
+            original = len(examples)
             examples.append(action_example(obs, obs.task, label, history, show))
             if config.matching_twins > 0 and episode.goal_object and twin_rng.random() < config.matching_twins:
                 twin = matching_twin(obs, expert_label, episode.goal_object, kinds, visited, twin_rng)
                 if twin is not None:
                     examples.append(action_example(obs, twin[0], twin[1], history, []))
                     twins += 1
+            # Skill twins: the first step (nothing visited, no history: the skill and the room decide the move)
+            # under other skills. The original counts as skill-decided where it got a twin (a search state); its
+            # label is the demonstrator's move, a random one in random_action_share of the steps, as everywhere.
+            if episode.skill is not None and episode.goal_object and obs.step == 0:
+                drawn = [skill_twin(obs, episode.goal_object, room_places(obs), visited, skill_rng,
+                                    config.skill_places_mix) for _ in range(config.skill_twins)]
+                twins_here = [t for t in drawn if t is not None]
+                if twins_here:
+                    skill_decided.append(original)
+                for skill, twin_label in twins_here:
+                    skill_decided.append(len(examples))
+                    examples.append(action_example(obs, obs.task, twin_label, history, [skill]))
+                n_skill_twins += len(twins_here)
             history.append((obs.text, action))
             if action.startswith("go to "):
                 visited.add(action[6:])
     n_actions = len(examples)
     if config.matching_twins > 0:
         log(f"warm start: {twins} of the action examples are matching twins")
+    if n_skill_twins:
+        log(f"warm start: {n_skill_twins} of the action examples are skill twins")
     types = sorted(by_type)
     for i in range(config.mining_examples if types else 0):
         task_type = types[i % len(types)]
@@ -151,46 +194,75 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
         target = [*list(tokenizer("\n".join(skills), add_special_tokens=False)["input_ids"]), tokenizer.eos_token_id]
         examples.append((chat_ids(tokenizer, messages), target))
     log(f"warm start: {n_actions} action examples, {len(examples) - n_actions} mining examples")
-    return examples
+    return WarmStartData(examples, skill_decided)
 
 
 # --- the supervised run ----------------------------------------------------------------------------------
 
 
-def _batches(examples: list[tuple[list[int], list[int]]], config: WarmStartConfig, rng: random.Random) -> Iterator[list[int]]:
-    """Endless batches of example indices, similar lengths together (less padding), shuffled."""
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]) + len(examples[i][1]))
+def _batches(examples: list[Example], indices: Sequence[int], config: WarmStartConfig,
+             rng: random.Random) -> Iterator[list[int]]:
+    """Endless batches of ``indices`` into ``examples``, similar lengths together (less padding), shuffled."""
+    order = sorted(indices, key=lambda i: len(examples[i][0]) + len(examples[i][1]))
     while True:
         chunks = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
         rng.shuffle(chunks)
         yield from chunks
 
 
-def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], config: WarmStartConfig, pad_id: int,
+def train_warm_start(model: Any, data: WarmStartData, config: WarmStartConfig, pad_id: int,
                      log: Callable[[str], None]) -> list[float]:
-    """Supervised run on target tokens only; returns the loss of every step."""
+    """Supervised run on target tokens only; returns the loss of every step.
+
+    With ``config.skill_focus_steps`` (and skill-decided examples), a first phase of that many steps trains on
+    ``data.skill_decided`` alone, without the prompt loss; then ``config.train_steps`` steps on every
+    example. Each phase has its own optimizer and schedule. Why: on the whole mix the tiny model never
+    learned to act on a skill; on the skill-decided examples alone its loss sits on a plateau for ~1,000
+    steps and then drops, and from then on the skill decides its first move (benchmarks/RESULTS.md).
+    """
+    import torch
+
+    rng = random.Random(f"tiny-batches/{config.seed}")
+    position_rng = torch.Generator().manual_seed(config.seed)
+    losses: list[float] = []
+    if config.skill_focus_steps and data.skill_decided:
+        log(f"skill focus: {config.skill_focus_steps} steps on the {len(data.skill_decided)} "
+            "skill-decided examples alone")
+        losses += _supervised_phase(model, data.examples, data.skill_decided, config.skill_focus_steps,
+                                    prompt_lm_weight=0.0, config=config, pad_id=pad_id, rng=rng,
+                                    position_rng=position_rng, log=log)
+        log(f"then {config.train_steps} steps on all {len(data.examples)} examples")
+    losses += _supervised_phase(model, data.examples, range(len(data.examples)), config.train_steps,
+                                prompt_lm_weight=config.prompt_lm_weight, config=config, pad_id=pad_id, rng=rng,
+                                position_rng=position_rng, log=log)
+    model.eval()
+    return losses
+
+
+def _supervised_phase(model: Any, examples: list[Example], indices: Sequence[int], steps: int, *,
+                      prompt_lm_weight: float, config: WarmStartConfig, pad_id: int, rng: random.Random,
+                      position_rng: torch.Generator, log: Callable[[str], None]) -> list[float]:
+    """``steps`` optimizer steps on batches of ``indices`` (AdamW, linear warm-up, cosine decay to a tenth)."""
     import torch
 
     from siri.rollout.engine import left_pad
 
-    rng = random.Random(f"tiny-batches/{config.seed}")
-    position_rng = torch.Generator().manual_seed(config.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.95))
 
     def lr_at(step: int) -> float:
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.train_steps - config.warmup_steps)
+        progress = (step - config.warmup_steps) / max(1, steps - config.warmup_steps)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     model.train()
     losses: list[float] = []
-    batches = _batches(examples, config, rng)
+    batches = _batches(examples, indices, config, rng)
     start = time.time()
-    log_every = max(1, min(50, config.train_steps // 20))
-    for step in range(config.train_steps):
+    log_every = max(1, min(50, steps // 20))
+    for step in range(steps):
         batch = [examples[i] for i in next(batches)]
         seqs = [p + t for p, t in batch]
         ids, mask, positions = left_pad(seqs, pad_id, "cpu")
@@ -200,7 +272,7 @@ def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], co
             target_mask[b, width - len(target) :] = True
         # Next-token view of the whole sequence: position t predicts token t+1.
         shifted_target, shifted_real = target_mask[:, 1:], (mask[:, 1:] * mask[:, :-1]).bool()
-        if config.prompt_lm_weight > 0 and config.prompt_lm_positions > 0:
+        if prompt_lm_weight > 0 and config.prompt_lm_positions > 0:
             # Project only the targets and a random sample of prompt positions (B*K + targets rows).
             core = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft: the wrapped LM
             hidden = core.model(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state[:, :-1]
@@ -212,7 +284,7 @@ def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], co
             logits = core.lm_head(hidden[picked])[None]  # (1, picked, V): one long row of the picked positions
             labels, is_target = ids[:, 1:][picked][None], shifted_target[picked][None]
             real = torch.ones_like(is_target)  # every picked position is a real token
-        elif config.prompt_lm_weight > 0:
+        elif prompt_lm_weight > 0:
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1]
             labels, is_target, real = ids[:, 1:], shifted_target, shifted_real
         else:  # only the last positions are needed: project just those onto the vocabulary
@@ -223,18 +295,17 @@ def train_warm_start(model: Any, examples: list[tuple[list[int], list[int]]], co
                                                        labels.reshape(-1), reduction="none").view(labels.shape)
         loss = action_loss = token_loss[is_target].mean()
         prompt_tokens = real & ~is_target
-        if config.prompt_lm_weight > 0 and prompt_tokens.any():
-            loss = loss + config.prompt_lm_weight * token_loss[prompt_tokens].mean()
+        if prompt_lm_weight > 0 and prompt_tokens.any():
+            loss = loss + prompt_lm_weight * token_loss[prompt_tokens].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
         losses.append(action_loss.item())
-        if step % log_every == 0 or step == config.train_steps - 1:
-            log(f"step {step:4d}/{config.train_steps}  response loss {action_loss.item():.3f}  "
+        if step % log_every == 0 or step == steps - 1:
+            log(f"step {step:4d}/{steps}  response loss {action_loss.item():.3f}  "
                 f"total {loss.item():.3f}  {time.time() - start:.0f}s")
-    model.eval()
     return losses
 
 
@@ -249,8 +320,8 @@ def warm_start_policy(policy: Policy, config: WarmStartConfig, out_dir: str | Pa
     """
     log = log or (lambda m: None)
     started = time.time()
-    examples = warm_start_examples(config, policy.tokenizer, log)
-    losses = train_warm_start(policy.model, examples, config, policy.pad_id, log)
+    data = warm_start_examples(config, policy.tokenizer, log)
+    losses = train_warm_start(policy.model, data, config, policy.pad_id, log)
     trained = sum(p.numel() for p in policy.model.parameters() if p.requires_grad)
     if policy.lora:
         policy = dataclasses.replace(policy, model=policy.model.merge_and_unload(), lora=False)
@@ -259,7 +330,7 @@ def warm_start_policy(policy: Policy, config: WarmStartConfig, out_dir: str | Pa
     report = {
         "base": policy.path,
         "config": dataclasses.asdict(config),
-        "examples": len(examples),
+        "examples": len(data.examples),
         "trained_parameters": trained,
         "first_loss": losses[0] if losses else None,
         "final_loss": sum(tail) / len(tail) if losses else None,

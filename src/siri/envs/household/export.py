@@ -20,6 +20,7 @@ from pathlib import Path
 
 from siri.envs.base import EnvError
 from siri.envs.household import world
+from siri.envs.household.placements import DEFAULT_PLACEMENTS
 from siri.envs.household.scene import Scene, generate_scene
 from siri.envs.household.sim import HouseholdEnv
 from siri.utils.io import atomic_write_json, atomic_write_text
@@ -82,7 +83,7 @@ def problem_pddl(scene: Scene) -> str:
     return "\n".join(lines)
 
 
-def expert_walkthrough(scene: Scene, max_steps: int = 50, placements: str = "uniform",
+def expert_walkthrough(scene: Scene, max_steps: int = 50, placements: str = DEFAULT_PLACEMENTS,
                        clutter: float = 1.0) -> list[str]:
     """The expert's actions from the initial state to the goal, played in the simulator.
 
@@ -104,7 +105,7 @@ def expert_walkthrough(scene: Scene, max_steps: int = 50, placements: str = "uni
             return actions
 
 
-def traj_data(scene: Scene, placements: str = "uniform", clutter: float = 1.0) -> dict:
+def traj_data(scene: Scene, placements: str = DEFAULT_PLACEMENTS, clutter: float = 1.0) -> dict:
     data = {
         "task_type": scene.task_type,
         "pddl_params": {
@@ -117,7 +118,7 @@ def traj_data(scene: Scene, placements: str = "uniform", clutter: float = 1.0) -
         "task_desc": scene.task,
         "siri_scene": {"split": scene.split, "seed": scene.seed, "room": scene.room},
     }
-    if placements != "uniform":  # default exports stay byte-identical to those before the option
+    if placements != "uniform":  # uniform exports stay byte-identical to those written before the option
         data["siri_scene"]["placements"] = placements
     if clutter != 1.0:
         data["siri_scene"]["clutter"] = clutter
@@ -135,7 +136,7 @@ def export_scene(
     split: str,
     out_dir: str | Path,
     task_types: list[str] | None = None,
-    placements: str = "uniform",
+    placements: str = DEFAULT_PLACEMENTS,
     clutter: float = 1.0,
 ) -> Path:
     """Write scene ``seed`` of ``split`` under ``out_dir``; returns the path of its ``game.tw-pddl``.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from siri.envs.base import Observation
 from siri.envs.household.export import export_scene
+from siri.envs.household.placements import DEFAULT_PLACEMENTS
 from siri.envs.household.scene import generate_scene
 from siri.envs.household.sim import HouseholdEnv
 
@@ -62,7 +63,7 @@ def compare_scene(
     rng_seed: int = 0,
     max_steps: int = 50,
     actions: list[str] | None = None,
-    placements: str = "uniform",
+    placements: str = DEFAULT_PLACEMENTS,
 ) -> SceneParity:
     """Walk one action sequence through the simulator and ``engine`` (an AlfworldEnv holding ``game``).
 
@@ -120,7 +121,7 @@ def run_parity(
     out_dir: str | Path,
     random_steps: int = 6,
     rng_seed: int = 0,
-    placements: str = "uniform",
+    placements: str = DEFAULT_PLACEMENTS,
 ) -> list[SceneParity]:
     """Export ``seeds`` of ``split`` into ``out_dir`` and compare each scene with the real engine."""
     from siri.envs.alfworld_env import AlfworldEnv

@@ -23,6 +23,9 @@ from siri.envs.base import EnvError
 from siri.envs.household import world
 
 PLACEMENT_MODES: tuple[str, ...] = ("uniform", "typical")
+# "uniform": the scenes of every published number. "typical" becomes the default together with a default tiny
+# model that acts on placement skills (issue 20; benchmarks/RESULTS.md).
+DEFAULT_PLACEMENTS = "uniform"
 
 # object kind -> {typical receptacle kind: weight}; the rest goes evenly to the other compatible kinds.
 _TYPICAL: dict[str, dict[str, float]] = {

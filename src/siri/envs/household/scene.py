@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from siri.envs.base import EnvError
 from siri.envs.household import world
-from siri.envs.household.placements import PLACEMENTS, check_placements
+from siri.envs.household.placements import DEFAULT_PLACEMENTS, PLACEMENTS, check_placements
 
 SPLITS: tuple[str, ...] = ("train", "eval_id", "eval_ood")
 EVAL_SIZE = 140
@@ -153,7 +153,7 @@ def generate_scene(
     seed: int,
     task_types: list[str] | tuple[str, ...] | None = None,
     clutter: float = 1.0,
-    placements: str = "uniform",
+    placements: str = DEFAULT_PLACEMENTS,
 ) -> Scene:
     """The scene of ``seed`` in ``split``; ``task_types`` restricts which task types are posed.
 
@@ -199,7 +199,7 @@ def _place(rng: random.Random, kind: str, slots: list[int], recep_kinds: list[st
 
 
 def _try_scene(
-    rng: random.Random, split: str, seed: int, task_type: str, clutter: float, placements: str = "uniform"
+    rng: random.Random, split: str, seed: int, task_type: str, clutter: float, placements: str = DEFAULT_PLACEMENTS
 ) -> Scene | None:
     room = rng.choice(world.TASK_ROOMS[task_type])
     spec = world.ROOMS[room]

@@ -21,7 +21,7 @@ from collections.abc import Hashable
 
 from siri.envs.base import EnvError, EpisodeTracker, Observation, Step
 from siri.envs.household import expert, world
-from siri.envs.household.placements import check_placements
+from siri.envs.household.placements import DEFAULT_PLACEMENTS, check_placements
 from siri.envs.household.scene import SPLIT_SIZES, Scene, check_clutter, check_task_types, generate_scene
 from siri.envs.household.state import State
 
@@ -92,7 +92,7 @@ class HouseholdEnv:
         success_reward: float = 1.0,
         task_types: list[str] | None = None,
         clutter: float = 1.0,
-        placements: str = "uniform",
+        placements: str = DEFAULT_PLACEMENTS,
     ) -> None:
         if split not in SPLIT_SIZES:
             raise EnvError(f"unknown household split {split!r}; choose one of: {', '.join(SPLIT_SIZES)}")
