@@ -108,8 +108,8 @@ def default_config(env: str, recipe: str = "default") -> TinyConfig:
     a first phase of 3,000 steps trains on those skill-decided examples alone (``skill_focus_steps``: on
     the mix alone the model never learned to read the skill, and alone it needs 1,000-2,000 steps to leave
     its plateau), then 3,600 steps on every example; mining lessons in the trace miner's "sentences"
-    style, whose placement skills read like the ones shown. It follows a skill's first place in 127 of 128
-    episodes but lost pick-and-place (0.01); not the default until it also succeeds more.
+    style, whose placement skills read like the ones shown. Reversing a skill's places changes its first move
+    in 127 of 128 episodes, but it lost pick-and-place (0.01): not the default until it also succeeds more.
     """
     if env in TINY_FOR_ENV:
         raise ModelError(f"no tiny model is built for {env!r}: {env} plays the {TINY_FOR_ENV[env]} tiny model "
