@@ -34,26 +34,28 @@ from siri.utils.io import atomic_write_json
 from study import paired_ci  # the studies' paired bootstrap (one seed: over episodes)
 
 LITE = {"clutter": 0.0, "task_types": ["look_at_obj_in_light", "pick_and_place_simple"]}
-GOALS: dict[int, str] = {}  # seed -> the goal object's word, filled by skill_sets
 
 
-def skill_sets(env_options: dict, episodes: int) -> dict[str, dict[int, tuple[tuple[str, str], ...]]]:
-    """Per condition, seed -> the one skill shown: typical places, atypical (decoy), typical reversed."""
+def skill_sets(env_options: dict, episodes: int
+               ) -> tuple[dict[str, dict[int, tuple[tuple[str, str], ...]]], list[str]]:
+    """Per condition, seed -> the one skill shown: typical places, atypical (decoy), typical reversed; and
+    each seed's goal object word."""
     env = make("household", **env_options)
     out: dict[str, dict[int, tuple[tuple[str, str], ...]]] = {"typical": {}, "decoy": {}, "typical_reversed": {}}
+    goals: list[str] = []
     for seed in range(episodes):
         env.reset(seed)
         scene = env.scene
         present = {r.kind for r in scene.receptacles}
         word = world.display(scene.object_kind)
-        GOALS[seed] = word
+        goals.append(word)
         typical = [placements.receptacle_word(r)
                    for r in placements.typical_receptacles(scene.object_kind, 3, among=present)]
         decoy = [placements.receptacle_word(r)
                  for r in placements.atypical_receptacles(scene.object_kind, 3, among=present)]
         for name, places in (("typical", typical), ("decoy", decoy), ("typical_reversed", typical[::-1])):
             out[name][seed] = ((f"{name}{seed}", placement_skill_text(word, places)),) if places else ()
-    return out
+    return out, goals
 
 
 def first_take(traj: Trajectory, goal: str) -> int | None:
@@ -89,7 +91,7 @@ def main() -> None:
     env_options = {**options, "split": args.split, "max_steps": args.max_steps}
     policy = load_policy(args.model, env="household", reference=False)
     config = RolloutConfig(mode="choose", temperature=args.temperature, seed=args.seed)
-    sets = skill_sets(env_options, args.episodes)
+    sets, goals = skill_sets(env_options, args.episodes)
 
     def run(skills_for: Callable[[int], tuple[tuple[str, str], ...]] | None) -> list[Trajectory]:
         return evaluate(lambda specs: collect(policy, "household", specs, config, env_options=env_options),
@@ -118,7 +120,7 @@ def main() -> None:
                              "share": len(changed) / max(1, len(orderable))}
     results["skill_shown_share"] = float(shown.mean())
     # Where the skill should help: finding the goal object sooner. Taken within 6 steps, and at all.
-    takes = {name: [first_take(t, GOALS[s]) for s, t in enumerate(trajs)] for name, trajs in plays.items()}
+    takes = {name: [first_take(t, goals[s]) for s, t in enumerate(trajs)] for name, trajs in plays.items()}
     results["goal_taken"] = {name: {"by_step_6": sum(k is not None and k < 6 for k in ks),
                                     "at_all": sum(k is not None for k in ks)} for name, ks in takes.items()}
     results["seconds"] = time.time() - start

@@ -50,7 +50,7 @@ def main() -> None:
                 fit += logits.argmax(-1).tolist() == t
             print(f"teacher-forced greedy equals the label on {fit} of {len(subset)} {name} 'go to' examples")
     options = {**LITE, "placements": "typical", "split": "eval_id", "max_steps": 1}
-    sets = skill_sets({**options, "max_steps": 20}, args.episodes)
+    sets, _ = skill_sets({**options, "max_steps": 20}, args.episodes)
     config = RolloutConfig(mode="choose", temperature=0.0, seed=0)
     hits = {}
     for name, skills_for in (("without the skill", None), ("with the skill", sets["typical"].__getitem__)):
