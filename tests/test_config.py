@@ -266,6 +266,10 @@ def test_every_documented_bound_trains(micro_model: Path, one_thread: None, tmp_
     from siri.skills.internalize import lambda_schedule, step_weights
     from siri.skills.validation import Gate
 
+    if key == "rollout.group_size" and value == 1:  # a cross-field rule: SIRI pairs rollouts within a group
+        with pytest.raises(ConfigError, match="group_size >= 2"):
+            TrainConfig.load(preset_path("household-tiny-gigpo"), ["siri.enabled=true", _override(key, value)])
+        return
     run = tmp_path / "run"
     run.mkdir()
     bank = SkillBank.open(run)

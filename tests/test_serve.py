@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from siri.rollout.types import StepRecord, Trajectory
-from siri.serve import RequestError, load_chat_model, make_server, parse_request
+from siri.serve import ChatModel, Limits, RequestError, load_chat_model, make_server, parse_request
 from siri.skills.miners import ExternalMiner, MinerError, chat_completion
 from siri.skills.prompts import MINING_VOCAB_TEXT, mining_words, parse_skills
 
@@ -297,3 +298,97 @@ def test_siri_serve_cli_bad_model(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["serve", "--model", str(tmp_path / "missing")])
     assert result.exit_code == 1
     assert "cannot load model" in result.output + (result.stderr if result.stderr_bytes else "")
+
+
+# --- a server that no single request can wedge (issue 24) ------------------------------------------------
+
+
+@pytest.fixture()
+def limited(model_dir: Path) -> Iterator[tuple[str, int, ChatModel]]:
+    """A server with short limits: 1 s of generation or queueing, 1 s of socket silence."""
+    chat = load_chat_model(str(model_dir), device="cpu", limits=Limits(request_seconds=1.0, socket_seconds=1.0))
+    httpd = make_server(chat, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    host, port = httpd.server_address[:2]
+    yield host, port, chat
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _raw(host: str, port: int, request: bytes) -> tuple[int, dict]:
+    """Send raw bytes, read the answer; (status, JSON body)."""
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.sendall(request)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def _post(body: bytes, length: str | None = None) -> bytes:
+    return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length if length is not None else len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def _chat(content: str, **extra: object) -> bytes:
+    return json.dumps({"model": "m", "messages": [{"role": "user", "content": content}], **extra}).encode()
+
+
+def test_client_errors_are_4xx_and_say_what_was_wrong(limited: tuple[str, int, ChatModel]) -> None:
+    host, port, _ = limited
+    status, body = _raw(host, port, _post(_chat("hi"), length="abc"))
+    assert status == 400 and "Content-Length" in body["error"]["message"]
+    status, body = _raw(host, port, _post(_chat("hi", seed=2**70)))
+    assert status == 400 and "'seed'" in body["error"]["message"]
+    long_prompt = " ".join(["apple"] * 2000)  # the model's context is 1024 tokens
+    status, body = _raw(host, port, _post(_chat(long_prompt)))
+    assert status == 400 and "context of 1024 tokens" in body["error"]["message"]
+    # A body shorter than its Content-Length: the socket times out and the client hears why.
+    status, body = _raw(host, port, _post(b'{"messages": []}', length="500"))
+    assert status == 408 and "Content-Length" in body["error"]["message"]
+    status, body = _raw(host, port, _post(_chat("go to fridge", max_tokens=3, seed=1)))  # still serving
+    assert status == 200 and body["usage"]["completion_tokens"] <= 3
+
+
+def test_a_busy_model_gives_503_and_health_reports_a_stuck_generation(limited: tuple[str, int, ChatModel]) -> None:
+    host, port, chat = limited
+    health = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert _raw(host, port, health) == (200, {"status": "ok"})
+    with chat.lock:  # a generation holds the model...
+        chat.busy_since = time.monotonic()
+        status, body = _raw(host, port, _post(_chat("hi")))
+        assert status == 503 and "busy" in body["error"]["message"]  # ...so a request waits 1 s, then gives up
+        assert _raw(host, port, health) == (200, {"status": "busy"})
+        chat.busy_since = time.monotonic() - 60  # ...for far longer than its limit allows
+        status, body = _raw(host, port, health)
+        assert status == 503 and body["status"] == "stuck"
+        chat.busy_since = None
+
+
+def test_a_generation_stops_at_its_time_limit(model_dir: Path) -> None:
+    """max_time reaches generate: with a limit of 0 s nothing past the first token is generated."""
+    chat = load_chat_model(str(model_dir), device="cpu", limits=Limits(request_seconds=1e-9))
+    results, _, completion = chat.complete([{"role": "user", "content": "hi"}], max_tokens=500, temperature=1.0,
+                                           seed=0)
+    assert completion <= 2 and results[0][1] in ("length", "stop")
+
+
+def test_a_client_that_hangs_up_leaves_no_traceback(model_dir: Path) -> None:
+    """A real `siri serve`: clients that disconnect mid-request; its stderr stays clean and it keeps serving."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "siri", "serve", "--model", str(model_dir), "--port", str(port),
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "at http://" in proc.stdout.readline()
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+                conn.sendall(_post(_chat("go to fridge", max_tokens=200, temperature=1.0)))
+            # closed at once: the server's answer meets a closed socket
+        status, _ = _raw("127.0.0.1", port, _post(_chat("hi", max_tokens=2)))
+        assert status == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -22,6 +22,7 @@ from siri.sft.demonstrator import make_env, matching_twin, noisy_episode
 from siri.sft.tiny import build_tiny
 from siri.sft.warm_start import (
     REPORT_FILE,
+    STOP_WINDOW,
     WarmStartData,
     train_warm_start,
     warm_start_examples,
@@ -192,23 +193,26 @@ def test_trace_style_changes_the_skill_texts_and_only_when_asked(tiny_dir: Path)
         assert tokenizer.unk_token_id not in target and "first find and take" in text, text
 
 
-def test_skill_focus_steps_train_on_the_skill_decided_examples_first() -> None:
-    """Two answers to one prompt: 1 in the skill-decided examples, 2 in the other nine tenths. A focus phase
+def test_focus_steps_train_on_the_focus_examples_first() -> None:
+    """Two answers to one prompt: 1 in the focus examples, 2 in the other nine tenths. A focus phase
     learns 1, and one step on every example after it does not undo that; without focus the same number of
     steps learns the majority, 2."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     examples = [([5, 6, 7], [1]) for _ in range(10)] + [([5, 6, 7], [2]) for _ in range(90)]
-    data = WarmStartData(examples, skill_decided=list(range(10)))
+    data = WarmStartData(examples, focus=[list(range(10))])
 
-    def answer(focus_steps: int, train_steps: int) -> tuple[int, int]:
+    def answer(focus_steps: int, train_steps: int, target: float = 0.0) -> tuple[int, int]:
         torch.manual_seed(0)
         model = LlamaForCausalLM(LlamaConfig(vocab_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                              num_key_value_heads=2, intermediate_size=32, pad_token_id=0))
-        config = WarmStartConfig(train_steps=train_steps, skill_focus_steps=focus_steps, batch_size=4, warmup_steps=1,
-                                 prompt_lm_weight=0.0)
+        config = WarmStartConfig(train_steps=train_steps, focus_steps=focus_steps, batch_size=4, warmup_steps=1,
+                                 prompt_lm_weight=0.0, focus_loss_target=target)
         losses = train_warm_start(model, data, config, pad_id=0, log=lambda m: None)
         with torch.no_grad():
             return int(model(input_ids=torch.tensor([[5, 6, 7]])).logits[0, -1].argmax()), len(losses)
 
     assert answer(40, 1) == (1, 41) and answer(0, 41) == (2, 41)
+    # With a loss target the focus phase ends once the mean of its last STOP_WINDOW losses is below it.
+    answered, steps = answer(5000, 1, target=0.05)
+    assert answered == 1 and STOP_WINDOW + 1 <= steps < 5001

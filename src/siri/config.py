@@ -9,6 +9,7 @@ strict checking and YAML output come from ``siri.utils.config``. Print every key
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -131,7 +132,7 @@ class OptimSection(Config):
 class TrainSection(Config):
     """Loop length, evaluation, seeds, checkpoints."""
 
-    iterations: int = opt(100, "training iterations (collect -> advantages -> update)", min=0)
+    iterations: int = opt(100, "training iterations (collect -> advantages -> update)", min=1)
     eval_every: int = opt(10, "evaluate every this many iterations (0 = only at the end)", min=0)
     eval_episodes: int = opt(64, "episodes per evaluation, on fixed eval seeds", min=1)
     eval_temperature: float = opt(0.4, "sampling temperature for evaluation (the paper: 0.4; 0 = greedy)", min=0.0)
@@ -141,7 +142,11 @@ class TrainSection(Config):
     keep_checkpoints: int = opt(2, "checkpoints kept in RUN_DIR/checkpoints, newest first (0 = all: e.g. to score "
                                 "the internalization probe along a whole run with `siri probe`)", min=0)
     run_dir: str | None = opt(None, "run directory; None = runs/<preset>-<timestamp>")
-    device: str = opt("auto", "'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
+    device: str = opt("auto", "'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', 'mps'")
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N, mps; got {self.device!r}")
 
 
 @dataclass
@@ -246,6 +251,10 @@ class TrainConfig(Config):
             # Checked here because the pipeline only needs them at its first mining round, after the warm-up.
             raise ValueError("siri.miner=external needs siri.miner_url (OpenAI-compatible base URL, e.g. the one "
                              "`siri serve` prints) and siri.miner_model")
+        if s.enabled and self.rollout.group_size < 2:
+            # A skill is validated by pairing skill and plain rollouts of one group: a group of 1 never pairs.
+            raise ValueError(f"SIRI (siri.enabled=true) needs rollout.group_size >= 2 to pair skill and plain "
+                             f"rollouts of the same task; got {self.rollout.group_size}")
 
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"  # shipped inside the package (wheel included)

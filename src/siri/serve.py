@@ -6,11 +6,18 @@ is one (or ``n``) sampled completions. Built on the standard library's ``Threadi
 generation is serialized by a lock (one model, CPU-bound), so concurrent requests queue instead of
 interleaving. Not streaming. Errors come back as OpenAI-style ``{"error": {...}}`` JSON with a 4xx/5xx
 status: a bad request is the client's fault and says which field is wrong.
+
+No single request can wedge it (``Limits``): a prompt that does not fit the model's context with its
+``max_tokens`` is refused with 400 before it reaches the model; a generation stops after
+``request_seconds`` (finish reason "length"); a request that waits longer than that for the model gets 503;
+sockets time out, so a client that sends less body than it announced is dropped; ``/health`` answers 503
+while one generation has held the model for longer than its limit allows.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import uuid
@@ -20,6 +27,23 @@ from typing import Any
 
 ROLES = ("system", "user", "assistant")
 MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost the server.
+
+    Attributes:
+        request_seconds: a generation stops after this long; a request waits at most this long for the model.
+        socket_seconds: a connection idle (or a body unsent) this long is closed.
+        context: prompt plus ``max_tokens`` must fit this many tokens (None: the model's
+            ``max_position_embeddings``).
+    """
+
+    request_seconds: float = 120.0
+    socket_seconds: float = 30.0
+    context: int | None = None
 
 
 class RequestError(Exception):
@@ -37,7 +61,18 @@ class ChatModel:
     model: Any
     tokenizer: Any
     name: str
+    limits: Limits = field(default_factory=Limits)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    busy_since: float | None = None  # when the generation now holding the model started (None: idle)
+
+    @property
+    def context(self) -> int | None:
+        return self.limits.context or getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+
+    def stuck_for(self) -> float:
+        """Seconds the current generation has run past its time limit (0: none is, or it is within it)."""
+        since = self.busy_since
+        return max(0.0, time.monotonic() - since - self.limits.request_seconds - 5.0) if since is not None else 0.0
 
     def prompt_text(self, messages: list[dict[str, str]]) -> str:
         """The chat template applied (a plain "role: content" transcript for models without one)."""
@@ -59,7 +94,15 @@ class ChatModel:
         import torch
 
         text = self.prompt_text(messages)
+        context = self.context
+        if context is not None and len(text) > 64 * context:  # far beyond any tokenization of `context` tokens
+            raise RequestError(f"the prompt ({len(text):,} characters) cannot fit the model's context of "
+                               f"{context} tokens")
         enc = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+        prompt_tokens = int(enc["input_ids"].shape[1])
+        if context is not None and prompt_tokens + max_tokens > context:
+            raise RequestError(f"the prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) exceeds the "
+                               f"model's context of {context} tokens; shorten the messages or lower max_tokens")
         device = next(self.model.parameters()).device
         input_ids = enc["input_ids"].to(device)
         attention = enc.get("attention_mask", torch.ones_like(input_ids)).to(device)
@@ -69,6 +112,7 @@ class ChatModel:
             "max_new_tokens": max_tokens,
             "num_return_sequences": n,
             "pad_token_id": pad,
+            "max_time": self.limits.request_seconds,
         }
         if eos is not None:
             kwargs["eos_token_id"] = eos
@@ -76,10 +120,17 @@ class ChatModel:
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
         else:
             kwargs.update(do_sample=False)
-        with self.lock, torch.no_grad():
-            if seed is not None:
-                torch.manual_seed(seed)
-            out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        if not self.lock.acquire(timeout=self.limits.request_seconds):
+            raise RequestError(f"the model is busy: waited {self.limits.request_seconds:g} s for it; retry later", 503)
+        try:
+            self.busy_since = time.monotonic()
+            with torch.no_grad():
+                if seed is not None:
+                    torch.manual_seed(seed)
+                out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        finally:
+            self.busy_since = None
+            self.lock.release()
         new = out[:, input_ids.shape[1] :]
         results = []
         completion_tokens = 0
@@ -99,7 +150,7 @@ class ChatModel:
         return results, int(input_ids.shape[1]), completion_tokens
 
 
-def load_chat_model(path: str, device: str | None = None) -> ChatModel:
+def load_chat_model(path: str, device: str | None = None, limits: Limits | None = None) -> ChatModel:
     """Load a model for serving: through ``siri.models.loading.load_policy`` when available (tiny,
     smollm2-135m, saved policies with LoRA adapters), else transformers from a local directory."""
     try:
@@ -109,7 +160,7 @@ def load_chat_model(path: str, device: str | None = None) -> ChatModel:
     if load_policy is not None:
         policy = load_policy(path, reference=False, device=device)
         policy.model.eval()
-        return ChatModel(policy.model, policy.tokenizer, str(path))
+        return ChatModel(policy.model, policy.tokenizer, str(path), limits or Limits())
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -117,7 +168,7 @@ def load_chat_model(path: str, device: str | None = None) -> ChatModel:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     if device:
         model.to(device)
-    return ChatModel(model, tokenizer, str(path))
+    return ChatModel(model, tokenizer, str(path), limits or Limits())
 
 
 def _number(
@@ -153,8 +204,8 @@ def parse_request(body: Any, max_tokens_limit: int = 4096) -> dict[str, Any]:
     if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
         raise RequestError("'stop' must be a string or a list of strings")
     seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise RequestError("'seed' must be an integer")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise RequestError(f"'seed' must be an integer in [0, {MAX_SEED}], got {seed!r}")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     return {
         "messages": clean,
@@ -174,17 +225,21 @@ def make_server(chat: ChatModel, host: str = "127.0.0.1", port: int = 0) -> Thre
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "siri-serve/1"
+        timeout = chat.limits.socket_seconds  # socketserver sets it on the connection: no read waits forever
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet by default
             pass
 
         def _send(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client hung up before its answer: nothing to tell it
+                self.close_connection = True
 
         def _error(self, status: int, message: str) -> None:
             kind = "invalid_request_error" if status < 500 else "server_error"
@@ -196,7 +251,11 @@ def make_server(chat: ChatModel, host: str = "127.0.0.1", port: int = 0) -> Thre
                 card = {"id": chat.name, "object": "model", "created": 0, "owned_by": "siri"}
                 self._send(200, {"object": "list", "data": [card]})
             elif path == "/health":
-                self._send(200, {"status": "ok"})
+                stuck = chat.stuck_for()
+                if stuck > 0:
+                    self._send(503, {"status": "stuck", "detail": f"a generation is {stuck:.0f} s past its time limit"})
+                else:
+                    self._send(200, {"status": "busy" if chat.busy_since is not None else "ok"})
             else:
                 self._error(404, f"no route GET {path}; try /v1/models or POST /v1/chat/completions")
 
@@ -206,11 +265,22 @@ def make_server(chat: ChatModel, host: str = "127.0.0.1", port: int = 0) -> Thre
                 self._error(404, f"no route POST {path}; use /v1/chat/completions")
                 return
             try:
-                length = int(self.headers.get("Content-Length") or 0)
+                header = self.headers.get("Content-Length") or "0"
+                try:
+                    length = int(header)
+                except ValueError:
+                    raise RequestError(f"Content-Length must be a number of bytes, got {header!r}") from None
                 if length <= 0 or length > MAX_BODY_BYTES:
                     raise RequestError(f"need a JSON body of 1..{MAX_BODY_BYTES} bytes, got {length}")
                 try:
-                    body = json.loads(self.rfile.read(length))
+                    raw = self.rfile.read(length)
+                except TimeoutError:
+                    raise RequestError(f"the body ended before its Content-Length ({length} bytes) within "
+                                       f"{chat.limits.socket_seconds:g} s", 408) from None
+                if len(raw) < length:
+                    raise RequestError(f"the body has {len(raw)} bytes, Content-Length said {length}")
+                try:
+                    body = json.loads(raw)
                 except (ValueError, UnicodeDecodeError) as e:
                     raise RequestError(f"the body is not valid JSON ({e})") from e
                 args = parse_request(body)
@@ -241,6 +311,12 @@ def make_server(chat: ChatModel, host: str = "127.0.0.1", port: int = 0) -> Thre
                 },
             )
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+                return  # a client that hung up or went quiet: its business, not a server fault
+            super().handle_error(request, client_address)
+
+    return Server((host, port), Handler)

@@ -14,11 +14,16 @@ def report(
     """Write a self-contained HTML report (embedded plots) and a Markdown twin for one or more runs."""
     from siri.runs.report import build_report
     from siri.runs.run_dir import RunDirError
+    from siri.skills.bank import SkillBankError
 
     try:
         html, md = build_report(runs, out)
-    except (RunDirError, FileNotFoundError) as e:
+    except (RunDirError, SkillBankError, FileNotFoundError) as e:
         raise fail(str(e)) from e
+    except OSError as e:  # most often a run directory one may read but not write
+        where = e.filename or out or runs[0]
+        raise fail(f"cannot write the report into {where}: {e.strerror or e}; write it elsewhere with "
+                   "--out DIR") from e
     typer.echo(f"report: {html}\nmarkdown: {md}")
 
 

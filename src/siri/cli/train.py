@@ -81,8 +81,11 @@ def run_training(config: str, overrides: list[str], run_dir: str | None, resume:
                  report: bool = True) -> Path:
     """Shared by ``train`` and ``quickstart``: build or resume the trainer, train with progress, report."""
     from siri.config import TrainConfig, preset_path
+    from siri.envs import EnvError
+    from siri.models.policy import ModelError
     from siri.rl.trainer import Trainer
     from siri.runs.run_dir import RunDirError
+    from siri.skills.bank import SkillBankError
     from siri.utils.config import ConfigError
 
     started = time.time()
@@ -93,8 +96,10 @@ def run_training(config: str, overrides: list[str], run_dir: str | None, resume:
             path = preset_path(config)
             cfg = TrainConfig.load(path, overrides)
             trainer = Trainer.create(cfg, run_dir, preset=path.stem)
-    except (ConfigError, RunDirError, ValueError) as e:
+    except (ConfigError, RunDirError, ValueError, EnvError, ModelError, SkillBankError) as e:
         raise fail(str(e)) from e
+    except OSError as e:  # a read-only or full filesystem, a missing file
+        raise fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from e
     if not trainer.dist.is_main:  # under torchrun, rank 0 prints and reports; the other ranks only train
         trainer.train()
         return trainer.run.path
@@ -103,8 +108,11 @@ def run_training(config: str, overrides: list[str], run_dir: str | None, resume:
     typer.echo(f"env {cfg.env.name}, model {trainer.policy.name} ({trainer.policy.num_parameters() / 1e6:.2f}M params, "
                f"{cfg.model.action_mode}), algo {cfg.algo.name}{' + SIRI' if cfg.siri.enabled else ''}, "
                f"{cfg.train.iterations} iterations of {cfg.rollout.num_groups}x{cfg.rollout.group_size} episodes")
-    with LiveProgress(cfg.train.iterations, trainer.iteration, "train") as live:
-        summary = trainer.train(progress=live)
+    try:
+        with LiveProgress(cfg.train.iterations, trainer.iteration, "train") as live:
+            summary = trainer.train(progress=live)
+    except (RunDirError, SkillBankError) as e:  # e.g. a checkpoint that could not be written: the disk is full
+        raise fail(f"{e}\nthe run stopped; continue it with: siri train --resume {trainer.run.path}") from e
     print_summary(summary, trainer.run.path)
     if report:
         from siri.runs.report import build_report

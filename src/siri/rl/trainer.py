@@ -50,6 +50,8 @@ from siri.rollout.evaluation import episode_metrics, evaluate
 from siri.rollout.types import StepRecord, Trajectory
 from siri.runs.run_dir import RunDir, RunDirError
 from siri.runs.summary import Summary, eval_entry, new_summary, write_summary
+from siri.utils.config import ConfigError
+from siri.utils.io import atomic_write_text
 from siri.utils.seeds import Stream, stream_seed
 
 Progress = Callable[[dict[str, Any]], None]
@@ -115,10 +117,7 @@ class Trainer:
     def create(cls, cfg: TrainConfig, run_dir: str | Path | None = None, preset: str = "run") -> Trainer:
         from siri.models.loading import load_policy
 
-        if cfg.siri.enabled:
-            from siri.skills.pipeline import SiriPipeline
-
-            SiriPipeline.check_config(cfg)  # before anything is loaded or written
+        check_before_writing(cfg)  # a mistake in the config must not leave a run directory behind
         dist = setup_distributed(cfg.train.device)
         path = Path(dist.broadcast(str(run_dir or cfg.train.run_dir or f"runs/{preset}-{datetime.now():%Y%m%d-%H%M%S}")))
         seed_everything(cfg.train.seed)
@@ -134,7 +133,12 @@ class Trainer:
         error = dist.broadcast(error)  # every rank stops, not only rank 0
         if error is not None:
             raise RunDirError(error)
-        return cls(cfg, run, policy, dist=dist)
+        try:
+            return cls(cfg, run, policy, dist=dist)
+        except BaseException:
+            if dist.is_main:
+                run.discard_new()  # so a retry starts afresh instead of being told to --resume a crash
+            raise
 
     @classmethod
     def resume(cls, run_dir: str | Path, overrides: Sequence[str] = ()) -> Trainer:
@@ -144,8 +148,17 @@ class Trainer:
         from siri.models.loading import load_policy
 
         run = RunDir.open(run_dir)
+        stored = TrainConfig.load(run.path / "config.yaml")
         cfg = TrainConfig.load(run.path / "config.yaml", overrides)
+        changed = check_resume_overrides(stored, cfg)
         dist = setup_distributed(cfg.train.device)
+        if dist.is_main:
+            run.lock()
+            if changed:  # the run's config says what the rest of it runs with; meta.json keeps the history
+                meta = run.read_json("meta.json") or {}
+                meta.setdefault("resumed_with", []).append({"time": time.time(), "overrides": changed})
+                run.write_json("meta.json", meta)
+                atomic_write_text(run.path / "config.yaml", cfg.to_yaml(comments=False))
         seed_everything(cfg.train.seed)
         policy = _load_policy(cfg, load_policy, dist)
         checkpoint = run.latest_checkpoint()
@@ -366,6 +379,57 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
+# Settings a resumed run may change: how long it runs and what it writes, never what it computes.
+RESUME_SAFE_KEYS: tuple[str, ...] = ("train.iterations", "train.eval_every", "train.save_every",
+                                     "train.keep_checkpoints", "train.device", "env.workers", "env.ray_address")
+
+
+def check_resume_overrides(stored: TrainConfig, cfg: TrainConfig) -> dict[str, Any]:
+    """The settings a resume changes (key -> [old, new]); a ConfigError for any outside ``RESUME_SAFE_KEYS``:
+    a run whose second half computes something else is no run at all."""
+    before, after = _flat(stored.to_dict()), _flat(cfg.to_dict())
+    changed = {key: [before.get(key), after.get(key)] for key in sorted(set(before) | set(after))
+               if before.get(key) != after.get(key)}
+    unsafe = [key for key in changed if key not in RESUME_SAFE_KEYS]
+    if unsafe:
+        raise ConfigError(f"--resume cannot change {', '.join(unsafe)} (the run so far used "
+                          f"{', '.join(f'{k}={changed[k][0]!r}' for k in unsafe)}); a resumed run may change only "
+                          f"{', '.join(RESUME_SAFE_KEYS)}. Start a new run for other settings.")
+    return changed
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and not (prefix == "env." and key == "options") and key != "vllm_options":
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_before_writing(cfg: TrainConfig) -> None:
+    """What can be checked before a run directory is written: the SIRI gate, the environment with its options
+    and splits (one reset each), the device. Raises ConfigError/EnvError with one line naming the setting."""
+    import torch
+
+    from siri.envs import make
+
+    if cfg.siri.enabled:
+        from siri.skills.pipeline import SiriPipeline
+
+        SiriPipeline.check_config(cfg)
+    for split_options in {repr(o): o for o in (cfg.env.options_for(), cfg.env.options_for(cfg.env.eval_split))}.values():
+        make(cfg.env.name, **split_options).reset(0)
+    device = cfg.train.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={device} but torch sees no CUDA device here; use train.device=cpu or auto")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"train.device={device} but there are {torch.cuda.device_count()} CUDA devices")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("train.device=mps but torch has no MPS device here; use train.device=cpu or auto")
+
+
 def seed_everything(seed: int) -> None:
     import torch
 

@@ -206,7 +206,7 @@ class HFEngine:
                 source = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
                 ids, mask, positions = left_pad(list(unique), self.pad_id, self.device)
                 out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-                past = out.past_key_values
+                past = out.cache  # transformers >= 5.24 (`past_key_values` is deprecated, gone in 5.40)
                 logits = out.logits[:, -1, :]
                 if len(unique) < n:
                     rows = torch.tensor(source, device=ids.device)
@@ -256,10 +256,10 @@ class HFEngine:
                         input_ids=feed.to(self.device),
                         attention_mask=mask,
                         position_ids=next_pos,
-                        past_key_values=past,
+                        cache=past,
                         use_cache=True,
                     )
-                    past = out.past_key_values
+                    past = out.cache
                     logits = out.logits[:, -1, :]
                     next_pos = next_pos + 1
         finally:

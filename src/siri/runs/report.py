@@ -61,7 +61,7 @@ class RunData:
             metrics=metrics,
             summary=read_summary(run),
             skills=_load_skills(run.path),
-            config_yaml=(run.path / "config.yaml").read_text(),
+            config_yaml=(run.path / "config.yaml").read_text(encoding="utf-8", errors="replace"),
             meta=run.read_json("meta.json") or {},
             evals=[m for m in metrics if "eval/success" in m],
         )

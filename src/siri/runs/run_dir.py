@@ -9,6 +9,7 @@ Layout::
       events.out.tfevents* TensorBoard scalars (same numbers as metrics.jsonl)
       skill_bank.json      the skill bank (SIRI runs), rewritten after every iteration
       skill_bank.start.json  the bank the run started from (a resume before the first checkpoint uses it)
+      .lock                held (flock) by the process training into the directory; holds its PID
       summary.json         the evaluations at the run's milestones (layout: siri.runs.summary)
       checkpoints/
         LATEST             name of the newest complete checkpoint
@@ -19,10 +20,16 @@ Layout::
 A checkpoint directory is written under a temporary name and renamed into place (``atomic_dir``), then
 ``LATEST`` is replaced atomically; a kill at any moment leaves the previous checkpoint intact. On resume the
 metrics written after the checkpoint are dropped, so the resumed run's log equals an uninterrupted one.
+Only one process trains into a run directory at a time (``RunDir.lock``): a second one is refused with the
+first one's PID. The lock is an ``flock``, which the kernel releases when its process dies, so a killed run
+never leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import platform
@@ -30,9 +37,11 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from siri.utils.io import atomic_dir, atomic_write_json, atomic_write_text
+
+LOCK_FILE = ".lock"
 
 
 class RunDirError(Exception):
@@ -60,16 +69,24 @@ class RunDir:
         self.metrics_path = self.path / "metrics.jsonl"
         self.checkpoints = self.path / "checkpoints"
         self._tb: Any = None
+        self._lock: IO[str] | None = None
 
     # ----------------------------------------------------------------- creation and metadata
     @classmethod
     def create(cls, path: str | os.PathLike[str], config_yaml: str, meta: dict[str, Any]) -> RunDir:
         run = cls(path)
-        if run.metrics_path.exists() or (run.checkpoints / "LATEST").exists():
-            raise RunDirError(
-                f"{run.path} already holds a run; continue it with --resume {run.path} or choose a new run dir"
-            )
-        run.path.mkdir(parents=True, exist_ok=True)
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunDirError(f"cannot create the run directory {run.path}: {e.strerror or e}") from None
+        for check in ("before", "after"):  # after the lock too: another process may have created it meanwhile
+            if run.metrics_path.exists() or (run.checkpoints / "LATEST").exists():
+                run.unlock()
+                raise RunDirError(
+                    f"{run.path} already holds a run; continue it with --resume {run.path} or choose a new run dir"
+                )
+            if check == "before":
+                run.lock()
         atomic_write_text(run.path / "config.yaml", config_yaml)
         full_meta = {"versions": library_versions(), "argv": sys.argv, "started": time.time(), **meta}
         atomic_write_json(run.path / "meta.json", full_meta)
@@ -83,13 +100,53 @@ class RunDir:
             raise RunDirError(f"{run.path} is not a run directory (no config.yaml)")
         return run
 
+    def lock(self) -> None:
+        """Become the one process writing this run; a RunDirError names the PID that already is."""
+        if self._lock is not None:
+            return
+        try:
+            handle = open(self.path / LOCK_FILE, "a+")  # noqa: SIM115 (held open for the run's lifetime)
+        except OSError as e:
+            raise RunDirError(f"cannot write in the run directory {self.path}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            handle.close()
+            raise RunDirError(f"{self.path} is in use by PID {pid} (a run is training into it); wait for it to "
+                              "end or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def discard_new(self) -> None:
+        """Undo ``create`` for a run that failed before its first iteration: its files go, the directory
+        stays only if something else is in it (so a retry is a fresh start, not a --resume of a crash)."""
+        if self.metrics():
+            return
+        for name in ("config.yaml", "meta.json", "metrics.jsonl", LOCK_FILE):
+            (self.path / name).unlink(missing_ok=True)
+        self.close()
+        self.unlock()
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
     def read_json(self, name: str) -> Any:
         path = self.path / name
         try:
-            return json.loads(path.read_text())
+            return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RunDirError(f"{path} is not valid JSON ({e}); it may be corrupt") from e
 
     def write_json(self, name: str, obj: Any) -> None:
@@ -124,7 +181,11 @@ class RunDir:
     def metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
             return []
-        lines = self.metrics_path.read_text().splitlines()
+        try:
+            lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise RunDirError(f"{self.metrics_path} is not a text file (byte {e.start} is not UTF-8); it is "
+                              "corrupt") from None
         rows = []
         for n, line in enumerate(lines, 1):
             if not line.strip():
@@ -147,6 +208,7 @@ class RunDir:
         if self._tb:
             self._tb.close()
         self._tb = None
+        self.unlock()
 
     # ----------------------------------------------------------------- checkpoints
     def save_checkpoint(
@@ -162,15 +224,26 @@ class RunDir:
 
         name = f"iter-{iteration:06d}"
         final = self.checkpoints / name
-        for stale in self.checkpoints.glob(".iter-*.tmp"):  # left by a save that was killed (one writer per run)
-            shutil.rmtree(stale, ignore_errors=True)
-        with atomic_dir(final) as tmp:
-            for key, obj in payload.items():
-                torch.save(obj, tmp / f"{key}.pt")
-            torch.save({"iteration": iteration}, tmp / "iteration.pt")
-            for fname, text in (files or {}).items():
-                (tmp / fname).write_text(text)
-        atomic_write_text(self.checkpoints / "LATEST", name + "\n")
+        for stale in [*self.checkpoints.glob(".iter-*.tmp"), *self.checkpoints.glob(".LATEST.*.tmp")]:
+            # left by a save that was killed (one writer per run: the lock)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+        try:
+            with atomic_dir(final) as tmp:
+                for key, obj in payload.items():
+                    torch.save(obj, tmp / f"{key}.pt")
+                torch.save({"iteration": iteration}, tmp / "iteration.pt")
+                for fname, text in (files or {}).items():
+                    (tmp / fname).write_text(text)
+                for written in tmp.iterdir():  # on disk before the rename publishes them
+                    with written.open("rb") as f:
+                        os.fsync(f.fileno())
+            atomic_write_text(self.checkpoints / "LATEST", name + "\n")
+        except (OSError, RuntimeError) as e:  # torch reports a failed write as RuntimeError("...iostream error")
+            raise RunDirError(f"writing checkpoint {final} failed: {_write_failure(e, self.checkpoints)}; "
+                              "nothing partial was kept, and the previous checkpoint is intact") from e
         for old in self.list_checkpoints()[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
         return final
@@ -184,13 +257,22 @@ class RunDir:
         pointer = self.checkpoints / "LATEST"
         if not pointer.exists():
             return None
-        path = self.checkpoints / pointer.read_text().strip()
+        path = self.checkpoints / pointer.read_text(errors="replace").strip()
         if not (path / "iteration.pt").exists():
             raise RunDirError(
                 f"checkpoint {path} is incomplete or missing (LATEST names it); it was not written by siri or "
-                "was modified. Restore it or start a new run; nothing was deleted."
+                f"was modified. {self.older_checkpoints_hint(path)}Nothing was deleted."
             )
         return path
+
+    def older_checkpoints_hint(self, damaged: Path) -> str:
+        """What to do about a damaged checkpoint: resume from an older kept one, if there is one."""
+        older = [p for p in self.list_checkpoints() if p.name < damaged.name and (p / "iteration.pt").exists()]
+        if not older:
+            return "No older checkpoint is kept: restore it or start a new run. "
+        names = ", ".join(p.name for p in older)
+        return (f"Older checkpoints are kept ({names}): to resume from {older[-1].name}, write "
+                f"'{older[-1].name}' into {self.checkpoints / 'LATEST'} and move {damaged.name} aside. ")
 
     def load_checkpoint(self, checkpoint: Path, name: str) -> Any:
         """Load ``<name>.pt`` of a checkpoint; a damaged or missing file is a RunDirError naming it."""
@@ -202,4 +284,22 @@ class RunDir:
         except FileNotFoundError as e:
             raise RunDirError(f"checkpoint file {path} is missing; the checkpoint is incomplete") from e
         except Exception as e:  # torch raises several types for damaged files
-            raise RunDirError(f"cannot read {path}: {e}; the checkpoint is corrupt") from e
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RunDirError(f"cannot read {path} ({first}): the checkpoint is corrupt. "
+                              f"{self.older_checkpoints_hint(checkpoint)}") from e
+
+
+def _write_failure(error: BaseException, where: Path) -> str:
+    """Why a write failed, in words. torch reports a failed write as a RuntimeError with no errno ("iostream
+    error", "unexpected pos ..."), so a full disk is named from the free space, else suggested."""
+    code = getattr(error, "errno", None)
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        free = None
+    if code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < 64 * 2**20):
+        return f"no space left on the device ({(free or 0) / 2**20:.0f} MB free)"
+    if code is not None and code != errno.EFBIG:
+        return getattr(error, "strerror", None) or str(error)
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{lines[-1] if lines else type(error).__name__} (is the disk full, or a file size limit set?)"

@@ -29,8 +29,10 @@ class WarmStartConfig(Config):
       places shown vary (``skill_places_mix``), decoys included, so that the text, not its presence, decides.
     - ``skill_twins``: one state shown under several skills, each labelled with the move its places lead to,
       is the one signal a small model cannot explain away by the state. Even so the tiny model learns it only
-      in a phase on those examples alone (``skill_focus_steps``; benchmarks/RESULTS.md, "Does the tiny model
+      in a phase on those examples alone (``focus_steps``; benchmarks/RESULTS.md, "Does the tiny model
       act on what a skill says?").
+    - ``delivery_twins``: after a pickup the tiny model walks on at random instead of to the receptacle the
+      task names: the same rare far-away word to copy as a skill's place, learned the same way.
     - ``prompt_lm_weight``: the auxiliary next-token loss on the prompt gives the tiny model ~50x more signal
       per example (reading observations and admissible lists) and makes copying from the prompt (what acting
       needs) emerge in a few hundred steps. A pretrained LM reads already: 0 there.
@@ -65,9 +67,14 @@ class WarmStartConfig(Config):
     skill_twins: int = opt(0, "with follow_skills: counterfactual copies of each skill episode's first step "
                            "(nothing visited yet), each shown another placement skill and labelled where that skill "
                            "leads", min=0)
-    skill_focus_steps: int = opt(0, "with skill_twins: optimizer steps of a first phase on the examples a skill "
-                                 "decides alone (skill episodes' first steps and their twins; no prompt loss), "
-                                 "before the train_steps on every example", min=0)
+    delivery_twins: int = opt(0, "household: counterfactual copies of each delivery step (holding the task's "
+                              "object, walking to the receptacle the task ends with), the task naming another "
+                              "receptacle of the room and the label walking there", min=0)
+    focus_steps: int = opt(0, "optimizer steps of a first phase on the examples a word far from the answer "
+                           "decides alone (skill episodes' first steps and their skill twins, delivery steps and "
+                           "their twins; no prompt loss), before the train_steps on every example", min=0)
+    focus_loss_target: float = opt(0.0, "end the focus phase early once its response loss, averaged over 200 "
+                                   "steps, falls below this (0: run all focus_steps)", min=0.0)
     skill_places_mix: tuple[float, float, float] = opt(
         (0.5, 0.25, 0.25), "with follow_skills: weights of the places a shown skill names: the object's "
         "typical kinds, atypical ones (decoys), random compatible ones (all among the room's)", min=0.0)

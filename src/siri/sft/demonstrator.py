@@ -15,7 +15,8 @@ the task's object with nothing in hand, the demonstrator then goes to the places
 skill's order (every instance of the first kind, opening closed ones, then the next kind), before searching
 as above. The skills name typical, atypical (decoy) or random compatible places, so a model that imitates it
 learns to act on what a skill says, not on its mere presence; without a skill it knows no placements.
-``skill_twin`` labels the same search state under another skill (the warm start's contrastive twins).
+``skill_twin`` labels the same search state under another skill (the warm start's contrastive twins);
+``delivery_twin`` the step after a pickup under a task that names another receptacle.
 """
 
 from __future__ import annotations
@@ -218,6 +219,45 @@ def skill_twin(obs: Observation, goal: str, room: Sequence[str], visited: set[st
         return None
     label = _guided_step(obs.admissible_actions, places_named(drawn[1]), visited)
     return (drawn[1], label) if label is not None else None
+
+
+# Receptacle kind (as in ``world.CAN_CONTAIN``) of each word an observation spells it with.
+_RECEPTACLE_KINDS: dict[str, str] = {placements.receptacle_word(k): k for k in world.RECEPTACLE_TYPES}
+
+
+def delivery_twin(obs: Observation, label: str, goal: str, rng: random.Random) -> tuple[str, str] | None:
+    """(task, label) of a counterfactual twin of a delivery step, or None where the step is none.
+
+    A delivery step holds the task's object (``examine <goal> N`` is admissible: ALFWorld offers it for
+    what is held) and its label walks to (or opens, or puts into) an instance of the receptacle kind the
+    task ends with ("put some mug on shelf." -> ``go to shelf 1``). The twin's task names another kind of
+    the room that can hold the object, not the one here; its label walks to that kind's lowest-numbered
+    instance. Only the task's last word differs, so only it explains both labels: the tiny model otherwise
+    walks on at random after a pickup (docs/tiny-model.md).
+    """
+    holding = any(a.startswith(f"examine {goal} ") and _kind_word(a[8:]) == goal for a in obs.admissible_actions)
+    if not holding or not label.startswith(("go to ", "open ", "move ")):
+        return None
+    place = label.rsplit(" to ", 1)[1] if label.startswith("move ") else label.removeprefix("go to ").removeprefix("open ")
+    target = _kind_word(place)
+    task = obs.task.rstrip(". ")
+    object_kind = _OBJECT_KINDS.get(goal)
+    if object_kind is None or not task.endswith(f" {target}"):
+        return None
+    here = {_kind_word(a[8:]) for a in obs.admissible_actions if a.startswith("examine ")}
+    goes: dict[str, str] = {}  # receptacle word -> the go-to action of its lowest-numbered instance
+    for action in obs.admissible_actions:
+        if action.startswith("go to "):
+            word = _kind_word(action[6:])
+            if word not in goes or _instance_number(action[6:]) < _instance_number(goes[word][6:]):
+                goes[word] = action
+    others = sorted(word for word in goes
+                    if word != target and word not in here and word in _RECEPTACLE_KINDS
+                    and object_kind in world.CAN_CONTAIN[_RECEPTACLE_KINDS[word]])
+    if not others:
+        return None
+    other = rng.choice(others)
+    return obs.task.replace(task, task[: -len(target)] + other, 1), goes[other]
 
 
 def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:

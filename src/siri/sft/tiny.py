@@ -46,7 +46,8 @@ HOUSEHOLD_LITE: dict[str, Any] = {"clutter": 0.0, "task_types": ["look_at_obj_in
 
 _KEY_OPTIONAL: dict[str, Any] = {"prompt_lm_positions": 0, "matching_twins": 0.0, "lora": False, "lora_r": 16,
                                  "follow_skills": False, "skill_places_mix": (0.5, 0.25, 0.25),
-                                 "trace_style": "legacy", "skill_twins": 0, "skill_focus_steps": 0}
+                                 "trace_style": "legacy", "skill_twins": 0, "focus_steps": 0,
+                                 "delivery_twins": 0, "focus_loss_target": 0.0}
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def default_config(env: str, recipe: str = "default") -> TinyConfig:
     the tiny model act on what a skill says?"). The default's household-lite with typical placements (so a
     skill's places can be right); 80% of the episodes are shown a placement skill that the demonstrator
     follows (``follow_skills``); the first step of each gets 8 twins under other skills (``skill_twins``);
-    a first phase of 3,000 steps trains on those skill-decided examples alone (``skill_focus_steps``: on
+    a first phase of 3,000 steps trains on those skill-decided examples alone (``focus_steps``: on
     the mix alone the model never learned to read the skill, and alone it needs 1,000-2,000 steps to leave
     its plateau), then 3,600 steps on every example; mining lessons in the trace miner's "sentences"
     style, whose placement skills read like the ones shown. Reversing a skill's places changes its first move
@@ -124,7 +125,7 @@ def default_config(env: str, recipe: str = "default") -> TinyConfig:
         return TinyConfig(env=env, prompt_lm_positions=64, train_steps=1500, sft_episodes=400)
     if recipe == "skills":
         return TinyConfig(env=env, env_options={**HOUSEHOLD_LITE, "placements": "typical"}, train_steps=3600,
-                          follow_skills=True, skill_prompt_share=0.8, skill_twins=8, skill_focus_steps=3000,
+                          follow_skills=True, skill_prompt_share=0.8, skill_twins=8, focus_steps=3000,
                           trace_style="sentences")
     return TinyConfig(env=env, env_options=dict(HOUSEHOLD_LITE), train_steps=1800)
 

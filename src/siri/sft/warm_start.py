@@ -14,7 +14,8 @@ skill-augmented prompts are familiar), and mining examples teach the skill-writi
 messages over successful episodes of a task type, answered with the deterministic ``trace`` skills of
 those episodes. With ``follow_skills`` (household) a share of the episodes instead show one placement skill
 that the demonstrator acts on (``siri.sft.demonstrator``), so that the skill's content decides the action,
-and ``skill_twins`` copies of their first steps under other skills make it the only thing that does.
+and ``skill_twins`` copies of their first steps under other skills make it the only thing that does;
+``delivery_twins`` do the same for the receptacle a task names, after the pickup.
 The prompts are the rollout's own (``build_prompt`` + the tokenizer's chat template), and
 the targets are ``<action>...</action>``: exactly what ``choose`` mode scores and ``generate`` mode writes.
 """
@@ -37,6 +38,7 @@ from siri.rollout.prompts import build_prompt, chat_ids
 from siri.sft.config import WarmStartConfig
 from siri.sft.demonstrator import (
     Episode,
+    delivery_twin,
     draw_placement_skill,
     is_placement_skill,
     make_env,
@@ -51,21 +53,24 @@ if TYPE_CHECKING:
     import torch
 
 REPORT_FILE = "siri_warm_start.json"
+STOP_WINDOW = 200  # steps the focus phase's loss is averaged over for focus_loss_target
 
 Example = tuple[list[int], list[int]]  # (prompt ids, target ids)
 
 
 @dataclasses.dataclass(frozen=True)
 class WarmStartData:
-    """The supervised examples, and the indices of those a placement skill decides.
+    """The supervised examples, and the indices of those a word far from the answer decides.
 
-    ``skill_decided`` (the first steps of skill episodes and their skill twins) is kept apart so that
-    ``train_warm_start`` can train on it alone first (``skill_focus_steps``): mixed in with the rest, its
-    signal is too rare for the tiny model to ever pick up.
+    ``focus`` holds the stages ``train_warm_start`` trains on alone first (``focus_steps``), in order: the
+    examples a skill decides (skill episodes' first steps and their skill twins: the skill's places), then
+    those plus the ones the task's receptacle decides (delivery steps and their twins). Mixed in with the
+    rest their signal is too rare for the tiny model to pick up; mixed with each other, the skill's was
+    still on its plateau after 3,800 steps (benchmarks/RESULTS.md), so each is learned in its own stage.
     """
 
     examples: list[Example]
-    skill_decided: list[int] = dataclasses.field(default_factory=list)
+    focus: list[list[int]] = dataclasses.field(default_factory=list)
 
 
 # --- warm-start data -------------------------------------------------------------------------------------
@@ -79,12 +84,15 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     rng = random.Random(f"tiny-sft/{config.seed}")
     env = make_env(config, "train", warm_start=True)
     follow = config.follow_skills
-    if (config.skill_twins or config.skill_focus_steps) and not follow:
-        raise ValueError("skill_twins and skill_focus_steps need follow_skills=true (they are made from the "
-                         "episodes that follow a placement skill)")
-    if config.skill_focus_steps and not config.skill_twins:
-        raise ValueError("skill_focus_steps needs skill_twins > 0: the skill-decided examples it trains on are the "
-                         "skill episodes' first steps that got twins")
+    if config.skill_twins and not follow:
+        raise ValueError("skill_twins needs follow_skills=true (they are made from the episodes that follow a "
+                         "placement skill)")
+    if config.focus_steps and not (config.skill_twins or config.delivery_twins):
+        raise ValueError("focus_steps needs skill_twins > 0 or delivery_twins > 0: the examples it trains on are "
+                         "the steps that got twins")
+    if config.delivery_twins and getattr(env, "goal_object", None) is None:
+        raise ValueError(f"delivery_twins needs an environment that names the task's object (household), not "
+                         f"{config.env!r}")
     if follow and getattr(env, "goal_object", None) is None:
         raise ValueError(f"follow_skills needs an environment that names the task's object (household), not "
                          f"{config.env!r}")
@@ -136,8 +144,9 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                     if a.startswith("take ") and len(a.split()) > 1}) if config.matching_twins > 0 else []
     examples: list[Example] = []
     skill_decided: list[int] = []
+    delivery_decided: list[int] = []
     twin_rng = random.Random(f"tiny-twins/{config.seed}")  # its own stream: twins leave the other examples as they were
-    twins = n_skill_twins = 0
+    twins = n_skill_twins = n_delivery_twins = 0
     for episode in episodes:
         history: list[tuple[str, str]] = []
         visited: set[str] = set()
@@ -172,6 +181,17 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                     skill_decided.append(len(examples))
                     examples.append(action_example(obs, obs.task, twin_label, history, [skill]))
                 n_skill_twins += len(twins_here)
+            # Delivery twins: the step after the pickup (and the walk on to the task's receptacle) under tasks
+            # that name other receptacles. Only the expert's delivery steps: a random action is no delivery.
+            if config.delivery_twins and episode.goal_object and label == expert_label:
+                made = [delivery_twin(obs, label, episode.goal_object, twin_rng) for _ in range(config.delivery_twins)]
+                made_here = [t for t in made if t is not None]
+                if made_here:
+                    delivery_decided.append(original)
+                for task, twin_label in made_here:
+                    delivery_decided.append(len(examples))
+                    examples.append(action_example(obs, task, twin_label, history, show))
+                n_delivery_twins += len(made_here)
             history.append((obs.text, action))
             if action.startswith("go to "):
                 visited.add(action[6:])
@@ -180,6 +200,8 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
         log(f"warm start: {twins} of the action examples are matching twins")
     if n_skill_twins:
         log(f"warm start: {n_skill_twins} of the action examples are skill twins")
+    if n_delivery_twins:
+        log(f"warm start: {n_delivery_twins} of the action examples are delivery twins")
     types = sorted(by_type)
     for i in range(config.mining_examples if types else 0):
         task_type = types[i % len(types)]
@@ -194,7 +216,10 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
         target = [*list(tokenizer("\n".join(skills), add_special_tokens=False)["input_ids"]), tokenizer.eos_token_id]
         examples.append((chat_ids(tokenizer, messages), target))
     log(f"warm start: {n_actions} action examples, {len(examples) - n_actions} mining examples")
-    return WarmStartData(examples, skill_decided)
+    stages = [skill_decided] if skill_decided else []
+    if delivery_decided:
+        stages.append(skill_decided + delivery_decided)
+    return WarmStartData(examples, stages)
 
 
 # --- the supervised run ----------------------------------------------------------------------------------
@@ -214,23 +239,27 @@ def train_warm_start(model: Any, data: WarmStartData, config: WarmStartConfig, p
                      log: Callable[[str], None]) -> list[float]:
     """Supervised run on target tokens only; returns the loss of every step.
 
-    With ``config.skill_focus_steps`` (and skill-decided examples), a first phase of that many steps trains on
-    ``data.skill_decided`` alone, without the prompt loss; then ``config.train_steps`` steps on every
-    example. Each phase has its own optimizer and schedule. Why: on the whole mix the tiny model never
-    learned to act on a skill; on the skill-decided examples alone its loss sits on a plateau for ~1,000
-    steps and then drops, and from then on the skill decides its first move (benchmarks/RESULTS.md).
+    With ``config.focus_steps`` (and focus examples), each stage of ``data.focus`` first gets up to that many
+    steps on its examples alone, without the prompt loss (ended early once its loss falls below
+    ``config.focus_loss_target``); then ``config.train_steps`` steps on every example. Each phase has its
+    own optimizer and schedule. Why: on the whole mix the tiny model never learned to act on a skill; on the
+    skill-decided examples alone its loss sits on a plateau for 1,000-2,000 steps and then drops, and from
+    then on the skill decides its first move (benchmarks/RESULTS.md). When the drop comes varies, so a
+    fixed step count may end on the plateau.
     """
     import torch
 
     rng = random.Random(f"tiny-batches/{config.seed}")
     position_rng = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
-    if config.skill_focus_steps and data.skill_decided:
-        log(f"skill focus: {config.skill_focus_steps} steps on the {len(data.skill_decided)} "
-            "skill-decided examples alone")
-        losses += _supervised_phase(model, data.examples, data.skill_decided, config.skill_focus_steps,
+    for stage, focus in enumerate(data.focus if config.focus_steps else []):
+        until = f", or until its loss is below {config.focus_loss_target}" if config.focus_loss_target else ""
+        log(f"focus stage {stage + 1}/{len(data.focus)}: {config.focus_steps} steps on its {len(focus)} examples "
+            f"alone{until}")
+        losses += _supervised_phase(model, data.examples, focus, config.focus_steps,
                                     prompt_lm_weight=0.0, config=config, pad_id=pad_id, rng=rng,
-                                    position_rng=position_rng, log=log)
+                                    position_rng=position_rng, log=log, stop_below=config.focus_loss_target)
+    if losses:
         log(f"then {config.train_steps} steps on all {len(data.examples)} examples")
     losses += _supervised_phase(model, data.examples, range(len(data.examples)), config.train_steps,
                                 prompt_lm_weight=config.prompt_lm_weight, config=config, pad_id=pad_id, rng=rng,
@@ -241,8 +270,10 @@ def train_warm_start(model: Any, data: WarmStartData, config: WarmStartConfig, p
 
 def _supervised_phase(model: Any, examples: list[Example], indices: Sequence[int], steps: int, *,
                       prompt_lm_weight: float, config: WarmStartConfig, pad_id: int, rng: random.Random,
-                      position_rng: torch.Generator, log: Callable[[str], None]) -> list[float]:
-    """``steps`` optimizer steps on batches of ``indices`` (AdamW, linear warm-up, cosine decay to a tenth)."""
+                      position_rng: torch.Generator, log: Callable[[str], None],
+                      stop_below: float = 0.0) -> list[float]:
+    """``steps`` optimizer steps on batches of ``indices`` (AdamW, linear warm-up, cosine decay to a tenth);
+    fewer when ``stop_below`` > 0 and the response loss over the last ``STOP_WINDOW`` steps falls below it."""
     import torch
 
     from siri.rollout.engine import left_pad
@@ -303,9 +334,14 @@ def _supervised_phase(model: Any, examples: list[Example], indices: Sequence[int
         optimizer.step()
         scheduler.step()
         losses.append(action_loss.item())
-        if step % log_every == 0 or step == steps - 1:
+        done = (stop_below > 0 and len(losses) >= STOP_WINDOW
+                and sum(losses[-STOP_WINDOW:]) / STOP_WINDOW < stop_below)
+        if step % log_every == 0 or step == steps - 1 or done:
             log(f"step {step:4d}/{steps}  response loss {action_loss.item():.3f}  "
                 f"total {loss.item():.3f}  {time.time() - start:.0f}s")
+        if done:
+            log(f"loss below {stop_below} over the last {STOP_WINDOW} steps: phase ends at step {step + 1}")
+            break
     return losses
 
 

@@ -317,6 +317,10 @@ class Config:
                 data = yaml.safe_load(p.read_text(encoding="utf-8"))
             except yaml.YAMLError as e:
                 raise ConfigError(f"{p} is not valid YAML: {e}") from None
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{p} is not a text file (byte {e.start} is not UTF-8); it may be corrupt") from None
+            except OSError as e:
+                raise ConfigError(f"cannot read {p}: {e.strerror or e}") from None
             if data is None:
                 data = {}
             if not isinstance(data, Mapping):
