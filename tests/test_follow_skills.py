@@ -235,10 +235,9 @@ def test_a_delivery_twin_names_another_receptacle_and_walks_to_it() -> None:
     twins = {delivery_twin(obs, "go to shelf 1", "mug", rng) for _ in range(50)}
     assert twins == {("put some mug on cabinet.", "go to cabinet 1"),
                      ("put some mug on sidetable.", "go to sidetable 1")}, twins
-    # The put itself is a delivery step too; a search step, a random move or an empty hand are not.
-    assert delivery_twin(obs, "move mug 1 to countertop 1", "mug", rng) is None  # countertop: not the task's
+    # Only the walk: not the put at the destination, not a random move, not with empty hands.
     at_shelf = dataclasses.replace(obs, admissible_actions=(*admissible[1:], "examine shelf 1"))
-    assert delivery_twin(at_shelf, "move mug 1 to shelf 1", "mug", rng) is not None
+    assert delivery_twin(at_shelf, "move mug 1 to shelf 1", "mug", rng) is None
     assert delivery_twin(obs, "go to garbagecan 1", "mug", rng) is None
     empty_handed = dataclasses.replace(obs, admissible_actions=tuple(a for a in admissible if a != "examine mug 1"))
     assert delivery_twin(empty_handed, "go to shelf 1", "mug", rng) is None
@@ -256,10 +255,10 @@ def test_delivery_twins_make_the_task_s_receptacle_decide_the_step_after_the_pic
         prompt, target = (decode(ids) for ids in data.examples[i])
         task = prompt.split("Your task is to: ")[1].split("\n")[0].rstrip(". ")
         label = target.removeprefix("<action>").removesuffix("</action>")
-        place = label.rsplit(" to ", 1)[1] if label.startswith("move ") else label.split(" ", 1)[1].removeprefix("to ")
-        assert task.endswith(" " + place.rsplit(" ", 1)[0]), (task, label)  # the label goes where the task says
+        assert label.startswith("go to "), label
+        assert task.endswith(" " + label[6:].rsplit(" ", 1)[0]), (task, label)  # the label goes where the task says
         by_state.setdefault(prompt.replace(task, "<task>"), set()).add(label)
-    assert len(by_state) >= 20 and sum(len(labels) >= 2 for labels in by_state.values()) >= 20
+    assert len(by_state) >= 12 and sum(len(labels) >= 2 for labels in by_state.values()) >= 12
     with pytest.raises(ValueError, match="focus_steps needs"):
         warm_start_examples(dataclasses.replace(config, delivery_twins=0, focus_steps=10), ByteTokenizer(),
                             lambda m: None)

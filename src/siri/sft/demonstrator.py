@@ -229,17 +229,18 @@ def delivery_twin(obs: Observation, label: str, goal: str, rng: random.Random) -
     """(task, label) of a counterfactual twin of a delivery step, or None where the step is none.
 
     A delivery step holds the task's object (``examine <goal> N`` is admissible: ALFWorld offers it for
-    what is held) and its label walks to (or opens, or puts into) an instance of the receptacle kind the
-    task ends with ("put some mug on shelf." -> ``go to shelf 1``). The twin's task names another kind of
-    the room that can hold the object, not the one here; its label walks to that kind's lowest-numbered
-    instance. Only the task's last word differs, so only it explains both labels: the tiny model otherwise
-    walks on at random after a pickup (docs/tiny-model.md).
+    what is held) and its label walks to an instance of the receptacle kind the task ends with ("put some
+    mug on shelf." -> ``go to shelf 1``). The twin's task names another kind of the room that can hold the
+    object, not the one here; its label walks to that kind's lowest-numbered instance. Only the task's last
+    word differs, so only it explains both labels: the tiny model otherwise walks on at random after a
+    pickup (docs/tiny-model.md). The steps at the destination (open it, put the object) get no twins: four
+    "go elsewhere" twins to one "put it here" taught a model to walk away from the right place (0 of 70
+    pick-and-place episodes won; benchmarks/RESULTS.md).
     """
     holding = any(a.startswith(f"examine {goal} ") and _kind_word(a[8:]) == goal for a in obs.admissible_actions)
-    if not holding or not label.startswith(("go to ", "open ", "move ")):
+    if not holding or not label.startswith("go to "):
         return None
-    place = label.rsplit(" to ", 1)[1] if label.startswith("move ") else label.removeprefix("go to ").removeprefix("open ")
-    target = _kind_word(place)
+    target = _kind_word(label.removeprefix("go to "))
     task = obs.task.rstrip(". ")
     object_kind = _OBJECT_KINDS.get(goal)
     if object_kind is None or not task.endswith(f" {target}"):
