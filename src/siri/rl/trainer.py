@@ -420,7 +420,13 @@ def check_before_writing(cfg: TrainConfig) -> None:
 
         SiriPipeline.check_config(cfg)
     for split_options in {repr(o): o for o in (cfg.env.options_for(), cfg.env.options_for(cfg.env.eval_split))}.values():
-        make(cfg.env.name, **split_options).reset(0)
+        env = make(cfg.env.name, **split_options)
+        try:
+            env.reset(0)
+        finally:
+            close = getattr(env, "close", None)  # the real ALFWorld engine holds a game process
+            if close is not None:
+                close()
     device = cfg.train.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={device} but torch sees no CUDA device here; use train.device=cpu or auto")
