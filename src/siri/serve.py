@@ -147,7 +147,7 @@ class ChatModel:
                 if s and s in answer:
                     answer, finish = answer[: answer.index(s)], "stop"
             results.append((answer, finish))
-        return results, int(input_ids.shape[1]), completion_tokens
+        return results, prompt_tokens, completion_tokens
 
 
 def load_chat_model(path: str, device: str | None = None, limits: Limits | None = None) -> ChatModel:

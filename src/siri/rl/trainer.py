@@ -149,7 +149,7 @@ class Trainer:
 
         run = RunDir.open(run_dir)
         stored = TrainConfig.load(run.path / "config.yaml")
-        cfg = TrainConfig.load(run.path / "config.yaml", overrides)
+        cfg = stored.with_overrides(overrides) if overrides else stored
         changed = check_resume_overrides(stored, cfg)
         dist = setup_distributed(cfg.train.device)
         if dist.is_main:
@@ -413,20 +413,19 @@ def check_before_writing(cfg: TrainConfig) -> None:
     and splits (one reset each), the device. Raises ConfigError/EnvError with one line naming the setting."""
     import torch
 
-    from siri.envs import make
+    from siri.envs import make_batch
 
     if cfg.siri.enabled:
         from siri.skills.pipeline import SiriPipeline
 
         SiriPipeline.check_config(cfg)
-    for split_options in {repr(o): o for o in (cfg.env.options_for(), cfg.env.options_for(cfg.env.eval_split))}.values():
-        env = make(cfg.env.name, **split_options)
+    train_options, eval_options = cfg.env.options_for(), cfg.env.options_for(cfg.env.eval_split)
+    for options in [train_options] if eval_options == train_options else [train_options, eval_options]:
+        envs = make_batch(cfg.env.name, 1, **options)
         try:
-            env.reset(0)
+            envs.reset([0])
         finally:
-            close = getattr(env, "close", None)  # the real ALFWorld engine holds a game process
-            if close is not None:
-                close()
+            envs.close()  # the real ALFWorld engine holds a game process
     device = cfg.train.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={device} but torch sees no CUDA device here; use train.device=cpu or auto")

@@ -79,14 +79,13 @@ class RunDir:
             run.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunDirError(f"cannot create the run directory {run.path}: {e.strerror or e}") from None
-        for check in ("before", "after"):  # after the lock too: another process may have created it meanwhile
-            if run.metrics_path.exists() or (run.checkpoints / "LATEST").exists():
-                run.unlock()
-                raise RunDirError(
-                    f"{run.path} already holds a run; continue it with --resume {run.path} or choose a new run dir"
-                )
-            if check == "before":
-                run.lock()
+        run._refuse_existing_run()
+        run.lock()
+        try:
+            run._refuse_existing_run()  # again under the lock: another process may have created it meanwhile
+        except RunDirError:
+            run.unlock()
+            raise
         atomic_write_text(run.path / "config.yaml", config_yaml)
         full_meta = {"versions": library_versions(), "argv": sys.argv, "started": time.time(), **meta}
         atomic_write_json(run.path / "meta.json", full_meta)
@@ -99,6 +98,12 @@ class RunDir:
         if not (run.path / "config.yaml").is_file():
             raise RunDirError(f"{run.path} is not a run directory (no config.yaml)")
         return run
+
+    def _refuse_existing_run(self) -> None:
+        if self.metrics_path.exists() or (self.checkpoints / "LATEST").exists():
+            raise RunDirError(
+                f"{self.path} already holds a run; continue it with --resume {self.path} or choose a new run dir"
+            )
 
     def lock(self) -> None:
         """Become the one process writing this run; a RunDirError names the PID that already is."""
@@ -135,8 +140,7 @@ class RunDir:
             return
         for name in ("config.yaml", "meta.json", "metrics.jsonl", LOCK_FILE):
             (self.path / name).unlink(missing_ok=True)
-        self.close()
-        self.unlock()
+        self.close()  # and unlock
         with contextlib.suppress(OSError):
             self.path.rmdir()
 
@@ -237,9 +241,6 @@ class RunDir:
                 torch.save({"iteration": iteration}, tmp / "iteration.pt")
                 for fname, text in (files or {}).items():
                     (tmp / fname).write_text(text)
-                for written in tmp.iterdir():  # on disk before the rename publishes them
-                    with written.open("rb") as f:
-                        os.fsync(f.fileno())
             atomic_write_text(self.checkpoints / "LATEST", name + "\n")
         except (OSError, RuntimeError) as e:  # torch reports a failed write as RuntimeError("...iostream error")
             raise RunDirError(f"writing checkpoint {final} failed: {_write_failure(e, self.checkpoints)}; "

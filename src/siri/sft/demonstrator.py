@@ -134,8 +134,10 @@ def _guided_step(admissible: tuple[str, ...], places: Sequence[str], visited: se
     return None
 
 
-# The words observations print for receptacle kinds, which a placement skill's places are spelled with.
-RECEPTACLE_WORDS: frozenset[str] = frozenset(placements.receptacle_word(k) for k in world.RECEPTACLE_TYPES)
+# The words observations print for receptacle kinds, which a placement skill's places are spelled with, and
+# the kind (as in ``world.CAN_CONTAIN``) of each.
+_RECEPTACLE_KINDS: dict[str, str] = {placements.receptacle_word(k): k for k in world.RECEPTACLE_TYPES}
+RECEPTACLE_WORDS: frozenset[str] = frozenset(_RECEPTACLE_KINDS)
 _OBJECT_KINDS: dict[str, str] = {world.display(k): k for k in world.OBJECT_TYPES}
 PLACE_SOURCES: tuple[str, ...] = ("typical", "atypical", "random")
 
@@ -221,10 +223,6 @@ def skill_twin(obs: Observation, goal: str, room: Sequence[str], visited: set[st
     return (drawn[1], label) if label is not None else None
 
 
-# Receptacle kind (as in ``world.CAN_CONTAIN``) of each word an observation spells it with.
-_RECEPTACLE_KINDS: dict[str, str] = {placements.receptacle_word(k): k for k in world.RECEPTACLE_TYPES}
-
-
 def delivery_twin(obs: Observation, label: str, goal: str, rng: random.Random) -> tuple[str, str] | None:
     """(task, label) of a counterfactual twin of a delivery step, or None where the step is none.
 
@@ -246,19 +244,15 @@ def delivery_twin(obs: Observation, label: str, goal: str, rng: random.Random) -
     if object_kind is None or not task.endswith(f" {target}"):
         return None
     here = {_kind_word(a[8:]) for a in obs.admissible_actions if a.startswith("examine ")}
-    goes: dict[str, str] = {}  # receptacle word -> the go-to action of its lowest-numbered instance
-    for action in obs.admissible_actions:
-        if action.startswith("go to "):
-            word = _kind_word(action[6:])
-            if word not in goes or _instance_number(action[6:]) < _instance_number(goes[word][6:]):
-                goes[word] = action
-    others = sorted(word for word in goes
-                    if word != target and word not in here and word in _RECEPTACLE_KINDS
-                    and object_kind in world.CAN_CONTAIN[_RECEPTACLE_KINDS[word]])
+    fits = placements.compatible_receptacles(object_kind)
+    others = [word for word in room_places(obs)
+              if word != target and word not in here and _RECEPTACLE_KINDS.get(word) in fits]
     if not others:
         return None
     other = rng.choice(others)
-    return obs.task.replace(task, task[: -len(target)] + other, 1), goes[other]
+    walk = _guided_step(obs.admissible_actions, [other], set())  # its lowest-numbered instance
+    assert walk is not None  # room_places lists only kinds one can go to
+    return obs.task.replace(task, task[: -len(target)] + other, 1), walk
 
 
 def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:

@@ -40,14 +40,19 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary directory to fill; on success it replaces ``path``, on failure it is removed.
 
     The temporary directory is a hidden sibling (``.NAME.*.tmp``), so the rename stays on one filesystem
-    and a directory named ``path`` only ever appears complete. A process killed mid-write leaves the
-    hidden sibling behind; whatever looks for ``path`` never sees it.
+    and a directory named ``path`` only ever appears complete. Its files are fsynced before the rename, so
+    a power loss cannot publish a directory of empty files. A process killed mid-write leaves the hidden
+    sibling behind; whatever looks for ``path`` never sees it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
+        for written in tmp.rglob("*"):
+            if written.is_file():
+                with written.open("rb") as f:
+                    os.fsync(f.fileno())
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
