@@ -3,6 +3,8 @@
 #   bash scripts/run.sh quickstart [siri quickstart options]   set up, then run the SIRI quickstart
 #   bash scripts/run.sh test [pytest options]                  set up (with the real ALFWorld engine), lint, test
 #   bash scripts/run.sh setup                                  set up only
+#   bash scripts/run.sh pin                                    record the venv's versions in constraints.txt
+# Installs use the tested versions of constraints.txt; SIRI_UNPINNED=1 lets pip choose within pyproject's ranges.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 job="${1:-quickstart}"; shift || true
@@ -12,10 +14,12 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-pip_install() { .venv/bin/python -m pip install --disable-pip-version-check -q "$@"; }
+# The tested versions (constraints.txt) unless SIRI_UNPINNED=1: a fresh machine reproduces the README's numbers.
+pins=(); [ "${SIRI_UNPINNED:-0}" = 1 ] || pins=(-c constraints.txt)
+pip_install() { .venv/bin/python -m pip install --disable-pip-version-check -q "${pins[@]}" "$@"; }
 
-# Reinstall when pyproject.toml changes. torch is pinned to the CPU build that pip finds on local disk.
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+# Reinstall when pyproject.toml or the pins change. torch is pinned to the CPU build that pip finds on local disk.
+stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-${SIRI_UNPINNED:-0}"
 if [ ! -f "$stamp" ]; then
   echo "[setup] installing siri-rl and its dependencies into .venv"
   pip_install -e ".[dev]"
@@ -24,6 +28,10 @@ fi
 
 case "$job" in
   setup) echo "[setup] done: .venv/bin/siri --help" ;;
+  pin)
+    # After a tested upgrade: record the venv's versions as the new pins (torch without its +cpu tag).
+    { sed -n '1,3p' constraints.txt; .venv/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$//'; } > constraints.new
+    mv constraints.new constraints.txt && echo "[pin] constraints.txt: $(grep -c '==' constraints.txt) versions" ;;
   quickstart) exec .venv/bin/siri quickstart "$@" ;;
   test)
     # The real ALFWorld engine for the parity tests: compiles once (~4 min), pip caches the wheels.
@@ -50,5 +58,5 @@ case "$job" in
     .venv/bin/ruff check src tests benchmarks
     exec .venv/bin/pytest "$@"
     ;;
-  *) echo "usage: bash scripts/run.sh quickstart|test|setup" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/run.sh quickstart|test|setup|pin" >&2; exit 2 ;;
 esac

@@ -223,6 +223,38 @@ def test_skill_twins_show_the_same_state_under_other_skills_labelled_by_them() -
     assert max(len({label for _, label in pairs}) for pairs in by_state.values()) >= 2
 
 
+def test_presence_twins_toggle_the_skill_block_where_no_skill_decides_the_move() -> None:
+    """Each presence twin follows its original: the same state and label, the skill block toggled (a block
+    removed, or a placement skill added); none at a first step that the shown skill decides."""
+    plain = warm_start_examples(FOLLOW, ByteTokenizer(), lambda m: None).examples
+    data = warm_start_examples(dataclasses.replace(FOLLOW, presence_twins=True), ByteTokenizer(), lambda m: None)
+    examples = data.examples
+    assert data.focus == []  # presence twins are no focus examples
+    k = removed = added = 0
+    for i, example in enumerate(examples):
+        if k < len(plain) and example == plain[k]:
+            k += 1
+            continue
+        (prompt, target), (original, original_target) = (tuple(map(decode, examples[i])),
+                                                          tuple(map(decode, examples[i - 1])))
+        assert target == original_target and skill_block_removed(prompt) == skill_block_removed(original)
+        shown = [line[2:] for line in prompt.split("\n") if line.startswith("- WHEN ")]
+        before = [line[2:] for line in original.split("\n") if line.startswith("- WHEN ")]
+        assert bool(shown) != bool(before), (shown, before)
+        removed += bool(before)
+        if shown:
+            added += 1
+            assert len(shown) == 1 and is_placement_skill(shown[0])
+        if before and is_placement_skill(before[0]) and "Before this step" not in original:
+            goal = before[0].split(" THEN")[0].split()[-1]  # a first step the skill did not decide: object in view
+            assert f"\ntake {goal} " in original, original
+    assert k == len(plain)  # every original example is still there, in order
+    assert removed >= 50 and added >= 3, (removed, added)  # share 0.8: most prompts show a block
+    with pytest.raises(ValueError, match="presence_twins needs follow_skills"):
+        warm_start_examples(dataclasses.replace(FOLLOW, follow_skills=False, presence_twins=True), ByteTokenizer(),
+                            lambda m: None)
+
+
 def test_a_delivery_twin_names_another_receptacle_and_walks_to_it() -> None:
     """Hand case: holding mug 1 at countertop 1, the task says shelf; twins name a kind that can hold a mug,
     neither shelf nor the countertop here, and walk to its lowest-numbered instance."""

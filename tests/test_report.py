@@ -127,3 +127,27 @@ def test_report_renders_in_headless_chromium(tmp_path):
     subprocess.run([CHROMIUM, *flags, "--window-size=1200,3000", f"--screenshot={shot}", html_path.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.stat().st_size > 20_000  # a rendered page with plots, not a blank one
+
+
+def test_report_warns_when_the_run_was_made_with_other_versions(tmp_path):
+    """A run made with another torch: the report says so, and `siri report` warns (a current run: neither)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from siri.cli import app
+    from siri.runs.run_dir import library_versions
+
+    current = fake_run(tmp_path, "now", 0.05)
+    result = CliRunner().invoke(app, ["report", str(current)])
+    assert result.exit_code == 0 and "warning" not in result.output
+    assert "other versions" not in (current / "report.md").read_text()
+    old = fake_run(tmp_path, "old", 0.05)
+    meta = json.loads((old / "meta.json").read_text())
+    assert meta["versions"] == library_versions()
+    meta["versions"]["torch"] = "1.0.0"
+    (old / "meta.json").write_text(json.dumps(meta))
+    result = CliRunner().invoke(app, ["report", str(old)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {old} was made with torch 1.0.0 (now {library_versions()['torch']})" in result.output
+    assert "torch 1.0.0 (now" in (old / "report.md").read_text() and "class='warn'" in (old / "report.html").read_text()

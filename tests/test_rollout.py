@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import random
 from pathlib import Path
@@ -124,10 +125,31 @@ def test_tiny_build_is_deterministic(tiny_dir: Path, tmp_path: Path) -> None:
     assert (tiny_dir / "tokenizer.json").read_text() == (tmp_path / "again" / "tokenizer.json").read_text()
 
 
+def test_a_shipped_tiny_model_is_copied_instead_of_built(tiny_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build shipped in the package (here: the micro one) is copied into an empty cache, never rebuilt; a
+    recipe that is not shipped still needs a build, and --force rebuilds."""
+    import shutil
+
+    import siri.sft.tiny as tiny
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tiny_dir, shipped / f"tiny-household-{MICRO.key()}")
+    monkeypatch.setattr(tiny, "SHIPPED_DIR", shipped)
+    monkeypatch.setenv("SIRI_CACHE", str(tmp_path / "cache"))
+    said: list[str] = []
+    path = tiny.ensure_tiny(config=MICRO, build=False, log=said.append)
+    assert path == tmp_path / "cache" / "models" / f"tiny-household-{MICRO.key()}" and tiny.is_built(path)
+    assert len(said) == 1 and "shipped" in said[0]
+    assert (path / "model.safetensors").read_bytes() == (tiny_dir / "model.safetensors").read_bytes()
+    assert tiny.ensure_tiny(config=MICRO, build=False, log=said.append) == path and len(said) == 1  # cached now
+    other = dataclasses.replace(MICRO, seed=2)
+    with pytest.raises(ModelError, match="not built yet"):
+        tiny.ensure_tiny(config=other, build=False)
+
+
 def test_sampled_prompt_loss_with_every_position_equals_the_full_prompt_loss(tmp_path: Path) -> None:
     """``prompt_lm_positions`` >= the prompt length samples every position: the same training run."""
-    import dataclasses
-
     full = dataclasses.replace(MICRO, train_steps=3)
     sampled = dataclasses.replace(full, prompt_lm_positions=100_000)
     fewer = dataclasses.replace(full, prompt_lm_positions=8)
@@ -429,7 +451,7 @@ def test_tiny_warm_start_env_options_apply_to_the_warm_start_only() -> None:
     assert bare.key() != TinyConfig().key()
 
 
-def test_model_info_cli(tiny_dir: Path) -> None:
+def test_model_info_cli(tiny_dir: Path, tmp_path: Path) -> None:
     import json
 
     from typer.testing import CliRunner
@@ -439,7 +461,15 @@ def test_model_info_cli(tiny_dir: Path) -> None:
     result = CliRunner().invoke(app, ["model", "info", str(tiny_dir)])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
-    assert info["env"] == "household" and info["action_mode"] == "generate" and info["parameters"] > 0
+    assert info["env"] == "household" and info["action_mode"] == "choose" and info["parameters"] > 0
+    # A tiny build of before the rule saved "generate": it still loads in choose mode, as its presets use it.
+    import shutil
+
+    old = tmp_path / "old-tiny"
+    shutil.copytree(tiny_dir, old)
+    meta = json.loads((old / "siri_policy.json").read_text())
+    (old / "siri_policy.json").write_text(json.dumps({**meta, "action_mode": "generate"}))
+    assert load_policy(str(old), reference=False).action_mode == "choose"
     bad = CliRunner().invoke(app, ["eval", "--model", "./missing-model", "episodes=1"])
     assert bad.exit_code != 0 and "does not exist" in bad.output
 

@@ -31,6 +31,12 @@ class EvalConfig(Config):
     max_steps: int | None = opt(None, "episode step limit (None: the environment's)", min=1)
     seed: int = opt(0, "sampling seed")
     skills_top_k: int = opt(1, "with --skills-from: skills shown per prompt", min=1)
+    batch_size: int = opt(64, "episodes per forward pass of the model; the outcomes do not depend on it (each "
+                          "episode samples from its own stream: docs/evaluation.md)", min=1)
+    workers: Literal["inprocess", "ray"] = opt("inprocess", "where the environments run: in this process, or "
+                                               "in Ray actors (as env.workers=ray in training); same outcomes")
+    envs_per_worker: int = opt(8, "workers=ray: environments per Ray actor", min=1)
+    worker_cpus: float = opt(0.5, "workers=ray: CPUs Ray reserves per actor (fractions allowed)", min=0.0)
     env_options: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "extra environment options (-o key=value), e.g. {clutter: 0}"})
 
@@ -63,11 +69,19 @@ def evaluate(
     active skills of its task type in that bank. Episode i samples from the same stream with or without
     skills, so two evaluations that differ only in skills are paired (``outcomes`` lists every episode by seed).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from siri.envs import make
     from siri.models.loading import load_policy
     from siri.rollout.collector import RolloutConfig, collect
+    from siri.rollout.engine import HFEngine
     from siri.rollout.evaluation import SkillsFor, evaluate, outcomes, summarize
     from siri.skills.pipeline import bank_skills_by_seed
 
@@ -88,9 +102,16 @@ def evaluate(
     by_seed = {seed: skills_for(seed) for seed in range(episodes)}  # a bank's choice resets a probe env: once
     policy = load_policy(model, env=env, reference=False)
     rollout = RolloutConfig(mode=config.mode or policy.action_mode, temperature=config.temperature, seed=config.seed)
+    engine = HFEngine(policy.model, policy.tokenizer, max_batch=config.batch_size)
+    batch_env = None
+    if config.workers == "ray":
+        from siri.envs.ray_workers import RayBatchEnv
+
+        batch_env = RayBatchEnv(env, episodes, options, envs_per_worker=config.envs_per_worker,
+                                num_cpus=config.worker_cpus)
     won = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not progress, transient=True) as bar:
+                  TimeRemainingColumn(), disable=not progress, transient=True) as bar:
         task = bar.add_task(f"eval {policy.name} on {env}/{split}", total=episodes)
 
         def done(traj: Any) -> None:
@@ -98,9 +119,14 @@ def evaluate(
             won += bool(traj.won)
             bar.update(task, advance=1, description=f"eval {policy.name} on {env}/{split}  success {won}")
 
-        trajectories = evaluate(
-            lambda specs: collect(policy, env, specs, rollout, env_options=options, on_episode_end=done), episodes,
-            by_seed.__getitem__)
+        try:
+            trajectories = evaluate(
+                lambda specs: collect(policy, env, specs, rollout, env_options=options, engine=engine,
+                                      batch_env=batch_env, on_episode_end=done),
+                episodes, by_seed.__getitem__)
+        finally:
+            if batch_env is not None:
+                batch_env.close()
     return {"model": policy.name, "env": env, "split": split, "mode": rollout.mode, "temperature": config.temperature,
             "skills": list(skills or []), "skills_from": skills_from,
             "skills_shown": {sid: text for skills_of_seed in by_seed.values() for sid, text in skills_of_seed},

@@ -16,19 +16,35 @@ app = typer.Typer(help="Models: build the tiny default policy, warm-start a real
 @app.command("build-tiny")
 def build_tiny(
     env: str = typer.Option("household", help="Environment the tiny model is built for: household or shop."),
-    force: bool = typer.Option(False, help="Rebuild even if a cached model exists."),
+    force: bool = typer.Option(False, help="Rebuild even if a cached (or shipped) model exists."),
+    check: bool = typer.Option(False, "--check", help="Rebuild into a temporary directory and compare its weights "
+                               "with the model in use (shipped or cached): exit 1 if any tensor differs."),
     recipe: str = typer.Option("default", help="default, or skills (household: skill-following "
                                "demonstrations on typical placements; loads as tiny-household-skills)."),
 ) -> None:
-    """Build (or rebuild) the tiny warm-started model for ENV and print its build report."""
-    from siri.models.policy import ModelError
-    from siri.sft.tiny import ensure_tiny
+    """Build (or rebuild) the tiny warm-started model for ENV and print its build report.
+
+    The default household model ships with siri-rl (copied into the cache on first use); --check rebuilds
+    it and compares the weights bit for bit.
+    """
+    from siri.models.policy import TINY_REPORT_FILE, ModelError
+    from siri.sft.tiny import check_rebuild, ensure_tiny
 
     try:
+        if check:
+            result = check_rebuild(env, recipe, log=typer.echo)
+            if result["identical"]:
+                typer.echo(f"identical: the rebuild has the weights of {result['reference']} "
+                           f"({result['tensors']} tensors, bit for bit)")
+                return
+            worst = ", ".join(f"{name} (max |diff| {d:.2e})" for name, d in list(result["different"].items())[:5])
+            typer.echo(f"different: {len(result['different'])} of {result['tensors']} tensors differ from "
+                       f"{result['reference']}: {worst}", err=True)
+            raise typer.Exit(1)
         path = ensure_tiny(env, force=force, recipe=recipe, log=typer.echo)
     except ModelError as e:
         raise typer.BadParameter(str(e)) from e
-    report = json.loads((path / "siri_tiny.json").read_text())
+    report = json.loads((path / TINY_REPORT_FILE).read_text())
     typer.echo(f"{path}\nparameters {report['parameters']:,}  vocab {report['vocab_size']}  "
                f"examples {report['examples']}  loss {report['final_loss']:.3f}  built in {report['build_seconds']}s")
 

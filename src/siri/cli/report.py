@@ -12,7 +12,7 @@ def report(
     out: str | None = typer.Option(None, help="output directory (one run: the run dir itself)"),
 ) -> None:
     """Write a self-contained HTML report (embedded plots) and a Markdown twin for one or more runs."""
-    from siri.runs.report import build_report
+    from siri.runs.report import RunData, build_report
     from siri.runs.run_dir import RunDirError
     from siri.skills.bank import SkillBankError
 
@@ -24,6 +24,11 @@ def report(
         where = e.filename or out or runs[0]
         raise fail(f"cannot write the report into {where}: {e.strerror or e}; write it elsewhere with "
                    "--out DIR") from e
+    for path in runs:
+        drift = RunData.load(path).version_drift()
+        if drift:
+            typer.echo(f"warning: {path} was made with {', '.join(drift)}; its numbers may not reproduce digit for "
+                       "digit (the tested versions: constraints.txt, installed by scripts/run.sh)", err=True)
     typer.echo(f"report: {html}\nmarkdown: {md}")
 
 

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from siri.models.policy import POLICY_FILE, ModelError, Policy
+from siri.models.policy import POLICY_FILE, TINY_REPORT_FILE, ModelError, Policy
 from siri.models.registry import registered_builder
 from siri.utils.io import atomic_dir, atomic_write_json
 
@@ -153,8 +153,8 @@ def load_policy(
     """Load a policy by name ("tiny", "tiny-shop", "smollm2-135m"), local directory or hub id.
 
     ``env`` picks the tiny model ("tiny" -> the one built for ``env``). ``action_mode`` defaults to the
-    saved one, else "choose" for SmolLM2 (it rarely writes valid free-text actions) and "generate"
-    otherwise. ``reference=False`` skips the frozen copy of a full fine-tuned model (no KL term).
+    saved one, except that tiny models and SmolLM2 use "choose" (what their presets use: the tiny model and
+    SmolLM2 rarely write valid free-text actions), and "generate" otherwise. ``reference=False`` skips the frozen copy of a full fine-tuned model (no KL term).
     A directory written by ``Policy.save`` restores LoRA adapters on their base.
     """
     import torch
@@ -214,7 +214,7 @@ def load_policy(
     if not use_lora and reference:
         frozen = copy.deepcopy(model).eval()
         frozen.requires_grad_(False)
-    mode = action_mode or meta.get("action_mode") or ("choose" if name_or_path.lower() in SMOLLM2_NAMES else "generate")
+    mode = action_mode or _default_action_mode(name_or_path, resolved, meta)
     return Policy(
         model=model,
         tokenizer=tokenizer,
@@ -225,3 +225,13 @@ def load_policy(
         env=meta.get("env") or tiny_env,
         _frozen_reference=frozen,
     )
+
+
+def _default_action_mode(name_or_path: str, resolved: Path | str, meta: dict[str, Any]) -> str:
+    """Tiny model builds and SmolLM2: ``choose``, as every preset that uses them (a tiny build's saved
+    "generate" ran ``siri eval --model tiny`` with over half its actions invalid); else the saved mode."""
+    if isinstance(resolved, Path) and (resolved / TINY_REPORT_FILE).exists():
+        return "choose"
+    if name_or_path.lower() in SMOLLM2_NAMES:
+        return "choose"
+    return str(meta.get("action_mode") or "generate")

@@ -16,6 +16,7 @@ from typing import Any
 from siri.utils.io import atomic_dir, atomic_write_json
 
 POLICY_FILE = "siri_policy.json"
+TINY_REPORT_FILE = "siri_tiny.json"  # a tiny model build's report; its presence marks a tiny model
 
 
 class ModelError(Exception):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siri.runs.run_dir import RunDir
+from siri.runs.run_dir import RunDir, version_drift
 from siri.runs.summary import Summary, evaluation_table, read_summary
 
 PHASE_COLORS = {"bootstrap": "#ffffff", "warmup": "#dbeafe", "skills": "#fef3c7", "gigpo": "#f3f4f6", "grpo": "#f3f4f6"}
@@ -65,6 +65,11 @@ class RunData:
             meta=run.read_json("meta.json") or {},
             evals=[m for m in metrics if "eval/success" in m],
         )
+
+    def version_drift(self) -> list[str]:
+        """The libraries this run was made with in other versions than the installed ones."""
+        versions = self.meta.get("versions")
+        return version_drift(versions) if isinstance(versions, dict) else []
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
         xs, ys = [], []
@@ -244,7 +249,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:11
 h1{font-size:1.6em} h2{border-bottom:1px solid #e5e7eb;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0} td,th{border:1px solid #e5e7eb;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f9fafb} img{max-width:100%;border:1px solid #f3f4f6} pre{background:#f9fafb;padding:1em;overflow:auto;font-size:.8em}
-.muted{color:#6b7280}
+.muted{color:#6b7280} .warn{color:#b45309}
 """
 
 
@@ -313,9 +318,14 @@ def build_report(paths: list[str | Path], out_dir: str | Path | None = None) -> 
 
     for run in runs:
         meta = json.dumps({k: run.meta.get(k) for k in ("versions", "seeds", "argv")}, indent=2, default=str)
+        drift = run.version_drift()
+        note = (f"Made with other versions than the ones installed now: {', '.join(drift)}. Its numbers may not "
+                "reproduce digit for digit with these.") if drift else ""
         html_parts.append(f"<h2>Config — {html.escape(run.name)}</h2><pre>{html.escape(run.config_yaml)}</pre>"
-                          f"<h3>Versions and seeds</h3><pre>{html.escape(meta)}</pre>")
-        md_parts.append(f"## Config — {run.name}\n\n```yaml\n{run.config_yaml}```\n\n### Versions and seeds\n\n```json\n{meta}\n```\n")
+                          f"<h3>Versions and seeds</h3>" + (f"<p class='warn'>{html.escape(note)}</p>" if note else "")
+                          + f"<pre>{html.escape(meta)}</pre>")
+        md_parts.append(f"## Config — {run.name}\n\n```yaml\n{run.config_yaml}```\n\n### Versions and seeds\n\n"
+                        + (f"{note}\n\n" if note else "") + f"```json\n{meta}\n```\n")
     html_parts.append("</body></html>")
 
     html_path, md_path = out / "report.html", out / "report.md"

@@ -61,6 +61,14 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def version_drift(recorded: dict[str, str]) -> list[str]:
+    """"torch 2.12.0 (now 2.13.0)" for each library whose version in a run's meta.json differs from the
+    installed one: the run's numbers may not reproduce digit for digit (``siri report`` warns)."""
+    now = library_versions()
+    return [f"{name} {was} (now {now.get(name, 'not installed')})" for name, was in sorted(recorded.items())
+            if name != "platform" and now.get(name) != was]
+
+
 class RunDir:
     """Files of one run. Create it for a new run, or open an existing one to resume or report."""
 

@@ -33,6 +33,8 @@ class WarmStartConfig(Config):
       act on what a skill says?").
     - ``delivery_twins``: after a pickup the tiny model walks on at random instead of to the receptacle the
       task names: the same rare far-away word to copy as a skill's place, learned the same way.
+    - ``presence_twins``: with a skill in most prompts, the tiny model tied behaviour no skill decides (walking
+      to the task's receptacle after the pickup) to the block's presence: without a skill it succeeded less.
     - ``prompt_lm_weight``: the auxiliary next-token loss on the prompt gives the tiny model ~50x more signal
       per example (reading observations and admissible lists) and makes copying from the prompt (what acting
       needs) emerge in a few hundred steps. A pretrained LM reads already: 0 there.
@@ -70,6 +72,10 @@ class WarmStartConfig(Config):
     delivery_twins: int = opt(0, "household: counterfactual copies of each delivery step (holding the task's "
                               "object, walking to the receptacle the task ends with), the task naming another "
                               "receptacle of the room and the label walking there", min=0)
+    presence_twins: bool = opt(False, "with follow_skills: each step whose move no skill decides (something held, "
+                               "the object in view, or the skill's places searched) also appears the other way, "
+                               "without the prompt's skill block or with a placement skill where it had none, "
+                               "same label")
     focus_steps: int = opt(0, "optimizer steps of a first phase on the examples a word far from the answer "
                            "decides alone (skill episodes' first steps and their skill twins, delivery steps and "
                            "their twins; no prompt loss), before the train_steps on every example", min=0)

@@ -205,6 +205,11 @@ def draw_placement_skill(object_word: str, room: Sequence[str], rng: random.Rand
     return source, placement_skill_text(object_word, [placements.receptacle_word(r) for r in kinds])
 
 
+def _searching_for(obs: Observation, goal: str) -> bool:
+    """Nothing held (no ``move`` action) and the task's object not in view (no ``take <goal>`` action)."""
+    return not any(a.startswith("move ") or a.startswith(f"take {goal} ") for a in obs.admissible_actions)
+
+
 def skill_twin(obs: Observation, goal: str, room: Sequence[str], visited: set[str], rng: random.Random,
                mix: Sequence[float]) -> tuple[str, str] | None:
     """(skill, label) of a counterfactual twin of a search step: another placement skill for ``goal`` and the
@@ -214,13 +219,20 @@ def skill_twin(obs: Observation, goal: str, room: Sequence[str], visited: set[st
     in view (no ``take <goal>`` action). The caller keeps to steps whose ``visited`` places are all in the
     prompt's history, so the label is a function of what the prompt shows.
     """
-    if any(a.startswith("move ") or a.startswith(f"take {goal} ") for a in obs.admissible_actions):
+    if not _searching_for(obs, goal):
         return None
     drawn = draw_placement_skill(goal, room, rng, mix)
     if drawn is None:
         return None
     label = _guided_step(obs.admissible_actions, places_named(drawn[1]), visited)
     return (drawn[1], label) if label is not None else None
+
+
+def skill_decides(obs: Observation, goal: str, skill: str, visited: set[str]) -> bool:
+    """Whether the demonstrator's move at ``obs`` would follow ``skill``'s places: nothing held, the task's
+    object not in view and a named place left to search. Everywhere else its move is the same with or
+    without the skill (the warm start's presence twins)."""
+    return _searching_for(obs, goal) and _guided_step(obs.admissible_actions, places_named(skill), visited) is not None
 
 
 def delivery_twin(obs: Observation, label: str, goal: str, rng: random.Random) -> tuple[str, str] | None:

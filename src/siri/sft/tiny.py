@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import json
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,13 +32,15 @@ from typing import Any
 
 from siri.envs import ENVIRONMENTS, env_splits
 from siri.models.loading import models_cache
-from siri.models.policy import ModelError, Policy
+from siri.models.policy import TINY_REPORT_FILE, ModelError, Policy
 from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
 from siri.sft.config import WarmStartConfig
 from siri.sft.demonstrator import make_env, noisy_episode
 from siri.sft.warm_start import train_warm_start, warm_start_examples
+from siri.utils.io import atomic_dir
 
 TINY_FORMAT = 2  # bump when the recipe changes: it is part of the cache key
+BUILD_MINUTES = {"household": 10, "shop": 8}  # a build's time on 2 idle cores, for the first-use message
 
 # The reduced household the tiny presets train and evaluate on: no distractor objects, and the two task
 # types whose steps this model can imitate from its prompt (docs/tiny-model.md has the measurements).
@@ -47,7 +50,7 @@ HOUSEHOLD_LITE: dict[str, Any] = {"clutter": 0.0, "task_types": ["look_at_obj_in
 _KEY_OPTIONAL: dict[str, Any] = {"prompt_lm_positions": 0, "matching_twins": 0.0, "lora": False, "lora_r": 16,
                                  "follow_skills": False, "skill_places_mix": (0.5, 0.25, 0.25),
                                  "trace_style": "legacy", "skill_twins": 0, "focus_steps": 0,
-                                 "delivery_twins": 0, "focus_loss_target": 0.0}
+                                 "delivery_twins": 0, "focus_loss_target": 0.0, "presence_twins": False}
 
 
 @dataclass(frozen=True)
@@ -148,8 +151,20 @@ def tiny_dir(config: TinyConfig) -> Path:
     return models_cache() / f"tiny-{config.env}-{config.key()}"
 
 
+# Tiny models shipped inside the package, built by `siri model build-tiny` (a few MB each): the first run
+# copies one into the cache instead of spending ~10 minutes building it. `siri model build-tiny --check`
+# rebuilds one and compares the weights. Only models whose recipe is a default are shipped.
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+
+
+def shipped_tiny(config: TinyConfig) -> Path | None:
+    """The shipped build of ``config`` (None: none is shipped)."""
+    path = SHIPPED_DIR / f"tiny-{config.env}-{config.key()}"
+    return path if is_built(path) else None
+
+
 def is_built(path: Path) -> bool:
-    return (path / "config.json").exists() and (path / "siri_tiny.json").exists()
+    return (path / "config.json").exists() and (path / TINY_REPORT_FILE).exists()
 
 
 @contextlib.contextmanager
@@ -179,15 +194,47 @@ def ensure_tiny(
     path = tiny_dir(config)
     if is_built(path) and not force:
         return path
-    if not build:
+    shipped = None if force else shipped_tiny(config)
+    if not build and shipped is None:
         how = f"--env {env}" + (f" --recipe {recipe}" if recipe != "default" else "")
         raise ModelError(f"the tiny model for {env!r} is not built yet; run: siri model build-tiny {how}")
+    log = log or (lambda m: None)
     with _build_lock(path):
         if is_built(path) and not force:
             return path
-        (log or (lambda m: None))(f"building the tiny {env} model into {path} (once; a few minutes)")
+        if shipped is not None:
+            with atomic_dir(path) as tmp:
+                shutil.copytree(shipped, tmp, dirs_exist_ok=True)
+            log(f"tiny {env} model: the build shipped with siri-rl, copied to {path} "
+                f"(rebuild it: siri model build-tiny --env {env} --force; compare: --check)")
+            return path
+        minutes = BUILD_MINUTES.get(env)
+        log(f"building the tiny {env} model into {path} (once; about {minutes or 'a few'} minutes on 2 cores)")
         build_tiny(config, path, log=log)
     return path
+
+
+def check_rebuild(env: str = "household", recipe: str = "default", log: Callable[[str], None] | None = None,
+                  ) -> dict[str, Any]:
+    """Rebuild the tiny model of ``env``/``recipe`` into a temporary directory and compare its weights with
+    the one in use (the shipped build, or the cached one): ``{"identical": bool, "tensors": N,
+    "different": {name: max |difference|}, "reference": path}``."""
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    config = default_config(env, recipe)
+    reference = shipped_tiny(config) or tiny_dir(config)
+    if not is_built(reference):
+        raise ModelError(f"no tiny {env} model to compare with: neither shipped nor built at {reference}")
+    with tempfile.TemporaryDirectory() as tmp:
+        build_tiny(config, Path(tmp) / "rebuild", log=log)
+        rebuilt = load_file(str(Path(tmp) / "rebuild" / "model.safetensors"))
+    kept = load_file(str(reference / "model.safetensors"))
+    different = {name: float((rebuilt[name] - kept[name]).abs().max()) if rebuilt[name].shape == kept[name].shape
+                 else float("inf") for name in sorted(set(rebuilt) | set(kept))
+                 if name not in rebuilt or name not in kept or not rebuilt[name].equal(kept[name])}
+    return {"identical": not different, "tensors": len(kept), "different": different, "reference": str(reference)}
 
 
 # --- vocabulary ------------------------------------------------------------------------------------------
@@ -258,7 +305,8 @@ def build_tiny(config: TinyConfig, out_dir: Path, log: Callable[[str], None] | N
         "build_seconds": round(time.time() - started, 1),
         "torch": torch.__version__,
     }
-    Policy(model=model, tokenizer=tokenizer, name=f"tiny-{config.env}", path="", env=config.env).save(
-        out_dir, extra_files={"siri_tiny.json": report})
+    Policy(model=model, tokenizer=tokenizer, name=f"tiny-{config.env}", path="", env=config.env,
+           action_mode="choose").save(
+        out_dir, extra_files={TINY_REPORT_FILE: report})
     log(f"built {out_dir} in {report['build_seconds']}s: {report['parameters']:,} parameters, loss {report['final_loss']:.3f}")
     return report

@@ -15,7 +15,8 @@ messages over successful episodes of a task type, answered with the deterministi
 those episodes. With ``follow_skills`` (household) a share of the episodes instead show one placement skill
 that the demonstrator acts on (``siri.sft.demonstrator``), so that the skill's content decides the action,
 and ``skill_twins`` copies of their first steps under other skills make it the only thing that does;
-``delivery_twins`` do the same for the receptacle a task names, after the pickup.
+``delivery_twins`` do the same for the receptacle a task names, after the pickup; ``presence_twins`` show
+every step no skill decides both with and without a skill, so that a skill block changes only what it says.
 The prompts are the rollout's own (``build_prompt`` + the tokenizer's chat template), and
 the targets are ``<action>...</action>``: exactly what ``choose`` mode scores and ``generate`` mode writes.
 """
@@ -45,6 +46,7 @@ from siri.sft.demonstrator import (
     matching_twin,
     noisy_episode,
     room_places,
+    skill_decides,
     skill_twin,
     to_trajectory,
 )
@@ -87,6 +89,8 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     if config.skill_twins and not follow:
         raise ValueError("skill_twins needs follow_skills=true (they are made from the episodes that follow a "
                          "placement skill)")
+    if config.presence_twins and not follow:
+        raise ValueError("presence_twins needs follow_skills=true (the twins with a skill show a placement skill)")
     if config.focus_steps and not (config.skill_twins or config.delivery_twins):
         raise ValueError("focus_steps needs skill_twins > 0 or delivery_twins > 0: the examples it trains on are "
                          "the steps that got twins")
@@ -146,7 +150,8 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     skill_decided: list[int] = []
     delivery_decided: list[int] = []
     twin_rng = random.Random(f"tiny-twins/{config.seed}")  # its own stream: twins leave the other examples as they were
-    twins = n_skill_twins = n_delivery_twins = 0
+    presence_rng = random.Random(f"tiny-presence/{config.seed}")
+    twins = n_skill_twins = n_delivery_twins = n_presence_twins = 0
     for episode in episodes:
         history: list[tuple[str, str]] = []
         visited: set[str] = set()
@@ -168,6 +173,22 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                 if twin is not None:
                     examples.append(action_example(obs, twin[0], twin[1], history, []))
                     twins += 1
+            # Presence twins: a step whose move no skill decides, shown the other way (a prompt with a skill
+            # block without it; one without, with a placement skill), same label: the block's presence alone
+            # must not switch behaviour on or off (benchmarks/RESULTS.md: it did, after the pickup).
+            if config.presence_twins and episode.goal_object:
+                if show:
+                    decided = episode.skill is not None and skill_decides(obs, episode.goal_object, episode.skill,
+                                                                          visited)
+                    other = [] if not decided else None
+                else:
+                    drawn_skill = draw_placement_skill(episode.goal_object, room_places(obs), presence_rng,
+                                                       config.skill_places_mix)
+                    other = ([drawn_skill[1]] if drawn_skill is not None
+                             and not skill_decides(obs, episode.goal_object, drawn_skill[1], visited) else None)
+                if other is not None:
+                    examples.append(action_example(obs, obs.task, label, history, other))
+                    n_presence_twins += 1
             # Skill twins: the first step (nothing visited, no history: the skill and the room decide the move)
             # under other skills. The original counts as skill-decided where it got a twin (a search state); its
             # label is the demonstrator's move, a random one in random_action_share of the steps, as everywhere.
@@ -202,6 +223,8 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
         log(f"warm start: {n_skill_twins} of the action examples are skill twins")
     if n_delivery_twins:
         log(f"warm start: {n_delivery_twins} of the action examples are delivery twins")
+    if n_presence_twins:
+        log(f"warm start: {n_presence_twins} of the action examples are presence twins")
     types = sorted(by_type)
     for i in range(config.mining_examples if types else 0):
         task_type = types[i % len(types)]
@@ -337,12 +360,19 @@ def _supervised_phase(model: Any, examples: list[Example], indices: Sequence[int
         done = (stop_below > 0 and len(losses) >= STOP_WINDOW
                 and sum(losses[-STOP_WINDOW:]) / STOP_WINDOW < stop_below)
         if step % log_every == 0 or step == steps - 1 or done:
+            elapsed = time.time() - start
+            left = f"  ~{_duration(elapsed / (step + 1) * (steps - step - 1))} left" if step < steps - 1 and not done else ""
             log(f"step {step:4d}/{steps}  response loss {action_loss.item():.3f}  "
-                f"total {loss.item():.3f}  {time.time() - start:.0f}s")
+                f"total {loss.item():.3f}  {elapsed:.0f}s{left}")
         if done:
             log(f"loss below {stop_below} over the last {STOP_WINDOW} steps: phase ends at step {step + 1}")
             break
     return losses
+
+
+def _duration(seconds: float) -> str:
+    """"45s", "12 min": a time-left estimate as a person reads it."""
+    return f"{seconds:.0f}s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def warm_start_policy(policy: Policy, config: WarmStartConfig, out_dir: str | Path,
