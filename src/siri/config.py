@@ -143,6 +143,11 @@ class TrainSection(Config):
                                 "the internalization probe along a whole run with `siri probe`)", min=0)
     run_dir: str | None = opt(None, "run directory; None = runs/<preset>-<timestamp>")
     device: str = opt("auto", "'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', 'mps'")
+    loggers: list[Literal["tensorboard", "wandb"]] = field(default_factory=lambda: ["tensorboard"], metadata={
+        "help": "where metrics go besides RUN_DIR/metrics.jsonl (always written): tensorboard (events in RUN_DIR), "
+                "wandb (Weights & Biases: pip install 'siri-rl[wandb]'; WANDB_MODE=offline needs no network)"})
+    wandb_project: str = opt("siri", "loggers with wandb: the W&B project")
+    wandb_entity: str | None = opt(None, "loggers with wandb: the W&B team or user (None: your default)")
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):

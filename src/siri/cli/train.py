@@ -110,15 +110,12 @@ def run_training(config: str, overrides: list[str], run_dir: str | None, resume:
                f"{cfg.train.iterations} iterations of {cfg.rollout.num_groups}x{cfg.rollout.group_size} episodes")
     try:
         with LiveProgress(cfg.train.iterations, trainer.iteration, "train") as live:
-            summary = trainer.train(progress=live)
+            summary = trainer.train(progress=live, report=report)
     except (RunDirError, SkillBankError) as e:  # e.g. a checkpoint that could not be written: the disk is full
         raise fail(f"{e}\nthe run stopped; continue it with: siri train --resume {trainer.run.path}") from e
     print_summary(summary, trainer.run.path)
     if report:
-        from siri.runs.report import build_report
-
-        html, _ = build_report([trainer.run.path])
-        typer.echo(f"report: {html}")
+        typer.echo(f"report: {trainer.run.path / 'report.html'}")
     typer.echo(f"trained policy: {trainer.run.path / 'policy'}  (siri eval --model {trainer.run.path / 'policy'})")
     typer.echo(f"total time: {time.time() - started:.0f} s")
     return trainer.run.path

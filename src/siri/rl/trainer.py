@@ -111,6 +111,9 @@ class Trainer:
                                      broadcast=self.dist.broadcast)
         self.engine = make_engine(cfg, policy, self.dist)
         self._env_batches: dict[tuple[str, int], Any] = {}
+        if self.dist.is_main:
+            run.use_loggers(cfg.train.loggers, wandb_project=cfg.train.wandb_project,
+                            wandb_entity=cfg.train.wandb_entity, config=cfg.to_dict())
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -183,8 +186,9 @@ class Trainer:
         return trainer
 
     # ------------------------------------------------------------------ the loop
-    def train(self, progress: Progress | None = None) -> Summary:
-        """Run the remaining iterations, evaluate at the end, write summary.json; return the summary."""
+    def train(self, progress: Progress | None = None, report: bool = False) -> Summary:
+        """Run the remaining iterations, evaluate at the end, write summary.json (and with ``report`` the
+        run's report.html/report.md, handed to the loggers too); return the summary."""
         cfg = self.cfg
         if self.iteration == 0 and "bootstrap" not in self.summary["evals"]:
             bootstrap = self.evaluate()
@@ -201,7 +205,7 @@ class Trainer:
             every = cfg.train.save_every
             if (every and self.iteration % every == 0) or self.iteration == cfg.train.iterations:
                 self.save_checkpoint()
-        self.finish()
+        self.finish(report)
         return self.summary
 
     def step(self) -> dict[str, Any]:
@@ -354,8 +358,8 @@ class Trainer:
             keep=self.cfg.train.keep_checkpoints,
         )
 
-    def finish(self) -> None:
-        """Final evaluations, the trained policy under RUN_DIR/policy, summary.json."""
+    def finish(self, report: bool = False) -> None:
+        """Final evaluations, the trained policy under RUN_DIR/policy, summary.json, and the report."""
         metrics = self.run.metrics() if self.dist.is_main else []
         last = self.dist.broadcast(metrics[-1] if metrics else {})  # all ranks must agree to evaluate
         # Reuse the last iteration's evaluation unless it was lost with a kill (then evaluate again).
@@ -370,6 +374,11 @@ class Trainer:
         self._save_summary()
         if self.dist.is_main:
             self.policy.save(self.run.path / "policy")
+            if report:
+                from siri.runs.report import build_report
+
+                html, md = build_report([self.run.path])
+                self.run.attach_report([html, md, html.parent / "report_files"])
             self.run.close()
         self.close()
 
@@ -381,7 +390,8 @@ class Trainer:
 # ---------------------------------------------------------------------- helpers
 # Settings a resumed run may change: how long it runs and what it writes, never what it computes.
 RESUME_SAFE_KEYS: tuple[str, ...] = ("train.iterations", "train.eval_every", "train.save_every",
-                                     "train.keep_checkpoints", "train.device", "env.workers", "env.ray_address")
+                                     "train.keep_checkpoints", "train.device", "env.workers", "env.ray_address",
+                                     "train.loggers", "train.wandb_project", "train.wandb_entity")
 
 
 def check_resume_overrides(stored: TrainConfig, cfg: TrainConfig) -> dict[str, Any]:
@@ -419,6 +429,13 @@ def check_before_writing(cfg: TrainConfig) -> None:
         from siri.skills.pipeline import SiriPipeline
 
         SiriPipeline.check_config(cfg)
+    if "wandb" in cfg.train.loggers:
+        from siri.runs.wandb_sink import WandbMissing, require_wandb
+
+        try:
+            require_wandb()
+        except WandbMissing as e:
+            raise ConfigError(str(e)) from None
     train_options, eval_options = cfg.env.options_for(), cfg.env.options_for(cfg.env.eval_split)
     for options in [train_options] if eval_options == train_options else [train_options, eval_options]:
         envs = make_batch(cfg.env.name, 1, **options)

@@ -77,6 +77,8 @@ class RunDir:
         self.metrics_path = self.path / "metrics.jsonl"
         self.checkpoints = self.path / "checkpoints"
         self._tb: Any = None
+        self.tensorboard = True  # write TensorBoard events beside metrics.jsonl (train.loggers)
+        self._wandb: Any = None
         self._lock: IO[str] | None = None
 
     # ----------------------------------------------------------------- creation and metadata
@@ -165,14 +167,25 @@ class RunDir:
         atomic_write_json(self.path / name, obj)
 
     # ----------------------------------------------------------------- metrics
+    def use_loggers(self, loggers: list[str], *, wandb_project: str = "siri", wandb_entity: str | None = None,
+                    config: dict[str, Any] | None = None) -> None:
+        """Where metrics go besides metrics.jsonl (always written): ``tensorboard``, ``wandb``."""
+        self.tensorboard = "tensorboard" in loggers
+        if "wandb" in loggers and self._wandb is None:
+            from siri.runs.wandb_sink import WandbSink
+
+            self._wandb = WandbSink(self.path, wandb_project, wandb_entity, config or {})
+
     def log(self, record: dict[str, Any]) -> None:
-        """Append one iteration's metrics to metrics.jsonl and TensorBoard."""
+        """Append one iteration's metrics to metrics.jsonl, and to TensorBoard and W&B where in use."""
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        if self._wandb is not None:
+            self._wandb.log(record)
         step = int(record.get("iteration", 0))
-        writer = self._writer(step)
+        writer = self._writer(step) if self.tensorboard else None
         if writer is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "iteration":
@@ -216,10 +229,18 @@ class RunDir:
         kept = [r for r in self.metrics() if int(r.get("iteration", -1)) <= last_iteration]
         atomic_write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
+    def attach_report(self, files: list[Path]) -> None:
+        """Hand the run's report to the loggers that keep files (W&B: an artifact)."""
+        if self._wandb is not None:
+            self._wandb.log_files(files, "report", "report", "siri report: learning curves, evaluations, skills")
+
     def close(self) -> None:
         if self._tb:
             self._tb.close()
         self._tb = None
+        if self._wandb is not None:
+            self._wandb.close()
+            self._wandb = None
         self.unlock()
 
     # ----------------------------------------------------------------- checkpoints
