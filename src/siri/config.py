@@ -79,6 +79,13 @@ class RolloutSection(Config):
     max_new_tokens: int = opt(48, "response token budget per step in generate mode", min=1)
     invalid_penalty: float = opt(0.1, "subtracted from the reward of a step with an invalid action (the paper: 0.1)",
                                  min=0.0)
+    dynamic_sampling: bool = opt(
+        False, "drop groups whose advantages are all zero (no policy-gradient signal: e.g. every GRPO rollout "
+        "won, or every one failed) and sample new groups until num_groups informative ones are in the batch "
+        "(DAPO; siri.rl.dynamic_sampling), at most max_sampling_rounds collections per iteration")
+    max_sampling_rounds: int = opt(3, "dynamic_sampling: collections per iteration at most, the first included; "
+                                   "a batch still short then is filled up with the first round's other groups",
+                                   min=1)
     engine: Literal["hf", "vllm"] = opt(
         "hf", "generation backend: Hugging Face (CPU/GPU, both action modes) or vLLM (GPU, generate mode, "
         "siri-rl[vllm]; weights pushed after every update)")
@@ -256,6 +263,9 @@ class TrainConfig(Config):
             # Checked here because the pipeline only needs them at its first mining round, after the warm-up.
             raise ValueError("siri.miner=external needs siri.miner_url (OpenAI-compatible base URL, e.g. the one "
                              "`siri serve` prints) and siri.miner_model")
+        if s.enabled and self.rollout.dynamic_sampling:
+            raise ValueError("rollout.dynamic_sampling does not go with SIRI (siri.enabled=true): a paired validation "
+                             "that came out 0 is a measurement the skill gate needs, not a group to drop")
         if s.enabled and self.rollout.group_size < 2:
             # A skill is validated by pairing skill and plain rollouts of one group: a group of 1 never pairs.
             raise ValueError(f"SIRI (siri.enabled=true) needs rollout.group_size >= 2 to pair skill and plain "

@@ -44,6 +44,7 @@ from siri.models.policy import Policy
 from siri.rl.advantages import compute_gigpo, compute_grpo, compute_rloo
 from siri.rl.distributed import Dist, rank_device
 from siri.rl.distributed import setup as setup_distributed
+from siri.rl.dynamic_sampling import assemble, informative_groups, renumber
 from siri.rl.update import UpdateBatch, update_policy
 from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
 from siri.rollout.evaluation import episode_metrics, evaluate
@@ -52,7 +53,7 @@ from siri.runs.run_dir import RunDir, RunDirError
 from siri.runs.summary import Summary, eval_entry, new_summary, write_summary
 from siri.utils.config import ConfigError
 from siri.utils.io import atomic_write_text
-from siri.utils.seeds import Stream, stream_seed
+from siri.utils.seeds import Stream, stream_rng, stream_seed
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -225,6 +226,11 @@ class Trainer:
         trajectories = self._collect(specs, rollout, self.env_options)
         failed = [t for t in trajectories if t.failed]
         trajectories = [t for t in trajectories if not t.failed]  # lost with a worker: not trained on
+        first_round = trajectories  # the iteration's tasks as drawn: its train/ metrics
+        sampling: dict[str, float] = {}
+        if cfg.rollout.dynamic_sampling:
+            trajectories, sampling, more_failed = self._informative_batch(trajectories, it)
+            failed += more_failed
         records = [s for t in trajectories for s in t.steps]
         advantages = compute_advantages(records, cfg)
 
@@ -241,8 +247,9 @@ class Trainer:
         if sync is not None:
             sync(self.policy)  # e.g. push the new weights into vLLM
 
-        plain_trajs = [t for t in trajectories if not t.uses_skills]
+        plain_trajs = [t for t in first_round if not t.uses_skills]
         record: dict[str, Any] = {"iteration": it + 1, "phase": phase, **episode_metrics(plain_trajs, "train")}
+        record.update(sampling)
         skill_trajs = [t for t in trajectories if t.uses_skills]
         if skill_trajs:
             record.update({k: v for k, v in episode_metrics(skill_trajs, "train_skills").items() if k.count("/") == 1})
@@ -267,6 +274,34 @@ class Trainer:
         if self.dist.is_main:
             self.run.log(record)
         return record
+
+    def _informative_batch(self, first: list[Trajectory], it: int,
+                           ) -> tuple[list[Trajectory], dict[str, float], list[Trajectory]]:
+        """``rollout.dynamic_sampling`` (``siri.rl.dynamic_sampling``): collect new groups until the batch
+        holds ``num_groups`` with a nonzero advantage, or ``max_sampling_rounds`` collections were made.
+        Returns the batch, its metrics and the episodes lost with a worker on the way."""
+        cfg = self.cfg
+        target, size = cfg.rollout.num_groups, cfg.rollout.group_size
+
+        def signal(trajectories: list[Trajectory]) -> set[int]:
+            records = [s for t in trajectories for s in t.steps]
+            return informative_groups(records, compute_advantages(records, cfg))
+
+        rounds, found, failed = [first], [signal(first)], []
+        rng = stream_rng(cfg.train.seed, it, Stream.EXTRA_GROUPS)
+        while sum(map(len, found)) < target and len(rounds) < cfg.rollout.max_sampling_rounds:
+            r = len(rounds)
+            seeds = [split_seed(int(s), self.train_split_size) for s in rng.integers(0, 2**31 - 1, size=target)]
+            specs = [EpisodeSpec(group=r * target + g, seed=s) for g, s in enumerate(seeds) for _ in range(size)]
+            rollout = RolloutConfig.of_run(cfg, seed=int(rng.integers(0, 2**31 - 1)))
+            got = self._collect(specs, rollout, self.env_options)
+            failed += [t for t in got if t.failed]
+            got = [t for t in got if not t.failed]
+            renumber(got, traj_offset=r * target * size)
+            rounds.append(got)
+            found.append(signal(got))
+        batch, stats = assemble(rounds, found, target)
+        return batch, stats, failed
 
     def probe_metrics(self) -> dict[str, float]:
         """The internalization gap on the SIRI probe set (``siri.rl.probe``), after the update of every

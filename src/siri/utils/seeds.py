@@ -21,6 +21,7 @@ class Stream(IntEnum):
     EVAL_SAMPLING = 3  # evaluation rollouts (drawn at iteration 0: every evaluation samples alike)
     VALIDATION_PLAN = 7  # which rollouts of a group show a skill
     SKILL_SERVICE = 8  # whether a group serves a candidate or an active skill
+    EXTRA_GROUPS = 9  # dynamic sampling: the tasks and sampling seeds of groups drawn beyond the first round
 
 
 def stream_rng(seed: int, iteration: int, stream: Stream) -> np.random.Generator:
