@@ -115,3 +115,35 @@ def test_summarize_pairs_both_metrics_and_the_table_leads_with_the_chosen_one(tm
     summary.write_text(json.dumps({"evals": evals}))
     with pytest.raises(SystemExit, match="keep_skills_at_inference=true"):
         summarize(tmp_path, "shop", ["siri-skills-at-inference"], [0])
+
+
+def test_gpu_smoke_runs_its_path_on_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu_smoke.py's CPU path (CI has no GPU): a random Qwen2, two GiGPO iterations per action mode,
+    throughput and peak memory reported, every parameter checked on its device and dtype."""
+    out = tmp_path / "gpu_smoke.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_smoke.py"), "--device", "cpu", "--size",
+                           "tiny", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["dtype"] == "float32" and report["parameters"] > 0 and set(report["results"]) == {"generate", "choose"}
+    for mode, result in report["results"].items():
+        for key in ("rollout_generated_tokens_per_s", "rollout_tokens_per_s", "update_tokens_per_s", "peak_memory_mb"):
+            assert result[key] > 0, (mode, key)
+        assert len(result["train_success"]) == 2
+    assert report["results"]["choose"]["invalid_rate"] == [0.0, 0.0]  # choose mode picks admissible actions only
+
+
+def test_inference_cost_bench_reports_prompt_tokens_and_time_per_k(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    build_tiny(MICRO_TINY, model)
+    out = tmp_path / "cost.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_inference_cost.py"), "--models", str(model),
+                           "--envs", "household", "--episodes", "3", "--max-steps", "3", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads(out.read_text())["results"]
+    rows = result["by_k"]
+    assert list(rows) == ["0", "1", "3", "6"] and rows["0"]["skills_shown"] == 0
+    tokens = [rows[k]["prompt_tokens_per_step"] for k in rows]
+    assert tokens == sorted(tokens) and tokens[-1] > tokens[0]  # every skill shown lengthens the prompt
+    assert rows["0"]["prompt_tokens_x_plain"] == 1.0 and all(rows[k]["seconds_per_step"] > 0 for k in rows)
