@@ -6,7 +6,9 @@ goal object, the wins among them, and the kind of the next action: walking to th
 pick-and-place), putting the object down.
 
     python benchmarks/bench_after_pickup.py --model tiny
-    python benchmarks/bench_after_pickup.py --model tiny-household-skills -o placements=typical
+    python benchmarks/bench_after_pickup.py --model tiny-household-skills -o placements=typical --skill typical
+
+``--skill typical`` (or ``decoy``) shows every episode the placement skill of bench_skill_following.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from bench_skill_following import skill_sets  # benchmarks/ is on sys.path: run as a script
 from siri.envs import make
 from siri.envs.household import world
 from siri.models.loading import load_policy
@@ -38,6 +41,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=20)
     parser.add_argument("--temperature", type=float, default=0.4)
     parser.add_argument("-o", dest="options", action="append", default=[], help="env option key=value")
+    parser.add_argument("--skill", default="none", choices=["none", "typical", "decoy"],
+                        help="the placement skill every episode is shown (bench_skill_following.py's)")
     args = parser.parse_args()
     import yaml
 
@@ -55,8 +60,9 @@ def main() -> None:
         goals[seed] = (world.display(scene.object_kind), receptacle)
     policy = load_policy(args.model, env="household", reference=False)
     config = RolloutConfig(mode="choose", temperature=args.temperature, seed=0)
+    shown = skill_sets(env_options, args.episodes)[0][args.skill].__getitem__ if args.skill != "none" else None
     trajs = evaluate(lambda specs: collect(policy, "household", specs, config, env_options=env_options),
-                     args.episodes, None)
+                     args.episodes, shown)
     counts: dict[str, Counter[str]] = {}
     for traj in trajs:
         goal, receptacle = goals[traj.seed]
@@ -72,7 +78,7 @@ def main() -> None:
         if taken + 1 < len(actions):
             c[f"next: {next_kind(actions[taken + 1], receptacle)}"] += 1
     print(f"model {args.model}, {args.episodes} eval_id episodes, {args.max_steps} steps, T={args.temperature}, "
-          f"options {options}")
+          f"skill {args.skill}, options {options}")
     for task_type, c in sorted(counts.items()):
         nexts = ", ".join(f"{k[6:]} {v}" for k, v in sorted(c.items()) if k.startswith("next: "))
         print(f"  {task_type}: won {c['won']}/{c['episodes']}; took the object in {c['took']}, won "

@@ -72,6 +72,9 @@ class WarmStartConfig(Config):
     delivery_twins: int = opt(0, "household: counterfactual copies of each delivery step (holding the task's "
                               "object, walking to the receptacle the task ends with), the task naming another "
                               "receptacle of the room and the label walking there", min=0)
+    delivery_puts: bool = opt(False, "with delivery_twins: the steps that put the object into the task's "
+                              "receptacle join the delivery focus stage (each delivery_twins + 1 times, as many "
+                              "as each walk step with its twins), so the stage teaches arriving and putting")
     presence_twins: bool = opt(False, "with follow_skills: each step whose move no skill decides (something held, "
                                "the object in view, or the skill's places searched) also appears the other way, "
                                "without the prompt's skill block or with a placement skill where it had none, "

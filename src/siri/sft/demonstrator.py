@@ -267,6 +267,15 @@ def delivery_twin(obs: Observation, label: str, goal: str, rng: random.Random) -
     return obs.task.replace(task, task[: -len(target)] + other, 1), walk
 
 
+def is_delivery_put(obs: Observation, label: str, goal: str) -> bool:
+    """Whether ``label`` puts the held task object into the receptacle kind the task ends with ("put some
+    mug on shelf." at shelf 1: ``move mug 1 to shelf 1``): the step that ends a pick-and-place."""
+    task = obs.task.rstrip(". ")
+    if not label.startswith(f"move {goal} ") or " to " not in label:
+        return False
+    return task.endswith(" " + _kind_word(label.rsplit(" to ", 1)[1]))
+
+
 def _inadmissible_variant(action: str, admissible: tuple[str, ...]) -> str:
     """A plausible but inadmissible action: an admissible one with its last number changed."""
     words = action.split()

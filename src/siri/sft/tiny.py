@@ -50,7 +50,8 @@ HOUSEHOLD_LITE: dict[str, Any] = {"clutter": 0.0, "task_types": ["look_at_obj_in
 _KEY_OPTIONAL: dict[str, Any] = {"prompt_lm_positions": 0, "matching_twins": 0.0, "lora": False, "lora_r": 16,
                                  "follow_skills": False, "skill_places_mix": (0.5, 0.25, 0.25),
                                  "trace_style": "legacy", "skill_twins": 0, "focus_steps": 0,
-                                 "delivery_twins": 0, "focus_loss_target": 0.0, "presence_twins": False}
+                                 "delivery_twins": 0, "focus_loss_target": 0.0, "presence_twins": False,
+                                 "delivery_puts": False}
 
 
 @dataclass(frozen=True)
@@ -208,8 +209,9 @@ def ensure_tiny(
             log(f"tiny {env} model: the build shipped with siri-rl, copied to {path} "
                 f"(rebuild it: siri model build-tiny --env {env} --force; compare: --check)")
             return path
-        minutes = BUILD_MINUTES.get(env)
-        log(f"building the tiny {env} model into {path} (once; about {minutes or 'a few'} minutes on 2 cores)")
+        minutes = BUILD_MINUTES.get(env) if config == default_config(env) else None
+        how_long = f"about {minutes} minutes on 2 cores" if minutes else "its step lines say how long"
+        log(f"building the tiny {env} model into {path} (once; {how_long})")
         build_tiny(config, path, log=log)
     return path
 

@@ -41,6 +41,7 @@ from siri.sft.demonstrator import (
     Episode,
     delivery_twin,
     draw_placement_skill,
+    is_delivery_put,
     is_placement_skill,
     make_env,
     matching_twin,
@@ -149,6 +150,7 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     examples: list[Example] = []
     skill_decided: list[int] = []
     delivery_decided: list[int] = []
+    puts: list[int] = []  # delivery_puts: the steps that put the object where the task says
     twin_rng = random.Random(f"tiny-twins/{config.seed}")  # its own stream: twins leave the other examples as they were
     presence_rng = random.Random(f"tiny-presence/{config.seed}")
     twins = n_skill_twins = n_delivery_twins = n_presence_twins = 0
@@ -213,6 +215,8 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                     delivery_decided.append(len(examples))
                     examples.append(action_example(obs, task, twin_label, history, show))
                 n_delivery_twins += len(made_here)
+                if config.delivery_puts and not made_here and is_delivery_put(obs, label, episode.goal_object):
+                    puts.append(original)
             history.append((obs.text, action))
             if action.startswith("go to "):
                 visited.add(action[6:])
@@ -241,7 +245,11 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     log(f"warm start: {n_actions} action examples, {len(examples) - n_actions} mining examples")
     stages = [skill_decided] if skill_decided else []
     if delivery_decided:
-        stages.append(skill_decided + delivery_decided)
+        # With delivery_puts each put appears delivery_twins + 1 times, as many as each walk step: a stage of
+        # walks alone taught walking on past the destination (benchmarks/RESULTS.md).
+        stages.append(skill_decided + delivery_decided + puts * (config.delivery_twins + 1))
+    if puts:
+        log(f"warm start: {len(puts)} put steps join the delivery focus stage")
     return WarmStartData(examples, stages)
 
 
