@@ -357,7 +357,22 @@ def test_default_tiny_keys_are_unchanged_and_the_skills_recipe_differs() -> None
 def test_tiny_household_skills_names_the_skills_recipe(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("siri.sft.tiny.models_cache", lambda: tmp_path)  # nothing built there
+    monkeypatch.setattr("siri.sft.tiny.SHIPPED_DIR", tmp_path / "shipped")  # and nothing shipped
     with pytest.raises(ModelError, match="build-tiny --env household --recipe skills"):
         resolve_tiny("tiny-household-skills", "household", build=False)
     with pytest.raises(ModelError, match=r"build-tiny --env household$"):
         resolve_tiny("tiny", "alfworld", build=False)
+
+
+def test_every_shipped_tiny_model_is_a_current_recipe_s_build_and_the_quickstart_s_is_shipped() -> None:
+    """A recipe change without a new shipped build would ship a stale model: every shipped model must be the
+    build of a current recipe (by its key), and the quickstart's model must be among them."""
+    from siri.config import TrainConfig, preset_path
+    from siri.sft.tiny import RECIPES, SHIPPED_DIR, is_built, shipped_tiny
+
+    current = {f"tiny-{env}-{default_config(env, recipe).key()}" for recipe, envs in RECIPES.items() for env in envs}
+    shipped = [path for path in SHIPPED_DIR.iterdir() if path.is_dir()]
+    assert shipped and all(path.name in current and is_built(path) for path in shipped), shipped
+    quickstart = TrainConfig.load(preset_path("household-tiny-quickstart"))
+    assert quickstart.model.name_or_path == "tiny" and not quickstart.env.options.get("placements")
+    assert shipped_tiny(default_config("household")) is not None

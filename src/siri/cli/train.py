@@ -152,6 +152,14 @@ def train(
     run_training(config, extra, run_dir, resume, report)
 
 
+# The quickstart's preset per environment, and what it takes on 2 idle cores (README, "Two commands").
+QUICKSTART: dict[str, tuple[str, str]] = {
+    "household": ("household-tiny-quickstart", "about 3 minutes on 2 cores (the tiny model ships with siri-rl)"),
+    "shop": ("shop-tiny-siri", "about 20 minutes on 2 cores: 8 to build the tiny shop model on first use, then "
+             "16 iterations"),
+}
+
+
 def quickstart(
     env: str = typer.Option("household", help="household or shop"),
     run_dir: str | None = typer.Option(None, help="run directory (default runs/quickstart-<env>-<timestamp>)"),
@@ -159,15 +167,20 @@ def quickstart(
         "train.iterations=4", keys="every key: siri config")),
     option: list[str] = typer.Option([], "--option", "-o", help=env_option_help("env.options")),
 ) -> None:
-    """The SIRI quickstart: tiny model, warm-up -> mining/validation -> internalization, report (~15 min on 2 cores).
+    """The SIRI quickstart: tiny model, warm-up -> mining/validation -> internalization, report (household:
+    about 3 minutes on 2 cores; shop: about 20, most of it building the shop's tiny model once).
 
-    Settings are key=value arguments over the preset, as in `siri train`; environment options -o key=value.
+    Settings are key=value arguments over the preset (household-tiny-quickstart, shop-tiny-siri), as in
+    `siri train`; environment options -o key=value.
     """
-    if env not in ("household", "shop"):
+    if env not in QUICKSTART:
         raise fail(f"quickstart runs on household or shop, not {env!r}")
     from datetime import datetime
 
+    preset, duration = QUICKSTART[env]
+    typer.echo(f"SIRI quickstart on the {env} ({preset}): warm-up, then skill mining with paired validation, then "
+               f"internalization; {duration}.")
     run_dir = run_dir or f"runs/quickstart-{env}-{datetime.now():%Y%m%d-%H%M%S}"
     extra = [*(overrides or []), *option_overrides(option, "env.options")]
-    run_training(f"{env}-tiny-siri", extra, run_dir, None, True)
+    run_training(preset, extra, run_dir, None, True)
 
