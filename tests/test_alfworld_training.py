@@ -48,6 +48,12 @@ def test_tiny_for_alfworld_is_the_household_tiny_model(tmp_path: Path, monkeypat
     monkeypatch.delenv("ALFWORLD_DATA", raising=False)
     with pytest.raises(ModelError, match="tiny-household"):
         default_config("alfworld")
+    # The household model ships with the package: both resolve to its copy in the cache, nothing is built.
+    paths = [resolve("tiny", env=env, build=False) for env in ("alfworld", "household")]
+    assert paths[0] == paths[1] and paths[0][1] == "household" and str(tmp_path) in str(paths[0][0])
+    # Without a shipped or cached build, both say the same: build the household model.
+    monkeypatch.setenv("SIRI_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr("siri.sft.tiny.SHIPPED_DIR", tmp_path / "no-shipped")
     messages = []
     for env in ("alfworld", "household"):
         with pytest.raises(ModelError) as e:
