@@ -12,8 +12,8 @@ def report(
     out: str | None = typer.Option(None, help="output directory (one run: the run dir itself)"),
 ) -> None:
     """Write a self-contained HTML report (embedded plots) and a Markdown twin for one or more runs."""
-    from siri.runs.report import RunData, build_report
-    from siri.runs.run_dir import RunDirError
+    from siri.runs.report import build_report
+    from siri.runs.run_dir import RunDir, RunDirError, version_drift
     from siri.skills.bank import SkillBankError
 
     try:
@@ -25,7 +25,7 @@ def report(
         raise fail(f"cannot write the report into {where}: {e.strerror or e}; write it elsewhere with "
                    "--out DIR") from e
     for path in runs:
-        drift = RunData.load(path).version_drift()
+        drift = version_drift(RunDir.open(path).read_json("meta.json") or {})  # meta only: the report read the rest
         if drift:
             typer.echo(f"warning: {path} was made with {', '.join(drift)}; its numbers may not reproduce digit for "
                        "digit (the tested versions: constraints.txt, installed by scripts/run.sh)", err=True)

@@ -66,11 +66,6 @@ class RunData:
             evals=[m for m in metrics if "eval/success" in m],
         )
 
-    def version_drift(self) -> list[str]:
-        """The libraries this run was made with in other versions than the installed ones."""
-        versions = self.meta.get("versions")
-        return version_drift(versions) if isinstance(versions, dict) else []
-
     def series(self, key: str) -> tuple[list[int], list[float]]:
         xs, ys = [], []
         for m in self.metrics:
@@ -318,7 +313,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path | None = None) -> 
 
     for run in runs:
         meta = json.dumps({k: run.meta.get(k) for k in ("versions", "seeds", "argv")}, indent=2, default=str)
-        drift = run.version_drift()
+        drift = version_drift(run.meta)
         note = (f"Made with other versions than the ones installed now: {', '.join(drift)}. Its numbers may not "
                 "reproduce digit for digit with these.") if drift else ""
         html_parts.append(f"<h2>Config — {html.escape(run.name)}</h2><pre>{html.escape(run.config_yaml)}</pre>"

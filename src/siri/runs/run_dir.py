@@ -61,9 +61,12 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def version_drift(recorded: dict[str, str]) -> list[str]:
-    """"torch 2.12.0 (now 2.13.0)" for each library whose version in a run's meta.json differs from the
-    installed one: the run's numbers may not reproduce digit for digit (``siri report`` warns)."""
+def version_drift(meta: dict[str, Any]) -> list[str]:
+    """"torch 2.12.0 (now 2.13.0)" for each library whose version in a run's meta.json (``meta``) differs
+    from the installed one: the run's numbers may not reproduce digit for digit (``siri report`` warns)."""
+    recorded = meta.get("versions")
+    if not isinstance(recorded, dict):
+        return []
     now = library_versions()
     return [f"{name} {was} (now {now.get(name, 'not installed')})" for name, was in sorted(recorded.items())
             if name != "platform" and now.get(name) != was]
