@@ -1,10 +1,11 @@
 """Environments behind one interface: ``siri.envs.make(name, **options)``, ``env_splits(name)``.
 
 The folder owns the env interface (``base``), this registry, the built-in worlds (``household/``,
-``shop/``), the ALFWorld engine adapter (``alfworld_env``) and the Ray env workers (``ray_workers``).
+``shop/``), the third-party engine adapters (``alfworld_env``, ``textworld_env``, ``scienceworld_env``) and
+the Ray env workers (``ray_workers``).
 
 Each entry names a factory by import path so that importing ``siri.envs`` stays cheap and an
-optional engine (``alfworld``) is imported only when it is asked for. An env module may expose
+optional engine (``alfworld``, ``textworld``, ``scienceworld``) is imported only when it is asked for. An env module may expose
 ``SPLITS`` (its split names, training split first); ``env_splits`` reads it.
 """
 
@@ -24,6 +25,10 @@ ENVIRONMENTS: dict[str, tuple[str, str]] = {
     "household": ("siri.envs.household:HouseholdEnv", "ALFWorld's household world, pure Python (built in)"),
     "alfworld": ("siri.envs.alfworld_env:AlfworldEnv", "the real ALFWorld engine on game files (needs siri-rl[alfworld])"),
     "shop": ("siri.envs.shop:ShopEnv", "WebShop's site as text over a shipped catalog (built in)"),
+    "textworld": ("siri.envs.textworld_env:TextWorldEnv",
+                  "TextWorld games made by tw-make, generated and cached (needs siri-rl[textworld])"),
+    "scienceworld": ("siri.envs.scienceworld_env:ScienceWorldEnv",
+                     "ScienceWorld's 30 science tasks, Java engine (needs siri-rl[scienceworld])"),
 }
 
 

@@ -1,0 +1,525 @@
+"""ScienceWorld (Wang et al., 2022: 30 elementary-science tasks in a simulated house) behind the common Env
+interface, on the ``scienceworld`` package's Java engine.
+
+Tasks and splits: ``tasks`` (task names such as ``boil`` or ids such as ``1-1``; default all 30) times the
+engine's own variation sets: split ``train``/``dev``/``test`` plays the variations the engine lists for it
+(``getVariationsTrain/Dev/Test``), so splits never share a variation. ``max_variations`` keeps the first N
+of each task's list (a quick evaluation set). Episodes interleave the tasks (seed 0 is the first task's
+first variation, seed 1 the second task's first, ...), so the first seeds of a split cover every task;
+seed ``i`` plays episode ``i mod split_size()`` (``split_seed``). The task type is the task name.
+
+Score and reward: the engine scores 0..100 (partial credit per subgoal); ``score`` is that over 100 and
+``reward`` the step's change in it, so an episode's rewards add up to its final score. A negative engine
+score means the task failed (focusing on the wrong object, say): the episode ends with score 0 (the reward
+takes back what was earned) and ``info["failed"]``. ``won`` is a score of 100.
+
+Actions: ``admissible_actions`` is the engine's list of valid action-object combinations (thousands in a
+furnished room), filtered and capped so that a ``choose`` policy can read it (``filter_actions``):
+
+- dropped: ``reset task`` (it would wipe the episode's progress; refused as free text too) and ``task``
+  (the task is in the prompt); connect/disconnect outside the electricity tasks, and between objects
+  without electrical terminals; ``go to`` anything but a room (the engine also lists its doors);
+  ``move``/``pour``/``dunk``/``use`` unless the first object is in the inventory; ``pick up`` of what cannot
+  be moved (tables, cupboards); ``mix`` on non-containers;
+  any other action on a room, a door (other than open/close) or the agent itself;
+- ordered: look around, inventory and waiting; moving (go to, open, close); taking and putting down;
+  devices and held objects (activate, move, pour, use, connect...); focus on; looking at, reading, eating,
+  mixing; within each, actions naming a word of the task first, then alphabetically;
+- capped at ``max_actions`` (default 60; 0: no cap); ``info["actions_listed"]`` says how many passed the
+  filter before the cap.
+
+Free text: the engine's own action templates are the observation's ``action_templates`` ("focus on <OBJ>",
+"move <OBJ to OBJ>"), so a free-text agent may write any command; the engine judges it. Input it cannot
+parse is an invalid step that changes nothing (the engine does not count it). An ambiguous command
+executes the engine's first reading (the "0" answer its own gold paths rely on).
+
+Anchor: the engine's object tree (every object, where it is, its properties: open, on, state of matter,
+life stage, connections...) without object ids and temperatures, hashed, with the score. Temperatures drift
+every tick and their last digits depend on the engine's history in its JVM, so two identical episodes would
+otherwise never share a state; a change of state of matter still changes the anchor.
+
+Expert: the engine's gold action sequence for the variation (generated once per process, on first
+``expert_action()``), followed in order. It is open loop: after a detour it carries on from where it was,
+which a detour that moved things can defeat. Its actions are free text, often phrased differently from the
+valid-action list (``focus on thermometer in inventory``), so in ``choose`` mode a policy cannot always pick
+them.
+
+Java: each environment holds one engine (a JVM, about 1 s to start). ``close()`` hands it to a pool in this
+process that the next environment reuses (``load`` resets the world, about 0.05 s, where the engine's own
+``reset`` takes 0.5-7 s); pooled engines exit at interpreter exit or with ``shutdown_engines()``, and a
+JVM also exits when its Python process dies (py4j's ``die_on_exit``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, split_seed
+from siri.utils.io import atomic_write_json, cache_root
+
+SPLITS = ("train", "dev", "test")
+INSTALL = "pip install 'siri-rl[scienceworld]'"
+MAX_ACTION_CHARS = 300
+DEFAULT_MAX_ACTIONS = 60
+NO_MATCH = "No known action matches that input."
+AMBIGUOUS = "Ambiguous request"
+REFUSED = {"reset task": "reset task is refused: it would wipe the episode's progress"}
+ELECTRICAL = ("power-component", "conductivity")
+MAX_IDLE_ENGINES = 16
+
+# The engine's action template ids (``get_possible_actions_with_IDs``) by what the filter does with them.
+T_OPEN, T_CLOSE, T_GO, T_LOOK_AROUND, T_LOOK_AT, T_LOOK_IN = 0, 1, 2, 3, 4, 5
+T_ACTIVATE, T_DEACTIVATE, T_EAT, T_MOVE, T_POUR, T_FOCUS, T_RESET, T_USE, T_READ, T_FLUSH = 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+T_CONNECT, T_DISCONNECT, T_WAIT1, T_WAIT, T_INVENTORY, T_PICK_UP, T_PUT_DOWN, T_MIX, T_TASK, T_DUNK = (
+    16, 17, 18, 19, 20, 21, 22, 23, 24, 26)
+HELD_FIRST = {T_MOVE, T_POUR, T_DUNK, T_USE}
+# Lower tiers are listed first (and survive the cap).
+TIERS = {
+    T_LOOK_AROUND: 0, T_INVENTORY: 0, T_WAIT1: 0, T_WAIT: 0,
+    T_GO: 1, T_OPEN: 1, T_CLOSE: 1,
+    T_PICK_UP: 2, T_PUT_DOWN: 2,
+    T_ACTIVATE: 3, T_DEACTIVATE: 3, T_MOVE: 3, T_POUR: 3, T_USE: 3, T_DUNK: 3, T_CONNECT: 3, T_DISCONNECT: 3,
+    T_FOCUS: 4,
+    T_LOOK_AT: 5, T_LOOK_IN: 5, T_READ: 5, T_EAT: 5, T_MIX: 5, T_FLUSH: 5,
+}
+_STOPWORDS = frozenset({"a", "an", "the", "to", "of", "in", "on", "and", "or", "for", "is", "it", "its", "your",
+                        "you", "then", "first", "this", "that", "with", "into", "from", "task", "focus", "when",
+                        "are", "be", "by", "at", "as", "do", "done"})
+
+
+def _package() -> Any:
+    """The ``scienceworld`` package, or the error that names the extra to install."""
+    try:
+        import scienceworld
+        import scienceworld.constants
+    except ImportError as e:
+        raise EnvError(f"the scienceworld environment needs the ScienceWorld engine ({e}); install: {INSTALL}") from e
+    return scienceworld
+
+
+def task_names() -> list[str]:
+    """The engine's 30 task names, in its own order (from the package's task list; no JVM needed)."""
+    return list(dict.fromkeys(_package().constants.ID2TASK.values()))
+
+
+def resolve_tasks(tasks: str | Sequence[str] | None) -> list[str]:
+    """Task names from names or ids ("boil", "1-1"); unknown ones name the valid choices."""
+    names = task_names()
+    if tasks is None:
+        return names
+    if isinstance(tasks, str):
+        tasks = [t for t in tasks.split(",") if t.strip()]
+    by_id = _package().constants.ID2TASK
+    out: list[str] = []
+    for task in tasks:
+        key = str(task).strip()
+        name = by_id.get(key, key)
+        if name not in names:
+            raise EnvError(f"scienceworld: unknown task {key!r}; choose names or ids of: {', '.join(names)}")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise EnvError(f"scienceworld: no tasks given; choose among: {', '.join(names)}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ engines (JVMs)
+
+_IDLE: list[Any] = []
+
+
+def _start_engine() -> Any:
+    package = _package()
+    if shutil.which("java") is None:
+        raise EnvError("scienceworld: its engine runs on Java and no `java` is on PATH; install a Java runtime "
+                       "(17 works), e.g. apt-get install openjdk-17-jre-headless")
+    try:
+        return package.ScienceWorldEnv("", envStepLimit=10**9)
+    except Exception as e:  # py4j reports a JVM that would not start as a bare Exception subclass
+        raise EnvError(f"scienceworld: the Java engine did not start: {e}") from e
+
+
+def _take_engine() -> Any:
+    return _IDLE.pop() if _IDLE else _start_engine()
+
+
+def _release_engine(engine: Any) -> None:
+    if len(_IDLE) < MAX_IDLE_ENGINES:
+        _IDLE.append(engine)
+    else:
+        _stop_engine(engine)
+
+
+def _stop_engine(engine: Any) -> None:
+    """Shut the gateway and wait for the JVM to exit (killed after 10 s)."""
+    process = getattr(getattr(engine, "_gateway", None), "java_process", None)
+    with contextlib.suppress(Exception):  # a JVM that already died leaves a broken gateway: only its process matters
+        engine.close()
+    engine.close = lambda: None  # the package's __del__ closes again; once is enough
+    if process is not None:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def shutdown_engines() -> None:
+    """Stop every pooled engine (their JVMs exit); environments still open keep theirs until ``close()``."""
+    while _IDLE:
+        _stop_engine(_IDLE.pop())
+
+
+atexit.register(shutdown_engines)
+
+
+def idle_engines() -> int:
+    """How many engines wait in this process's pool."""
+    return len(_IDLE)
+
+
+# ------------------------------------------------------------------------------------------ variations
+
+
+def _variations_file() -> Any:
+    return cache_root() / "scienceworld" / f"variations-{_package().__version__}.json"
+
+
+def task_variations(tasks: Sequence[str], engine: Any = None) -> dict[str, dict[str, list[int]]]:
+    """Each task's train/dev/test variation lists, from the engine (cached on disk per engine version)."""
+    path = _variations_file()
+    try:
+        known: dict[str, dict[str, list[int]]] = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        known = {}
+    missing = [t for t in tasks if t not in known]
+    if missing:
+        own = engine is None
+        engine = engine or _take_engine()
+        try:
+            for task in missing:
+                engine.load(task, 0, "", generateGoldPath=False)
+                known[task] = {"train": [int(v) for v in engine.get_variations_train()],
+                               "dev": [int(v) for v in engine.get_variations_dev()],
+                               "test": [int(v) for v in engine.get_variations_test()]}
+        finally:
+            if own:
+                _release_engine(engine)
+        atomic_write_json(path, known)
+    return {t: known[t] for t in tasks}
+
+
+def interleave(per_task: dict[str, list[int]]) -> list[tuple[str, int]]:
+    """(task, variation) pairs, round robin over the tasks in order, so the first seeds cover every task."""
+    out: list[tuple[str, int]] = []
+    longest = max((len(v) for v in per_task.values()), default=0)
+    for r in range(longest):
+        out += [(task, variations[r]) for task, variations in per_task.items() if r < len(variations)]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ state
+
+
+def _canonical(node: dict[str, Any]) -> dict[str, Any]:
+    """A tree node without ids and temperatures, its contents in a fixed order."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "uuid":
+            continue
+        if key == "contents":
+            out[key] = sorted(json.dumps(_canonical(child), sort_keys=True) for child in value.values())
+        elif key == "propMaterial" and isinstance(value, dict):
+            out[key] = {k: v for k, v in value.items() if k != "temperatureC"}
+        else:
+            out[key] = value
+    return out
+
+
+def tree_digest(tree: dict[str, Any]) -> str:
+    """A short hash of the object tree's canonical form (see the module docstring's anchor)."""
+    return hashlib.sha1(json.dumps(_canonical(tree), sort_keys=True).encode()).hexdigest()[:20]
+
+
+def tree_roles(tree: dict[str, Any]) -> dict[str, set[int]]:
+    """Object ids by role: rooms, doors, the agent (and its inventory), held (inside the inventory),
+    containers, electrical (objects with terminals), movable."""
+    roles: dict[str, set[int]] = {k: set() for k in ("rooms", "doors", "agent", "held", "containers", "electrical",
+                                                     "movable")}
+    roles["rooms"] = {int(room["uuid"]) for room in tree.get("contents", {}).values()}
+
+    def walk(node: dict[str, Any], held: bool) -> None:
+        uid = int(node["uuid"])
+        if held:
+            roles["held"].add(uid)
+        if node.get("name") in ("agent", "inventory"):
+            roles["agent"].add(uid)
+        if node.get("propPortal"):
+            roles["doors"].add(uid)
+        container = node.get("propContainer") or {}
+        if str(container.get("isContainer", "")).lower() == "true":
+            roles["containers"].add(uid)
+        if node.get("propElectricalConnection") is not None:
+            roles["electrical"].add(uid)
+        if (node.get("propMoveable") or {}).get("isMovable"):
+            roles["movable"].add(uid)
+        for child in node.get("contents", {}).values():
+            walk(child, held or node.get("name") == "inventory")
+
+    walk(tree, False)
+    return roles
+
+
+def filter_actions(valid: Sequence[dict[str, Any]], roles: dict[str, set[int]], task: str, task_name: str,
+                   max_actions: int) -> tuple[list[str], int]:
+    """The admissible list from the engine's valid combinations (module docstring); returns (list, how many
+    passed the filter before the cap)."""
+    electrical = any(word in task_name for word in ELECTRICAL)
+    task_words = {w for w in re.findall(r"[a-z]+", task.lower()) if w not in _STOPWORDS and len(w) > 2}
+    ranked: list[tuple[int, int, str]] = []
+    seen: set[str] = set()
+    for combo in valid:
+        template, ids, action = int(combo["template_id"]), [int(i) for i in combo["obj_ids"]], str(combo["action"])
+        if template not in TIERS or action in seen:
+            continue
+        if template in (T_CONNECT, T_DISCONNECT):
+            if not electrical or any(i not in roles["electrical"] for i in ids):
+                continue
+        elif template == T_GO:
+            if not ids or ids[0] not in roles["rooms"]:
+                continue
+        elif template not in (T_OPEN, T_CLOSE) and any(
+                i in roles["rooms"] or i in roles["doors"] or i in roles["agent"] for i in ids):
+            continue
+        if template in HELD_FIRST and (not ids or ids[0] not in roles["held"]):
+            continue
+        if template == T_MIX and (not ids or ids[0] not in roles["containers"]):
+            continue
+        if template == T_PICK_UP and (not ids or ids[0] not in roles["movable"]):
+            continue
+        seen.add(action)
+        relevant = 0 if task_words & set(re.findall(r"[a-z]+", action.lower())) else 1
+        ranked.append((TIERS[template], relevant, action))
+    ranked.sort()
+    listed = [action for _, _, action in ranked]
+    return (listed[:max_actions] if max_actions > 0 else listed), len(listed)
+
+
+def action_templates(engine: Any) -> tuple[str, ...]:
+    """The engine's templates with objects as one ``<...>`` slot ("move <OBJ to OBJ>"), for free-text agents."""
+    out = []
+    for entry in engine.get_possible_actions_with_IDs():
+        text, template = str(entry["action_example"]), int(entry["template_id"])
+        if "OBJ" not in text or template in (T_RESET, T_TASK):
+            continue
+        start, end = text.index("OBJ"), text.rindex("OBJ") + 3
+        out.append(f"{text[:start]}<{text[start:end]}>{text[end:]}")
+    return tuple(sorted(out))
+
+
+# ------------------------------------------------------------------------------------------ the env
+
+_GOLD: dict[tuple[str, int, str], list[str]] = {}
+
+
+class ScienceWorldEnv:
+    """ScienceWorld as an Env (see the module docstring).
+
+    Args:
+        split: "train", "dev" or "test" (the engine's variation sets).
+        max_steps: the episode ends (truncated) after this many actions (the engine's own default limit: 100).
+        tasks: task names or ids (list or comma string); default all 30.
+        max_variations: keep the first N variations of each task in this split (default: all).
+        simplifications: the engine's simplifications, comma-separated (teleportAction, openDoors,
+            openContainers, selfWateringFlowerPots, noElectricalAction, or easy = all of them); default none.
+        max_actions: cap of the admissible list (0: the whole filtered list).
+    """
+
+    name = "scienceworld"
+
+    def __init__(
+        self,
+        split: str = "train",
+        max_steps: int = 100,
+        tasks: str | list[str] | None = None,
+        max_variations: int | None = None,
+        simplifications: str = "",
+        max_actions: int = DEFAULT_MAX_ACTIONS,
+    ) -> None:
+        if split not in SPLITS:
+            raise EnvError(f"unknown scienceworld split {split!r}; choose one of: {', '.join(SPLITS)}")
+        if max_variations is not None and (isinstance(max_variations, bool) or int(max_variations) < 1):
+            raise EnvError(f"scienceworld: max_variations must be >= 1 (or unset for all), got {max_variations!r}")
+        if isinstance(max_actions, bool) or int(max_actions) < 0:
+            raise EnvError(f"scienceworld: max_actions must be >= 0 (0: no cap), got {max_actions!r}")
+        self.split = split
+        self.max_steps = int(max_steps)
+        self.tasks = resolve_tasks(tasks)
+        self.simplifications = self._check_simplifications(simplifications)
+        self.max_actions = int(max_actions)
+        self._tracker = EpisodeTracker(self.max_steps)
+        variations = task_variations(self.tasks)
+        per_task = {t: v[split][: int(max_variations)] if max_variations else v[split] for t, v in variations.items()}
+        self.episodes = interleave(per_task)
+        if not self.episodes:
+            raise EnvError(f"scienceworld: the {split} split of {', '.join(self.tasks)} has no variations")
+        self._engine: Any = None
+        self._templates: tuple[str, ...] = ()
+        self._obs: Observation | None = None
+        self._episode: tuple[str, int] = ("", 0)
+        self._task = ""
+        self._score = 0.0
+        self._executed: list[str] = []
+        self._gold_next = 0
+        self._roles: dict[str, set[int]] = {}
+        self._listed = 0
+
+    @staticmethod
+    def _check_simplifications(text: str) -> str:
+        known = ("teleportAction", "openDoors", "openContainers", "selfWateringFlowerPots", "noElectricalAction", "easy")
+        items = [s.strip() for s in str(text or "").split(",") if s.strip()]
+        bad = [s for s in items if s not in known]
+        if bad:
+            raise EnvError(f"scienceworld: unknown simplification(s) {', '.join(bad)}; choose among: {', '.join(known)}")
+        return ",".join(items)
+
+    # ------------------------------------------------------------------ interface
+
+    def split_size(self) -> int:
+        return len(self.episodes)
+
+    def reset(self, seed: int) -> Observation:
+        try:
+            index = split_seed(seed, len(self.episodes))
+        except EnvError as e:
+            raise EnvError(f"scienceworld: {e}") from None
+        task, variation = self.episodes[index]
+        if self._engine is None:
+            self._engine = _take_engine()
+            self._templates = action_templates(self._engine)
+        try:
+            self._engine.load(task, variation, self.simplifications, generateGoldPath=False)
+        except ValueError as e:  # the engine refuses a simplification for this task (no electrical actions...)
+            raise EnvError(f"scienceworld: {task} variation {variation}: {e}") from None
+        self._episode = (task, variation)
+        server = self._engine.server
+        self._task = " ".join(str(server.getTaskDescription()).split())
+        self._score = 0.0
+        self._executed = []
+        self._gold_next = 0
+        self._tracker.start()
+        self._obs = self._observe(str(server.freeActionLook()).strip(), 0.0, {})  # "look around" at no cost in time
+        return self._obs
+
+    def step(self, action: str) -> Step:
+        self._tracker.before_step(self.name)
+        assert self._obs is not None
+        reason, command, text, info = "", "", "Nothing happens.", {}
+        if not isinstance(action, str):
+            reason = f"action must be a string, got {type(action).__name__}"
+        elif len(action) > MAX_ACTION_CHARS:
+            reason = f"action is {len(action)} characters long (limit {MAX_ACTION_CHARS})"
+        else:
+            command = " ".join(action.split())
+            if not command:
+                reason = "empty action"
+            elif command.lower() in REFUSED:
+                reason = REFUSED[command.lower()]
+        if not reason:
+            server = self._engine.server
+            text = str(server.step(command)).strip()
+            if text.startswith(NO_MATCH):
+                reason = f"the engine knows no action {command[:80]!r}"  # it did not count the move
+            else:
+                self._executed.append(command)
+                if text.startswith(AMBIGUOUS):
+                    text = str(server.step("0")).strip()  # the engine's first reading
+                    self._executed.append("0")
+                gold = _GOLD.get(self._gold_key())
+                if gold and self._gold_next < len(gold) and command == gold[self._gold_next]:
+                    self._gold_next += 1
+        raw = float(self._engine.server.getScore())
+        failed = raw < 0
+        score = 0.0 if failed else min(raw, 1.0)
+        won = not failed and round(100 * raw) >= 100
+        over = won or failed or bool(self._engine.server.getCompleted())
+        reward, self._score = score - self._score, score
+        done, truncated = self._tracker.finish(over)
+        info = {"failed": failed, "engine_score": round(100 * raw)}
+        if reason:  # nothing changed: the same lists and anchor, the step counted
+            info["actions_listed"] = self._listed
+            self._obs = dataclasses.replace(self._obs, text=text, step=self._tracker.steps)
+        else:
+            self._obs = self._observe(text, score, info)
+        return Step(observation=self._obs, reward=reward, done=done, won=won, valid=not reason, reason=reason,
+                    score=score, truncated=truncated, info=info)
+
+    def expert_action(self) -> str:
+        if self._obs is None:
+            raise EnvError("scienceworld: expert_action() before reset(seed); call reset(seed) first")
+        gold = self.gold_actions()
+        return gold[self._gold_next] if self._gold_next < len(gold) else "look around"
+
+    def gold_actions(self) -> list[str]:
+        """The engine's gold action sequence for this episode's variation (generated on first use, then cached).
+
+        Generating it reloads the variation; the actions of the episode so far are replayed afterwards, so the
+        state is what it was.
+        """
+        if self._obs is None:
+            raise EnvError("scienceworld: gold_actions() before reset(seed); call reset(seed) first")
+        key = self._gold_key()
+        if key not in _GOLD:
+            task, variation = self._episode
+            self._engine.load(task, variation, self.simplifications, generateGoldPath=True)
+            _GOLD[key] = [" ".join(a.split()) for a in self._engine.get_gold_action_sequence()]
+            self._engine.load(task, variation, self.simplifications, generateGoldPath=False)
+            for command in self._executed:
+                self._engine.server.step(command)
+            self._gold_next = 0
+            gold = _GOLD[key]
+            for command in self._executed:
+                if self._gold_next < len(gold) and command == gold[self._gold_next]:
+                    self._gold_next += 1
+        return list(_GOLD[key])
+
+    def close(self) -> None:
+        """Hand the engine back to this process's pool (``shutdown_engines`` stops the JVMs)."""
+        if self._engine is not None:
+            _release_engine(self._engine)
+            self._engine = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _gold_key(self) -> tuple[str, int, str]:
+        return (*self._episode, self.simplifications)
+
+    def _observe(self, text: str, score: float, info: dict[str, Any]) -> Observation:
+        tree = self._engine.getObjectTree()
+        self._roles = tree_roles(tree)
+        valid = self._engine.get_valid_action_object_combinations_with_templates()
+        listed, total = filter_actions(valid, self._roles, self._task, self._episode[0], self.max_actions)
+        info["actions_listed"] = self._listed = total
+        return Observation(
+            text=text,
+            task=self._task,
+            task_type=self._episode[0],
+            admissible_actions=tuple(listed),
+            anchor=(round(100 * score), tree_digest(tree)),
+            step=self._tracker.steps,
+            action_templates=self._templates,
+        )
+
+    def anchor(self) -> Hashable:
+        if self._obs is None:
+            raise EnvError("scienceworld: anchor() before reset(seed); call reset(seed) first")
+        return self._obs.anchor
