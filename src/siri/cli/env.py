@@ -31,8 +31,9 @@ def _make(name: str, options: list[str], split: str | None) -> Any:
 @app.command("list")
 def list_envs() -> None:
     """List the available environments."""
+    width = max(len(name) for name in ENVIRONMENTS)
     for name, (_, description) in sorted(ENVIRONMENTS.items()):
-        typer.echo(f"{name:<10} {description}")
+        typer.echo(f"{name:<{width}}  {description}")
 
 
 @app.command("play")
@@ -142,10 +143,12 @@ def check(
     typer.echo(
         f"{name} split={report['split']} policy={policy} seeds {seed_start}..{seed_start + episodes - 1}"
     )
-    typer.echo(f"{'task type':<34} {'episodes':>8} {'success':>8} {'score':>7} {'steps':>6}")
+    width = max(34, *(len(tt) + 1 for tt in report["per_task_type"]))
+    typer.echo(f"{'task type':<{width}} {'episodes':>8} {'success':>8} {'score':>7} {'steps':>6}")
     rows = [*report["per_task_type"].items(), ("overall", report["overall"])]
     for tt, s in rows:
-        line = f"{tt:<34} {s['episodes']:>8} {s['success_rate']:>8.3f} {s['mean_score']:>7.3f} {s['mean_steps']:>6.1f}"
+        line = (f"{tt:<{width}} {s['episodes']:>8} {s['success_rate']:>8.3f} {s['mean_score']:>7.3f} "
+                f"{s['mean_steps']:>6.1f}")
         typer.echo(line)
 
 

@@ -39,15 +39,18 @@ every tick and their last digits depend on the engine's history in its JVM, so t
 otherwise never share a state; a change of state of matter still changes the anchor.
 
 Expert: the engine's gold action sequence for the variation (generated once per process, on first
-``expert_action()``), followed in order. It is open loop: after a detour it carries on from where it was,
+``expert_action()``; without its "0" answers to ambiguous requests, which this env gives itself), followed
+in order. It is open loop: after a detour it carries on from where it was,
 which a detour that moved things can defeat. Its actions are free text, often phrased differently from the
 valid-action list (``focus on thermometer in inventory``), so in ``choose`` mode a policy cannot always pick
 them.
 
-Java: each environment holds one engine (a JVM, about 1 s to start). ``close()`` hands it to a pool in this
-process that the next environment reuses (``load`` resets the world, about 0.05 s, where the engine's own
-``reset`` takes 0.5-7 s); pooled engines exit at interpreter exit or with ``shutdown_engines()``, and a
-JVM also exits when its Python process dies (py4j's ``die_on_exit``).
+Java: one JVM per process (started with the first environment, about 1 s), one simulation in it per
+environment (independent worlds; a new one takes about 0.25 s). ``close()`` hands the simulation to a pool
+that the next environment reuses, so the trainer's fresh environments per collection cost nothing; a reset
+reloads the variation (about 0.05 s, where the engine's own ``reset`` takes 0.5-7 s). The JVM exits at
+interpreter exit or with ``shutdown_engines()``, and also when its Python process dies (py4j's
+``die_on_exit``).
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 from typing import Any
 
 from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, split_seed
@@ -74,7 +79,7 @@ NO_MATCH = "No known action matches that input."
 AMBIGUOUS = "Ambiguous request"
 REFUSED = {"reset task": "reset task is refused: it would wipe the episode's progress"}
 ELECTRICAL = ("power-component", "conductivity")
-MAX_IDLE_ENGINES = 16
+MAX_IDLE_ENGINES = 64
 
 # The engine's action template ids (``get_possible_actions_with_IDs``) by what the filter does with them.
 T_OPEN, T_CLOSE, T_GO, T_LOOK_AROUND, T_LOOK_AT, T_LOOK_IN = 0, 1, 2, 3, 4, 5
@@ -132,58 +137,123 @@ def resolve_tasks(tasks: str | Sequence[str] | None) -> list[str]:
     return out
 
 
-# ------------------------------------------------------------------------------------------ engines (JVMs)
-
-_IDLE: list[Any] = []
+# ------------------------------------------------------------------------------------------ engines
 
 
-def _start_engine() -> Any:
+class Engine:
+    """One ScienceWorld simulation: an instance of the engine's Python interface inside this process's JVM.
+
+    Simulations in one JVM are independent (each loads its own task); the calls are the ones the
+    ``scienceworld`` package's own wrapper makes, minus the extra round trips its ``step`` adds per move.
+    """
+
+    def __init__(self, server: Any, jvm: Any, tree_dir: Path) -> None:
+        self.server, self.jvm, self.tree_dir = server, jvm, tree_dir
+
+    def load(self, task: str, variation: int, simplifications: str, gold: bool = False) -> None:
+        electrical = any(word in task for word in ELECTRICAL)
+        if electrical and "noElectricalAction" in simplifications:
+            raise EnvError(f"scienceworld: task {task} needs electrical actions; drop noElectricalAction "
+                           "from simplifications for it")
+        self.server.load(task, int(variation), simplifications, bool(gold))
+
+    def object_tree(self) -> dict[str, Any]:
+        message = self.server.getObjectTree(str(self.tree_dir))
+        if message:
+            raise EnvError(f"scienceworld: the engine could not export its state: {message}")
+        return json.loads((self.tree_dir / "objectTree.json").read_text())
+
+    def valid_combinations(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.server.getValidActionObjectCombinationsJSON())["validActions"])
+
+    def templates(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.server.getPossibleActionsWithIDs()))
+
+    def variations(self) -> dict[str, list[int]]:
+        return {"train": [int(v) for v in self.server.getVariationsTrain()],
+                "dev": [int(v) for v in self.server.getVariationsDev()],
+                "test": [int(v) for v in self.server.getVariationsTest()]}
+
+    def gold(self) -> list[str]:
+        return [str(a) for a in self.server.getGoldActionSequence()]
+
+
+_JVM: Any = None  # the package's ScienceWorldEnv that launched this process's JVM (kept: its __del__ stops it)
+_IDLE: list[Engine] = []
+_TREES: tempfile.TemporaryDirectory[str] | None = None
+_COUNT = 0
+
+
+def _running() -> bool:
+    return _JVM is not None and _JVM._gateway.java_process.poll() is None
+
+
+def _start_jvm() -> Any:
+    global _JVM, _TREES
     package = _package()
     if shutil.which("java") is None:
         raise EnvError("scienceworld: its engine runs on Java and no `java` is on PATH; install a Java runtime "
                        "(17 works), e.g. apt-get install openjdk-17-jre-headless")
+    _IDLE.clear()
     try:
-        return package.ScienceWorldEnv("", envStepLimit=10**9)
+        _JVM = package.ScienceWorldEnv("", envStepLimit=10**9)
     except Exception as e:  # py4j reports a JVM that would not start as a bare Exception subclass
         raise EnvError(f"scienceworld: the Java engine did not start: {e}") from e
+    if _TREES is None:
+        _TREES = tempfile.TemporaryDirectory(prefix="siri-scienceworld-")
+    return _JVM
 
 
-def _take_engine() -> Any:
-    return _IDLE.pop() if _IDLE else _start_engine()
-
-
-def _release_engine(engine: Any) -> None:
-    if len(_IDLE) < MAX_IDLE_ENGINES:
-        _IDLE.append(engine)
+def _take_engine() -> Engine:
+    """An idle simulation of the running JVM, else a new one (the JVM starts with the first: about 1 s)."""
+    global _COUNT
+    if not _running():
+        _start_jvm()
+        fresh = _JVM.server  # the interface the package's wrapper made is the first simulation
+    elif _IDLE:
+        return _IDLE.pop()
     else:
-        _stop_engine(engine)
+        fresh = _JVM._gateway.jvm.scienceworld.runtime.pythonapi.PythonInterface()
+    _COUNT += 1
+    assert _TREES is not None
+    folder = Path(_TREES.name) / f"engine-{_COUNT}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return Engine(fresh, _JVM, folder)
 
 
-def _stop_engine(engine: Any) -> None:
-    """Shut the gateway and wait for the JVM to exit (killed after 10 s)."""
-    process = getattr(getattr(engine, "_gateway", None), "java_process", None)
-    with contextlib.suppress(Exception):  # a JVM that already died leaves a broken gateway: only its process matters
-        engine.close()
-    engine.close = lambda: None  # the package's __del__ closes again; once is enough
-    if process is not None:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def _release_engine(engine: Engine) -> None:
+    if engine.jvm is _JVM and _running() and len(_IDLE) < MAX_IDLE_ENGINES:
+        _IDLE.append(engine)
+
+
+def jvm_process() -> subprocess.Popen[bytes] | None:
+    """This process's ScienceWorld JVM (None before the first environment starts it or after shutdown)."""
+    return _JVM._gateway.java_process if _JVM is not None else None
 
 
 def shutdown_engines() -> None:
-    """Stop every pooled engine (their JVMs exit); environments still open keep theirs until ``close()``."""
-    while _IDLE:
-        _stop_engine(_IDLE.pop())
+    """Stop this process's JVM and forget its simulations (close the environments first: theirs die too)."""
+    global _JVM
+    if _JVM is None:
+        return
+    jvm, _JVM = _JVM, None
+    _IDLE.clear()
+    process = jvm._gateway.java_process
+    with contextlib.suppress(Exception):  # a JVM that already died leaves a broken gateway: only its process matters
+        jvm.close()
+    jvm.close = lambda: None  # the package's __del__ closes again; once is enough
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 atexit.register(shutdown_engines)
 
 
 def idle_engines() -> int:
-    """How many engines wait in this process's pool."""
+    """How many simulations wait in this process's pool for the next environment."""
     return len(_IDLE)
 
 
@@ -194,7 +264,7 @@ def _variations_file() -> Any:
     return cache_root() / "scienceworld" / f"variations-{_package().__version__}.json"
 
 
-def task_variations(tasks: Sequence[str], engine: Any = None) -> dict[str, dict[str, list[int]]]:
+def task_variations(tasks: Sequence[str]) -> dict[str, dict[str, list[int]]]:
     """Each task's train/dev/test variation lists, from the engine (cached on disk per engine version)."""
     path = _variations_file()
     try:
@@ -203,17 +273,13 @@ def task_variations(tasks: Sequence[str], engine: Any = None) -> dict[str, dict[
         known = {}
     missing = [t for t in tasks if t not in known]
     if missing:
-        own = engine is None
-        engine = engine or _take_engine()
+        engine = _take_engine()
         try:
             for task in missing:
-                engine.load(task, 0, "", generateGoldPath=False)
-                known[task] = {"train": [int(v) for v in engine.get_variations_train()],
-                               "dev": [int(v) for v in engine.get_variations_dev()],
-                               "test": [int(v) for v in engine.get_variations_test()]}
+                engine.load(task, 0, "")
+                known[task] = engine.variations()
         finally:
-            if own:
-                _release_engine(engine)
+            _release_engine(engine)
         atomic_write_json(path, known)
     return {t: known[t] for t in tasks}
 
@@ -314,10 +380,10 @@ def filter_actions(valid: Sequence[dict[str, Any]], roles: dict[str, set[int]], 
     return (listed[:max_actions] if max_actions > 0 else listed), len(listed)
 
 
-def action_templates(engine: Any) -> tuple[str, ...]:
+def action_templates(engine: Engine) -> tuple[str, ...]:
     """The engine's templates with objects as one ``<...>`` slot ("move <OBJ to OBJ>"), for free-text agents."""
     out = []
-    for entry in engine.get_possible_actions_with_IDs():
+    for entry in engine.templates():
         text, template = str(entry["action_example"]), int(entry["template_id"])
         if "OBJ" not in text or template in (T_RESET, T_TASK):
             continue
@@ -372,7 +438,7 @@ class ScienceWorldEnv:
         self.episodes = interleave(per_task)
         if not self.episodes:
             raise EnvError(f"scienceworld: the {split} split of {', '.join(self.tasks)} has no variations")
-        self._engine: Any = None
+        self._engine: Engine | None = None
         self._templates: tuple[str, ...] = ()
         self._obs: Observation | None = None
         self._episode: tuple[str, int] = ("", 0)
@@ -403,13 +469,11 @@ class ScienceWorldEnv:
         except EnvError as e:
             raise EnvError(f"scienceworld: {e}") from None
         task, variation = self.episodes[index]
-        if self._engine is None:
-            self._engine = _take_engine()
-            self._templates = action_templates(self._engine)
-        try:
-            self._engine.load(task, variation, self.simplifications, generateGoldPath=False)
-        except ValueError as e:  # the engine refuses a simplification for this task (no electrical actions...)
-            raise EnvError(f"scienceworld: {task} variation {variation}: {e}") from None
+        if self._engine is None or self._engine.jvm is not _JVM or not _running():
+            self._engine = _take_engine()  # the first reset, or the JVM was shut down since
+        self._engine.load(task, variation, self.simplifications)
+        if not self._templates:
+            self._templates = action_templates(self._engine)  # the engine lists them once a task is loaded
         self._episode = (task, variation)
         server = self._engine.server
         self._task = " ".join(str(server.getTaskDescription()).split())
@@ -422,8 +486,8 @@ class ScienceWorldEnv:
 
     def step(self, action: str) -> Step:
         self._tracker.before_step(self.name)
-        assert self._obs is not None
-        reason, command, text, info = "", "", "Nothing happens.", {}
+        assert self._obs is not None and self._engine is not None
+        reason, command, text = "", "", "Nothing happens."
         if not isinstance(action, str):
             reason = f"action must be a string, got {type(action).__name__}"
         elif len(action) > MAX_ACTION_CHARS:
@@ -479,10 +543,13 @@ class ScienceWorldEnv:
             raise EnvError("scienceworld: gold_actions() before reset(seed); call reset(seed) first")
         key = self._gold_key()
         if key not in _GOLD:
+            assert self._engine is not None
             task, variation = self._episode
-            self._engine.load(task, variation, self.simplifications, generateGoldPath=True)
-            _GOLD[key] = [" ".join(a.split()) for a in self._engine.get_gold_action_sequence()]
-            self._engine.load(task, variation, self.simplifications, generateGoldPath=False)
+            self._engine.load(task, variation, self.simplifications, gold=True)
+            # The gold paths answer the engine's "Ambiguous request" with "0"; this env answers it itself.
+            gold = [" ".join(a.split()) for a in self._engine.gold()]
+            _GOLD[key] = [a for a in gold if a and not a.isdigit()]
+            self._engine.load(task, variation, self.simplifications)
             for command in self._executed:
                 self._engine.server.step(command)
             self._gold_next = 0
@@ -504,9 +571,10 @@ class ScienceWorldEnv:
         return (*self._episode, self.simplifications)
 
     def _observe(self, text: str, score: float, info: dict[str, Any]) -> Observation:
-        tree = self._engine.getObjectTree()
+        assert self._engine is not None
+        tree = self._engine.object_tree()
         self._roles = tree_roles(tree)
-        valid = self._engine.get_valid_action_object_combinations_with_templates()
+        valid = self._engine.valid_combinations()
         listed, total = filter_actions(valid, self._roles, self._task, self._episode[0], self.max_actions)
         info["actions_listed"] = self._listed = total
         return Observation(
