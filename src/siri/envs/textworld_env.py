@@ -6,7 +6,8 @@ Where the games come from, one of:
   folder (searched recursively), one game file, a list of them, a comma-separated string, or a mapping
   from split to any of these (``{train: games/train, eval: games/eval}``), as the alfworld adapter takes
   them. Glulx (``.ulx``) games are refused: TextWorld 1.7 cannot run them any more.
-- a generator spec (the default): ``challenge`` (one of ``CHALLENGES``; default ``tw-simple``),
+- a generator spec (the default): ``challenge`` (one of ``CHALLENGES``; default ``tw-cooking``, the games of
+  Microsoft's First TextWorld Problems competition, at one room and one ingredient to find),
   ``settings`` (the challenge's own ``tw-make`` flags, e.g. ``{level: 5}`` or ``{recipe: 2, take: 1, go: 6,
   open: true}``; defaults in ``DEFAULT_SETTINGS``) and ``seeds`` (per split, the TextWorld seeds of its
   games). Each game is generated on first use by TextWorld's own generator (about a second) and cached
@@ -51,7 +52,7 @@ from siri.utils.io import atomic_dir, atomic_write_json, cache_root
 
 SPLITS = ("train", "eval")
 CHALLENGES = ("tw-simple", "tw-cooking", "tw-coin_collector", "tw-treasure_hunter")
-DEFAULT_CHALLENGE = "tw-simple"
+DEFAULT_CHALLENGE = "tw-cooking"
 # What a challenge plays when ``settings`` leaves a key out (its required flags need a value).
 DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     "tw-simple": {"rewards": "dense", "goal": "detailed"},
@@ -276,7 +277,7 @@ class TextWorldEnv:
         split: "train" or "eval".
         max_steps: the episode ends (truncated) after this many actions.
         games: existing games (folder, file, list, comma string, or split -> those); excludes the generator spec.
-        challenge: the ``tw-make`` challenge that generates the games (default tw-simple).
+        challenge: the ``tw-make`` challenge that generates the games (default tw-cooking).
         settings: the challenge's ``tw-make`` flags (``{level: 5}``); defaults per challenge in ``DEFAULT_SETTINGS``.
         seeds: per split, the TextWorld seeds of its games (``{train: 0-499, eval: 1000000-1000049}``).
     """

@@ -26,6 +26,14 @@ ENV_DESCRIPTIONS: dict[str, str] = {
     "webshop": "an online shop: you search for products, open their pages, choose options, and buy",
 }
 GENERIC_DESCRIPTION = "a text environment"
+# Environments without a tiny model of their own: kept out of TEMPLATE_VOCAB_TEXT, which keys the tiny models'
+# cache (a new line there would make every shipped tiny model stale).
+MORE_DESCRIPTIONS: dict[str, str] = {
+    "textworld": "a text adventure game: rooms, doors, containers and objects that you can go to, open, take, "
+                 "put and use",
+    "scienceworld": "a house for science experiments: rooms, objects, substances, devices, plants and animals that "
+                    "you can move, open, activate, heat, mix, measure and focus on",
+}
 
 HEAD = "You are an expert agent acting in {description}. Your task is to: {task}\n"
 SKILLS_HEADER = "Skills learned from earlier successes:\n"
@@ -77,7 +85,7 @@ def build_prompt(
     observation's ``action_templates``: shown in one line unless ``admissible`` already lists a
     placeholder of them (no templates: the prompt is exactly the one without the argument).
     """
-    description = ENV_DESCRIPTIONS.get(env_name, GENERIC_DESCRIPTION)
+    description = ENV_DESCRIPTIONS.get(env_name) or MORE_DESCRIPTIONS.get(env_name, GENERIC_DESCRIPTION)
     parts = [HEAD.format(description=description, task=_one_line(task)), skills_block(skills)]
     recent = list(history)[-history_len:] if history_len > 0 else []
     if step > 0 and recent:

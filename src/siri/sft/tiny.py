@@ -120,8 +120,11 @@ def default_config(env: str, recipe: str = "default") -> TinyConfig:
         raise ModelError(f"no tiny model is built for {env!r}: {env} plays the {TINY_FOR_ENV[env]} tiny model "
                          f"(model.name_or_path=tiny, or tiny-{TINY_FOR_ENV[env]}); build that with "
                          f"`siri model build-tiny --env {TINY_FOR_ENV[env]}`")
-    if env not in ENVIRONMENTS:
-        raise ModelError(f"no tiny model for environment {env!r}; choose one of: household, shop")
+    tiny_envs = sorted({e for envs in RECIPES.values() for e in envs})
+    if env not in tiny_envs:
+        why = "its vocabulary is not the built-in worlds'" if env in ENVIRONMENTS else "no such environment"
+        raise ModelError(f"no tiny model for environment {env!r} ({why}; tiny models exist for "
+                         f"{', '.join(tiny_envs)}): use model.name_or_path=smollm2-135m-instruct or a model directory")
     if recipe not in RECIPES or env not in RECIPES[recipe]:
         known = ", ".join(f"{name} ({'/'.join(envs)})" for name, envs in RECIPES.items())
         raise ModelError(f"no tiny recipe {recipe!r} for {env}; recipes: {known}")

@@ -3,8 +3,9 @@
 It is the ``trace`` ablation miner (``miners.TraceMiner``) and the teacher of the tiny model's mining
 warm start (``siri.sft.warm_start``). Its rules are per environment, because what a step means depends
 on the world: household and ALFWorld commands become subgoal plans (take, heat/cool/clean/slice, use,
-move), shop clicks become the search-item-options-buy plan, and any other environment gets its most
-common instance-free action sequence. The caller names the environment (``env``); the rules never
+move), shop clicks become the search-item-options-buy plan, TextWorld and ScienceWorld commands become
+verb plans whose objects are kept where the episodes agree, and any other environment gets its most common
+instance-free action sequence. The caller names the environment (``env``); the rules never
 guess the world from the look of the actions.
 
 Every word it writes comes from the trajectories or from the trace template words listed with the
@@ -429,9 +430,64 @@ def _generic_skills(task_type: str, trajectories: list[Trajectory], style: str) 
     ]
 
 
+# --- command plans (TextWorld, ScienceWorld) --------------------------------------------------------------
+
+# Two-word verbs of the engines' command templates; any other command's verb is its first word.
+_TWO_WORD_VERBS = frozenset({"go to", "pick up", "put down", "focus on", "look at", "look in", "look around",
+                             "teleport to", "prepare meal", "eat meal"})
+# Commands that only read the world: left out of a plan (the plan says what changes it). Reading a
+# cookbook or a recipe stays in: the recipe is what the later steps follow.
+_LOOKING = frozenset({"look", "look around", "look at", "look in", "inventory", "task"})
+_QUALIFIER_RE = re.compile(r"\s+(?:in inventory|containing\s+.+?)(?=\s+(?:to|into|in|on|from|with)\s|$)")
+MAX_PLAN_STEPS = 12
+
+
+def command_step(action: str) -> tuple[str, str] | None:
+    """``("pick up", "metal pot")`` for ``pick up metal pot``: a command's verb and its objects, without the
+    inventory and contents qualifiers the engines add (``in inventory``, ``containing water``); ``None`` for a
+    command that only looks."""
+    words = " ".join(action.lower().split())
+    two = " ".join(words.split()[:2])
+    verb = two if two in _TWO_WORD_VERBS else words.split(" ", 1)[0]
+    if verb in _LOOKING or words in _LOOKING:
+        return None
+    rest = words[len(verb):].strip()
+    return verb, _QUALIFIER_RE.sub("", rest).strip()
+
+
+def _command_skills(task_type: str, trajectories: list[Trajectory], style: str) -> list[tuple[int, str]]:
+    """TextWorld and ScienceWorld: one plan per distinct sequence of verbs (repeats merged), whose objects keep
+    the literal where every episode of the plan used the same one, up to three alternatives joined by "or",
+    else "something"; at most ``MAX_PLAN_STEPS`` steps. Generated games and task variations change the
+    objects, not the procedure, so the verbs carry what transfers ("examine the cookbook, then take, then
+    prepare meal"); the words are the commands' own, so both styles write the same text."""
+    by_shape: dict[tuple[str, ...], list[list[tuple[str, str]]]] = {}
+    for traj in trajectories:
+        steps = [c for c in (command_step(a) for a in _valid_actions(traj)) if c is not None]
+        merged = [c for i, c in enumerate(steps) if i == 0 or c != steps[i - 1]][:MAX_PLAN_STEPS]
+        if merged:
+            by_shape.setdefault(tuple(verb for verb, _ in merged), []).append(merged)
+    out = []
+    for shape, episodes in by_shape.items():
+        parts = []
+        for i, verb in enumerate(shape):
+            values = Counter(ep[i][1] for ep in episodes if ep[i][1])
+            ranked = sorted(values, key=lambda v: (-values[v], v))
+            if not ranked:
+                parts.append(verb)
+            elif len(ranked) > MAX_ALTERNATIVES:
+                parts.append(f"{verb} something")
+            else:
+                parts.append(" or ".join(f"{verb} {v}" for v in ranked))
+        plan = "first " + ", then ".join(parts)
+        out.append((len(episodes) * 1000, f"WHEN the task type is {task_type_phrase(task_type)} THEN {plan}"))
+    return out
+
+
 Rules = Callable[[str, list[Trajectory], str], list[tuple[int, str]]]
 
-RULES: dict[str, Rules] = {"household": _household_skills, "alfworld": _household_skills, "shop": _shop_skills}
+RULES: dict[str, Rules] = {"household": _household_skills, "alfworld": _household_skills, "shop": _shop_skills,
+                           "textworld": _command_skills, "scienceworld": _command_skills}
 """The rules of each environment (``siri.envs`` names); any other environment gets ``_generic_skills``."""
 
 
@@ -448,8 +504,8 @@ def trace_skills(
     ``env`` (an environment name) picks the rules (``RULES``). Household and ALFWorld episodes give a
     plan per distinct order of subgoals (take, heat/cool/clean, use, move), where each object was
     found, and which receptacles had to be opened; shop episodes give the search-item-options-buy plan
-    and hints for options and paging; other environments give the most common instance-free action
-    sequence. Slots shared by all episodes of a plan keep the literal ("the microwave"); up to three
+    and hints for options and paging; TextWorld and ScienceWorld give verb plans (``_command_skills``); other
+    environments give the most common instance-free action sequence. Slots shared by all episodes of a plan keep the literal ("the microwave"); up to three
     alternatives are joined with "or"; more become a role word ("the object"). Skills are ordered by
     how many episodes support them. ``task_type == "general"`` uses every trajectory. ``style`` is one of
     ``TRACE_STYLES`` (module docstring): "sentences", or "legacy" for the texts of earlier tiny models.
