@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Iterable
+from pathlib import Path
 
-from siri.envs import make
+from siri.envs import Env, make
 from siri.models.policy import Policy
 from siri.models.tokenizer import build_word_tokenizer
 from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
@@ -54,3 +56,41 @@ def micro_policy(seed: int = 0, reference: bool = True) -> Policy:
 def clone(policy: Policy) -> Policy:
     """An independent copy (weights, reference) of ``policy``."""
     return copy.deepcopy(policy)
+
+
+def save_micro_policy(texts: list[str], out_dir: Path, env: str, seed: int = 0) -> Path:
+    """A random 1-layer Llama whose word-level tokenizer covers ``texts`` (plus every prompt and mining word),
+    saved as a model directory for ``model.name_or_path``: a real policy for a short training test on an
+    environment without a tiny model (textworld, scienceworld). Built in about a second."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from siri.rollout.prompts import MORE_DESCRIPTIONS
+    from siri.skills.prompts import MINING_VOCAB_TEXT
+
+    tokenizer = build_word_tokenizer([TEMPLATE_VOCAB_TEXT, MINING_VOCAB_TEXT, *MORE_DESCRIPTIONS.values(), *texts])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=8192, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    Policy(model=model, tokenizer=tokenizer, name="micro", path="", action_mode="choose", env=env).save(out_dir)
+    return out_dir
+
+
+def episode_texts(env: Env, seeds: Iterable[int], steps: int, rng_seed: int = 0) -> list[str]:
+    """Every text an agent reads in random episodes of ``env`` (observations, tasks, actions, templates)."""
+    rng = random.Random(rng_seed)
+    texts: list[str] = []
+    for seed in seeds:
+        obs = env.reset(seed)
+        for _ in range(steps):
+            texts += [obs.text, obs.task, *obs.admissible_actions, *obs.action_templates]
+            step = env.step(rng.choice(obs.admissible_actions))
+            obs = step.observation
+            if step.done:
+                break
+        texts += [obs.text, *obs.admissible_actions]
+    return texts

@@ -43,6 +43,7 @@ import fcntl
 import hashlib
 import json
 import re
+import warnings
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,15 @@ def generated_game(challenge: str, settings: Mapping[str, Any], seed: int, root:
 # ------------------------------------------------------------------------------------------ the env
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Without Jericho's "not fully supported" warning, raised for every generated game: Jericho only knows
+    the scoring of published games, and TextWorld scores these games itself (from their .json)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Game '.*' is not fully supported", category=UserWarning)
+        yield
+
+
 def clean_text(text: str) -> str:
     """The engine's text without the title banner (ASCII-art lines with no letter) and runs of blank lines."""
     lines = [line.rstrip() for line in str(text).splitlines()]
@@ -342,7 +352,8 @@ class TextWorldEnv:
             raise EnvError(f"textworld: {e}") from None
         game = self.game_file(index)
         env = self._engine(game)
-        self._state = env.reset()
+        with _quiet():
+            self._state = env.reset()
         self._game = game
         self._task_type = self.challenge or task_type_of(game)
         objective = " ".join(str(self._state["objective"] or "").split())
@@ -418,10 +429,12 @@ class TextWorldEnv:
         if self._env is None:
             infos = tw.EnvInfos(admissible_commands=True, facts=True, policy_commands=True, won=True, lost=True,
                                 score=True, max_score=True, objective=True, extras=["walkthrough"])
-            self._env = tw.start(str(game), request_infos=infos)
+            with _quiet():
+                self._env = tw.start(str(game), request_infos=infos)
             self._loaded = game
         elif self._loaded != game:
-            self._env.load(str(game))
+            with _quiet():
+                self._env.load(str(game))
             self._loaded = game
         return self._env
 
