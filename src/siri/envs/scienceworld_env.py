@@ -28,6 +28,10 @@ furnished room), filtered and capped so that a ``choose`` policy can read it (``
 - capped at ``max_actions`` (default 60; 0: no cap); ``info["actions_listed"]`` says how many passed the
   filter before the cap.
 
+The engine lists a few actions its own parser then refuses ("focus on bee 0" where several bees are named
+alike): such a step is invalid (nothing changes) and the action is left out of that variation's lists for
+the rest of the process.
+
 Free text: the engine's own action templates are the observation's ``action_templates`` ("focus on <OBJ>",
 "move <OBJ to OBJ>"), so a free-text agent may write any command; the engine judges it. Input it cannot
 parse is an invalid step that changes nothing (the engine does not count it). An ambiguous command
@@ -247,6 +251,9 @@ def shutdown_engines() -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 atexit.register(shutdown_engines)
@@ -395,6 +402,8 @@ def action_templates(engine: Engine) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------------ the env
 
 _GOLD: dict[tuple[str, int, str], list[str]] = {}
+# Listed actions the engine's own parser refused ("focus on bee 0" among several bees), per variation.
+_REJECTED: dict[tuple[str, int, str], set[str]] = {}
 
 
 class ScienceWorldEnv:
@@ -501,8 +510,13 @@ class ScienceWorldEnv:
         if not reason:
             server = self._engine.server
             text = str(server.step(command)).strip()
-            if text.startswith(NO_MATCH):
-                reason = f"the engine knows no action {command[:80]!r}"  # it did not count the move
+            if text.startswith(NO_MATCH):  # the engine did not count the move
+                if command in self._obs.admissible_actions:  # listed by the engine, refused by its parser
+                    _REJECTED.setdefault(self._gold_key(), set()).add(command)
+                    reason = (f"the engine listed {command[:80]!r} but its parser does not take it; it is left out "
+                              "of this variation's lists from now on")
+                else:
+                    reason = f"the engine knows no action {command[:80]!r}"
             else:
                 self._executed.append(command)
                 if text.startswith(AMBIGUOUS):
@@ -521,7 +535,9 @@ class ScienceWorldEnv:
         info = {"failed": failed, "engine_score": round(100 * raw)}
         if reason:  # nothing changed: the same lists and anchor, the step counted
             info["actions_listed"] = self._listed
-            self._obs = dataclasses.replace(self._obs, text=text, step=self._tracker.steps)
+            rejected = _REJECTED.get(self._gold_key(), set())
+            self._obs = dataclasses.replace(self._obs, text=text, step=self._tracker.steps, admissible_actions=tuple(
+                a for a in self._obs.admissible_actions if a not in rejected))
         else:
             self._obs = self._observe(text, score, info)
         return Step(observation=self._obs, reward=reward, done=done, won=won, valid=not reason, reason=reason,
@@ -575,6 +591,8 @@ class ScienceWorldEnv:
         tree = self._engine.object_tree()
         self._roles = tree_roles(tree)
         valid = self._engine.valid_combinations()
+        rejected = _REJECTED.get(self._gold_key(), set())
+        valid = [combo for combo in valid if combo["action"] not in rejected]
         listed, total = filter_actions(valid, self._roles, self._task, self._episode[0], self.max_actions)
         info["actions_listed"] = self._listed = total
         return Observation(
