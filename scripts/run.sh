@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine. Idempotent: it creates .venv and installs only what is missing.
 #   bash scripts/run.sh quickstart [siri quickstart options]   set up, then run the SIRI quickstart
-#   bash scripts/run.sh test [pytest options]                  set up (with the real ALFWorld engine), lint, test
+#   bash scripts/run.sh test [pytest options]                  set up (with ALFWorld, TextWorld, ScienceWorld), lint, test
 #   bash scripts/run.sh setup                                  set up only
 #   bash scripts/run.sh pin                                    record the venv's versions in constraints.txt
 # Installs use the tested versions of constraints.txt; SIRI_UNPINNED=1 lets pip choose within pyproject's ranges.
@@ -38,6 +38,17 @@ case "$job" in
     if ! .venv/bin/python -c "import alfworld, textworld" 2>/dev/null; then
       echo "[setup] installing the real ALFWorld engine (alfworld==0.4.2; first time compiles ~4 min)"
       pip_install -e ".[dev,alfworld]"
+    fi
+    # ScienceWorld's engine for the scienceworld tests (a 7 MB wheel with its jar; TextWorld came with ALFWorld).
+    if ! .venv/bin/python -c "import scienceworld, textworld" 2>/dev/null; then
+      echo "[setup] installing TextWorld and ScienceWorld (siri-rl[textworld,scienceworld])"
+      pip_install -e ".[textworld,scienceworld]"
+    fi
+    # ScienceWorld runs on Java: a headless Java 17 runtime where apt can install it.
+    if ! command -v java >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "[setup] installing Debian openjdk-17-jre-headless for the ScienceWorld engine"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless) >/dev/null \
+        || echo "[setup] warning: could not install Java; the scienceworld tests will be skipped"
     fi
     # Ray for the environment-worker tests (a local cluster on this machine).
     if ! .venv/bin/python -c "import ray" 2>/dev/null; then
