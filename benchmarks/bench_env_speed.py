@@ -2,7 +2,8 @@
 
 TextWorld (tw-cooking games of the env's default settings, generated into a fresh cache): generating one game,
 loading a new game (first reset), resetting a loaded one, steps/s under random admissible commands, and the
-expert's and a random policy's success and score on the eval split.
+expert's and a random policy's success and score on the eval split (the random policy draws as ``siri env check
+--policy random`` does, so the figures match it).
 
 ScienceWorld (the Java engine): starting the JVM, adding a simulation, a reset (reloading the variation) against
 the engine's own ``reset``, steps/s under random admissible actions (every step asks the engine for its valid
@@ -44,6 +45,11 @@ def _play(env: Any, seed: int, policy: str, rng: random.Random) -> tuple[bool, f
             return step.won, step.score, obs.step
 
 
+def _check_rng(seed: int) -> random.Random:
+    """The random policy's stream of episode ``seed``, as ``siri env check --policy random`` draws it."""
+    return random.Random(f"check/{seed}")
+
+
 def _random_steps(env: Any, seeds: list[int], seconds: float, rng: random.Random) -> float:
     """Steps/s of random admissible play (reset time excluded), over at least ``seconds`` of stepping."""
     steps, spent = 0, 0.0
@@ -62,8 +68,7 @@ def _random_steps(env: Any, seeds: list[int], seconds: float, rng: random.Random
 
 
 def _success(env: Any, seeds: list[int], policy: str) -> dict[str, float]:
-    rng = random.Random(0)
-    runs = [_play(env, s, policy, rng) for s in seeds]
+    runs = [_play(env, s, policy, _check_rng(s)) for s in seeds]
     return {"episodes": len(runs), "success": sum(r[0] for r in runs) / len(runs),
             "score": sum(r[1] for r in runs) / len(runs), "steps": sum(r[2] for r in runs) / len(runs)}
 
@@ -139,7 +144,7 @@ def bench_scienceworld(tasks: list[str] | None, variations: int, seconds: float,
             if step.done:
                 break
         won, score, _ = step.won, step.score, obs.step
-        rand = _play(env, seed, "random", random.Random(seed))
+        rand = _play(env, seed, "random", _check_rng(seed))
         row["episodes"] += 1
         row["expert_won"] += won
         row["expert_score"] += score
