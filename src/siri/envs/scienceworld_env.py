@@ -44,15 +44,16 @@ otherwise never share a state; a change of state of matter still changes the anc
 
 Expert: the engine's gold action sequence for the variation (generated once per process, on first
 ``expert_action()``; without its "0" answers to ambiguous requests, which this env gives itself), followed
-in order. It is open loop: after a detour it carries on from where it was,
-which a detour that moved things can defeat. Its actions are free text, often phrased differently from the
-valid-action list (``focus on thermometer in inventory``), so in ``choose`` mode a policy cannot always pick
-them.
+in order. A gold command the engine refuses (the run that generated the path was a tick ahead: the tin
+had already melted) is retried after ``wait1``, up to three times, then skipped. It is open loop: after a
+detour it carries on from where it was, which a detour that moved things can defeat. Its actions are free
+text, often phrased differently from the valid-action list (``focus on thermometer in inventory``), so in
+``choose`` mode a policy cannot always pick them.
 
 Java: one JVM per process (started with the first environment, about 1 s), one simulation in it per
 environment (independent worlds; a new one takes about 0.25 s). ``close()`` hands the simulation to a pool
 that the next environment reuses, so the trainer's fresh environments per collection cost nothing; a reset
-reloads the variation (about 0.05 s, where the engine's own ``reset`` takes 0.5-7 s). The JVM exits at
+reloads the variation and builds the first observation (about 0.1 s, docs/scienceworld.md). The JVM exits at
 interpreter exit or with ``shutdown_engines()``, and also when its Python process dies (py4j's
 ``die_on_exit``).
 """
@@ -84,6 +85,7 @@ AMBIGUOUS = "Ambiguous request"
 REFUSED = {"reset task": "reset task is refused: it would wipe the episode's progress"}
 ELECTRICAL = ("power-component", "conductivity")
 MAX_IDLE_ENGINES = 64
+GOLD_RETRIES = 3  # the expert retries a refused gold command this often, a tick later each time
 
 # The engine's action template ids (``get_possible_actions_with_IDs``) by what the filter does with them.
 T_OPEN, T_CLOSE, T_GO, T_LOOK_AROUND, T_LOOK_AT, T_LOOK_IN = 0, 1, 2, 3, 4, 5
@@ -454,7 +456,7 @@ class ScienceWorldEnv:
         self._task = ""
         self._score = 0.0
         self._executed: list[str] = []
-        self._gold_next = 0
+        self._gold_next, self._gold_misses, self._gold_wait = 0, 0, False
         self._roles: dict[str, set[int]] = {}
         self._listed = 0
 
@@ -488,7 +490,7 @@ class ScienceWorldEnv:
         self._task = " ".join(str(server.getTaskDescription()).split())
         self._score = 0.0
         self._executed = []
-        self._gold_next = 0
+        self._gold_next, self._gold_misses, self._gold_wait = 0, 0, False
         self._tracker.start()
         self._obs = self._observe(str(server.freeActionLook()).strip(), 0.0, {})  # "look around" at no cost in time
         return self._obs
@@ -511,6 +513,7 @@ class ScienceWorldEnv:
             server = self._engine.server
             text = str(server.step(command)).strip()
             if text.startswith(NO_MATCH):  # the engine did not count the move
+                self._gold_refused(command)
                 if command in self._obs.admissible_actions:  # listed by the engine, refused by its parser
                     _REJECTED.setdefault(self._gold_key(), set()).add(command)
                     reason = (f"the engine listed {command[:80]!r} but its parser does not take it; it is left out "
@@ -525,6 +528,9 @@ class ScienceWorldEnv:
                 gold = _GOLD.get(self._gold_key())
                 if gold and self._gold_next < len(gold) and command == gold[self._gold_next]:
                     self._gold_next += 1
+                    self._gold_misses = 0
+                elif command == "wait1":
+                    self._gold_wait = False
         raw = float(self._engine.server.getScore())
         failed = raw < 0
         score = 0.0 if failed else min(raw, 1.0)
@@ -547,7 +553,21 @@ class ScienceWorldEnv:
         if self._obs is None:
             raise EnvError("scienceworld: expert_action() before reset(seed); call reset(seed) first")
         gold = self.gold_actions()
+        if self._gold_wait:
+            return "wait1"
         return gold[self._gold_next] if self._gold_next < len(gold) else "look around"
+
+    def _gold_refused(self, command: str) -> None:
+        """The engine refused the gold path's next command: the run that wrote it was a tick ahead (a substance
+        already melted); wait a tick and retry, up to ``GOLD_RETRIES`` times, then skip it."""
+        gold = _GOLD.get(self._gold_key())
+        if not gold or self._gold_next >= len(gold) or command != gold[self._gold_next]:
+            return
+        self._gold_misses += 1
+        if self._gold_misses > GOLD_RETRIES:
+            self._gold_next, self._gold_misses = self._gold_next + 1, 0
+        else:
+            self._gold_wait = True
 
     def gold_actions(self) -> list[str]:
         """The engine's gold action sequence for this episode's variation (generated on first use, then cached).
@@ -568,7 +588,7 @@ class ScienceWorldEnv:
             self._engine.load(task, variation, self.simplifications)
             for command in self._executed:
                 self._engine.server.step(command)
-            self._gold_next = 0
+            self._gold_next, self._gold_misses, self._gold_wait = 0, 0, False
             gold = _GOLD[key]
             for command in self._executed:
                 if self._gold_next < len(gold) and command == gold[self._gold_next]:
