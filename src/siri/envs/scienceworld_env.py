@@ -389,10 +389,28 @@ def filter_actions(valid: Sequence[dict[str, Any]], roles: dict[str, set[int]], 
     return (listed[:max_actions] if max_actions > 0 else listed), len(listed)
 
 
+# The template ids above, as the engine spells them: checked once per environment, since the filter relies on them.
+TEMPLATE_TEXTS = {
+    T_OPEN: "open OBJ", T_CLOSE: "close OBJ", T_GO: "go OBJ", T_LOOK_AROUND: "look around", T_LOOK_AT: "look at OBJ",
+    T_LOOK_IN: "look in OBJ", T_ACTIVATE: "activate OBJ", T_DEACTIVATE: "deactivate OBJ", T_EAT: "eat OBJ",
+    T_MOVE: "move OBJ to OBJ", T_POUR: "pour OBJ in OBJ", T_FOCUS: "focus on OBJ", T_RESET: "reset task",
+    T_USE: "use OBJ on OBJ", T_READ: "read OBJ", T_FLUSH: "flush OBJ", T_CONNECT: "connect OBJ to OBJ",
+    T_DISCONNECT: "disconnect OBJ", T_WAIT1: "wait1", T_WAIT: "wait", T_INVENTORY: "inventory",
+    T_PICK_UP: "pick up OBJ", T_PUT_DOWN: "put down OBJ", T_MIX: "mix OBJ", T_TASK: "task", T_DUNK: "dunk OBJ in OBJ",
+}
+
+
 def action_templates(engine: Engine) -> tuple[str, ...]:
-    """The engine's templates with objects as one ``<...>`` slot ("move <OBJ to OBJ>"), for free-text agents."""
+    """The engine's templates with objects as one ``<...>`` slot ("move <OBJ to OBJ>"), for free-text agents;
+    an engine whose template ids differ from ``TEMPLATE_TEXTS`` is refused (the filter would misread it)."""
+    entries = engine.templates()
+    known = {int(e["template_id"]): str(e["action_example"]) for e in entries}
+    wrong = {i: t for i, t in TEMPLATE_TEXTS.items() if known.get(i) != t}
+    if wrong:
+        raise EnvError(f"scienceworld: this engine's action templates differ from the ones siri-rl knows ({wrong}); "
+                       f"install the tested version: {INSTALL}")
     out = []
-    for entry in engine.templates():
+    for entry in entries:
         text, template = str(entry["action_example"]), int(entry["template_id"])
         if "OBJ" not in text or template in (T_RESET, T_TASK):
             continue
