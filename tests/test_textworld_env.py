@@ -121,6 +121,8 @@ def test_score_is_the_share_of_points_and_rewards_add_up_to_it(cache: Path) -> N
         step = env.step(env.expert_action())
         total += step.reward
         scores.append(step.score)
+        lines = step.observation.text.splitlines()
+        assert lines and not any(line.startswith(">") or "$$" in line for line in lines)  # no prompt, banner
         if step.done:
             break
     assert step.won and total == pytest.approx(1.0) and step.info["points"] == step.info["max_points"] == 3

@@ -259,11 +259,12 @@ def _quiet() -> Iterator[None]:
 
 
 def clean_text(text: str) -> str:
-    """The engine's text without the title banner (ASCII-art lines with no letter) and runs of blank lines."""
+    """The engine's text without the title banner (ASCII-art lines with no letter), the interpreter's prompt
+    and status line ("> ... -= Kitchen =-0/2") and runs of blank lines."""
     lines = [line.rstrip() for line in str(text).splitlines()]
     kept: list[str] = []
     for line in lines:
-        if line.strip() and not any(c.isalpha() for c in line):
+        if line.startswith(">") or (line.strip() and not any(c.isalpha() for c in line)):
             continue
         if not line.strip() and (not kept or not kept[-1]):
             continue
