@@ -11,7 +11,7 @@ actions and its object tree, which dominate), and per task on the first ``--vari
 split: the expert's success and score within ``--max-steps``, a random policy's, the gold path's length, how many
 actions pass the filter, and the share of the expert's actions a ``choose`` policy could pick from the capped list.
 
-Prints tables and writes ``benchmarks/out/env_speed.json``.
+Prints tables and writes ``benchmarks/out/env_speed.json`` (``--env`` one engine: the other's figures stay).
 
     .venv/bin/python benchmarks/bench_env_speed.py [--env textworld scienceworld] [--games 20] [--variations 2]
         [--max-steps 100] [--tasks boil,melt] [--seconds 5]
@@ -20,6 +20,7 @@ Prints tables and writes ``benchmarks/out/env_speed.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -177,8 +178,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="time per speed measure")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                          "python": platform.python_version()}}
+    # one engine at a time keeps the other's figures from an earlier run
+    result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     with tempfile.TemporaryDirectory() as cache:
         os.environ["SIRI_CACHE"] = cache  # fresh: TextWorld games are generated, not read from an earlier run
         if "textworld" in args.env:

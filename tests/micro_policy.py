@@ -94,3 +94,26 @@ def episode_texts(env: Env, seeds: Iterable[int], steps: int, rng_seed: int = 0)
                 break
         texts += [obs.text, *obs.admissible_actions]
     return texts
+
+
+def expert_trajectories(env: Env, seeds: Iterable[int]) -> list:
+    """The expert's episodes of ``seeds`` as trajectories (no model: empty token fields), for the trace miner."""
+    from siri.rollout.types import StepRecord, Trajectory
+
+    out = []
+    for seed in seeds:
+        obs = first = env.reset(seed)
+        steps = []
+        while True:
+            action = env.expert_action()
+            result = env.step(action)
+            steps.append(StepRecord(group=0, traj=seed, t=len(steps), seed=seed, task_type=first.task_type,
+                                    prompt_ids=[], response_ids=[], old_logprobs=[], action_mask=[], action=action,
+                                    valid=result.valid, reward=result.reward, done=result.done, won=result.won,
+                                    anchor=obs.anchor, observation_text=obs.text))
+            obs = result.observation
+            if result.done:
+                break
+        out.append(Trajectory(group=0, traj=seed, seed=seed, task=first.task, task_type=first.task_type,
+                              steps=steps, won=result.won, score=result.score))
+    return out

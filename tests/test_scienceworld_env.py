@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from micro_policy import episode_texts, save_micro_policy
+from micro_policy import episode_texts, expert_trajectories, save_micro_policy
 from siri.cli import app
 from siri.envs import EnvError, make
 from siri.runs.run_dir import RunDir
@@ -208,6 +208,16 @@ def test_the_jvm_dies_with_its_process(cache: Path) -> None:
         time.sleep(0.1)
     else:
         pytest.fail(f"the JVM {pid} outlived its Python process")
+
+
+def test_trace_miner_writes_command_plans(env) -> None:
+    from siri.skills.trace import trace_skills
+
+    won = expert_trajectories(env, [1, 4])  # the longest-lived animal, two dev variations (4-6 steps)
+    skills = trace_skills("scienceworld", "lifespan-longest-lived", won)
+    assert skills and all(s.startswith("WHEN the task type is lifespan longest lived THEN first ") for s in skills)
+    assert all("focus on " in s and "go to " in s for s in skills)
+    assert not any("look around" in s or "in inventory" in s for s in skills)  # no looking, no qualifiers
 
 
 @pytest.mark.parametrize("options,message", [

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from micro_policy import episode_texts, save_micro_policy
+from micro_policy import episode_texts, expert_trajectories, save_micro_policy
 from siri.cli import app
 from siri.envs import ENVIRONMENTS, EnvError, make
 from siri.runs.run_dir import RunDir
@@ -175,6 +175,17 @@ def test_a_folder_of_tw_make_games_plays_and_ulx_is_refused(cache: Path, tmp_pat
     (tmp_path / "g0.json").unlink()
     with pytest.raises(EnvError, match=r"no g0\.json beside it"):
         make("textworld", games=str(tmp_path / "g0.z8"))
+
+
+def test_trace_miner_writes_the_cooking_procedure(cache: Path) -> None:
+    from siri.skills.trace import trace_skills
+
+    won = expert_trajectories(make("textworld", split="eval", **OPTIONS), range(3))
+    skills = trace_skills("textworld", "tw-cooking", won)
+    # three games, three ingredients: the verbs carry the procedure, the objects where the games agree
+    assert skills[0].startswith("WHEN the task type is tw cooking THEN first examine cookbook, then take ")
+    assert skills[0].endswith(", then prepare meal, then eat meal") and " or take " in skills[0]
+    assert "inventory" not in skills[0]  # looking is left out of plans
 
 
 @pytest.mark.parametrize("options,message", [
