@@ -84,6 +84,7 @@ NO_MATCH = "No known action matches that input."
 AMBIGUOUS = "Ambiguous request"
 REFUSED = {"reset task": "reset task is refused: it would wipe the episode's progress"}
 ELECTRICAL = ("power-component", "conductivity")
+TASK_PREFIX = "Your task is to "
 MAX_IDLE_ENGINES = 64
 GOLD_RETRIES = 3  # the expert retries a refused gold command this often, a tick later each time
 
@@ -414,6 +415,8 @@ def action_templates(engine: Engine) -> tuple[str, ...]:
         text, template = str(entry["action_example"]), int(entry["template_id"])
         if "OBJ" not in text or template in (T_RESET, T_TASK):
             continue
+        if template == T_GO:
+            text = "go to OBJ"  # the engine's example says "go OBJ"; its actions and gold paths say "go to"
         start, end = text.index("OBJ"), text.rindex("OBJ") + 3
         out.append(f"{text[:start]}<{text[start:end]}>{text[end:]}")
     return tuple(sorted(out))
@@ -505,7 +508,8 @@ class ScienceWorldEnv:
             self._templates = action_templates(self._engine)  # the engine lists them once a task is loaded
         self._episode = (task, variation)
         server = self._engine.server
-        self._task = " ".join(str(server.getTaskDescription()).split())
+        task = " ".join(str(server.getTaskDescription()).split())
+        self._task = task[len(TASK_PREFIX):] if task.startswith(TASK_PREFIX) else task  # the prompt says it
         self._score = 0.0
         self._executed = []
         self._gold_next, self._gold_misses, self._gold_wait = 0, 0, False
