@@ -16,8 +16,10 @@ takes back what was earned) and ``info["failed"]``. ``won`` is a score of 100.
 Actions: ``admissible_actions`` is the engine's list of valid action-object combinations (thousands in a
 furnished room), filtered and capped so that a ``choose`` policy can read it (``filter_actions``):
 
-- dropped: ``reset task`` (it would wipe the episode's progress; refused as free text too) and ``task``
-  (the task is in the prompt); connect/disconnect outside the electricity tasks, and between objects
+- dropped: actions naming an object the engine's parser cannot name now (neither in its referent table nor
+  held: the engine lists "move bee 2 to outside" for a bee its parser does not know, then refuses it);
+  ``reset task`` (it would wipe the episode's progress; refused as free text too) and ``task`` (the task is
+  in the prompt); connect/disconnect outside the electricity tasks, and between objects
   without electrical terminals; ``go to`` anything but a room (the engine also lists its doors);
   ``move``/``pour``/``dunk``/``use`` unless the first object is in the inventory; ``pick up`` of what cannot
   be moved (tables, cupboards); ``mix`` on non-containers;
@@ -28,9 +30,8 @@ furnished room), filtered and capped so that a ``choose`` policy can read it (``
 - capped at ``max_actions`` (default 60; 0: no cap); ``info["actions_listed"]`` says how many passed the
   filter before the cap.
 
-The engine lists a few actions its own parser then refuses ("focus on bee 0" where several bees are named
-alike): such a step is invalid (nothing changes) and the action is left out of that variation's lists for
-the rest of the process.
+Should the engine refuse an action it listed anyway, the step is invalid (nothing changes) and the action is
+left out of that variation's lists for the rest of the process.
 
 Free text: the engine's own action templates are the observation's ``action_templates`` ("focus on <OBJ>",
 "move <OBJ to OBJ>"), so a free-text agent may write any command; the engine judges it. Input it cannot
@@ -172,6 +173,10 @@ class Engine:
 
     def valid_combinations(self) -> list[dict[str, Any]]:
         return list(json.loads(self.server.getValidActionObjectCombinationsJSON())["validActions"])
+
+    def referents(self) -> set[int]:
+        """The objects the engine's parser can name now (those in view; the inventory's are not listed)."""
+        return {int(k) for k in json.loads(self.server.getPossibleObjectReferentLUTJSON())}
 
     def templates(self) -> list[dict[str, Any]]:
         return list(json.loads(self.server.getPossibleActionsWithIDs()))
@@ -363,10 +368,13 @@ def filter_actions(valid: Sequence[dict[str, Any]], roles: dict[str, set[int]], 
     task_words = {w for w in re.findall(r"[a-z]+", task.lower()) if w not in _STOPWORDS and len(w) > 2}
     ranked: list[tuple[int, int, str]] = []
     seen: set[str] = set()
+    nameable = roles.get("referents", set()) | roles["held"] | roles["agent"]
     for combo in valid:
         template, ids, action = int(combo["template_id"]), [int(i) for i in combo["obj_ids"]], str(combo["action"])
         if template not in TIERS or action in seen:
             continue
+        if "referents" in roles and any(i not in nameable for i in ids):
+            continue  # an object the parser cannot name: the engine lists the action but refuses it
         if template in (T_CONNECT, T_DISCONNECT):
             if not electrical or any(i not in roles["electrical"] for i in ids):
                 continue
@@ -632,6 +640,7 @@ class ScienceWorldEnv:
         assert self._engine is not None
         tree = self._engine.object_tree()
         self._roles = tree_roles(tree)
+        self._roles["referents"] = self._engine.referents()
         valid = self._engine.valid_combinations()
         rejected = _REJECTED.get(self._gold_key(), set())
         valid = [combo for combo in valid if combo["action"] not in rejected]
