@@ -17,7 +17,8 @@ Actions: ``admissible_actions`` is the engine's list of valid action-object comb
 furnished room), filtered and capped so that a ``choose`` policy can read it (``filter_actions``):
 
 - dropped: actions naming an object the engine's parser cannot name now (neither in its referent table nor
-  held: the engine lists "move bee 2 to outside" for a bee its parser does not know, then refuses it);
+  directly in the inventory: the engine lists "move bee 2 to outside" for a bee its parser does not know,
+  then refuses it);
   ``reset task`` (it would wipe the episode's progress; refused as free text too) and ``task`` (the task is
   in the prompt); connect/disconnect outside the electricity tasks, and between objects
   without electrical terminals; ``go to`` anything but a room (the engine also lists its doors);
@@ -332,10 +333,10 @@ def tree_digest(tree: dict[str, Any]) -> str:
 
 
 def tree_roles(tree: dict[str, Any]) -> dict[str, set[int]]:
-    """Object ids by role: rooms, doors, the agent (and its inventory), held (inside the inventory),
-    containers, electrical (objects with terminals), movable."""
-    roles: dict[str, set[int]] = {k: set() for k in ("rooms", "doors", "agent", "held", "containers", "electrical",
-                                                     "movable")}
+    """Object ids by role: rooms, doors, the agent (and its inventory), held (inside the inventory, at any
+    depth), in_hand (directly in the inventory), containers, electrical (objects with terminals), movable."""
+    roles: dict[str, set[int]] = {k: set() for k in ("rooms", "doors", "agent", "held", "in_hand", "containers",
+                                                     "electrical", "movable")}
     roles["rooms"] = {int(room["uuid"]) for room in tree.get("contents", {}).values()}
 
     def walk(node: dict[str, Any], held: bool) -> None:
@@ -354,6 +355,8 @@ def tree_roles(tree: dict[str, Any]) -> dict[str, set[int]]:
         if (node.get("propMoveable") or {}).get("isMovable"):
             roles["movable"].add(uid)
         for child in node.get("contents", {}).values():
+            if node.get("name") == "inventory":
+                roles["in_hand"].add(int(child["uuid"]))
             walk(child, held or node.get("name") == "inventory")
 
     walk(tree, False)
@@ -368,7 +371,9 @@ def filter_actions(valid: Sequence[dict[str, Any]], roles: dict[str, set[int]], 
     task_words = {w for w in re.findall(r"[a-z]+", task.lower()) if w not in _STOPWORDS and len(w) > 2}
     ranked: list[tuple[int, int, str]] = []
     seen: set[str] = set()
-    nameable = roles.get("referents", set()) | roles["held"] | roles["agent"]
+    # what the parser can name: its referent table (what is in view) and, outside it, the agent, its inventory
+    # and what is directly in it (not what those hold: the bees of a hive in hand are refused)
+    nameable = roles.get("referents", set()) | roles["in_hand"] | roles["agent"]
     for combo in valid:
         template, ids, action = int(combo["template_id"]), [int(i) for i in combo["obj_ids"]], str(combo["action"])
         if template not in TIERS or action in seen:
