@@ -240,14 +240,19 @@ def test_shop_events_and_trace() -> None:
 
 
 def test_trace_skills_generic_fallback() -> None:
+    """An environment without rules of its own ("otherworld") gets the generic rule; textworld has its own."""
     traj = make_traj(["unlock door 1 with key 2", "unlock door 1 with key 2", "east"], "escape", "tw_escape")
-    assert trace_skills("textworld", "tw_escape", [traj]) == [
+    assert trace_skills("otherworld", "tw_escape", [traj]) == [
         "WHEN the task type is tw escape THEN unlock door with key, then east"
+    ]
+    assert trace_skills("textworld", "tw_escape", [traj]) == [
+        "WHEN the task type is tw escape THEN first unlock door 1 with key 2, then east"
     ]
 
 
 def test_trace_rules_are_picked_by_environment_not_by_the_actions() -> None:
-    """The same household episode: household rules in household and alfworld, the generic rule elsewhere."""
+    """The same household episode: household rules in household and alfworld, command-plan rules in
+    textworld, the generic rule in an environment without rules of its own ("otherworld")."""
     traj = make_traj(["take apple 1 from countertop 1", "move apple 1 to fridge 1"], "put a apple in fridge.",
                      "pick_and_place")  # fmt: skip
     household = trace_skills("household", "pick_and_place", [traj])
@@ -256,10 +261,13 @@ def test_trace_rules_are_picked_by_environment_not_by_the_actions() -> None:
         "then go to the fridge and move it there"
     )
     assert trace_skills("alfworld", "pick_and_place", [traj]) == household
-    assert trace_skills("textworld", "pick_and_place", [traj]) == [
+    assert trace_skills("otherworld", "pick_and_place", [traj]) == [
         "WHEN the task type is pick and place THEN take apple from countertop, then move apple to fridge"
     ]
-    assert trace_skills("shop", "pick_and_place", [traj]) == trace_skills("textworld", "pick_and_place", [traj])
+    assert trace_skills("shop", "pick_and_place", [traj]) == trace_skills("otherworld", "pick_and_place", [traj])
+    assert trace_skills("textworld", "pick_and_place", [traj]) == [
+        "WHEN the task type is pick and place THEN first take apple 1 from countertop 1, then move apple 1 to fridge 1"
+    ]
     shop = make_traj(["search[red shirt]", "click[b01]", "click[buy now]"], "red shirt", "shirt")
     assert trace_skills("household", "shirt", [shop]) == []  # no household subgoal in shop clicks
 
@@ -287,6 +295,13 @@ def test_trace_words_come_from_env_text_or_template() -> None:
     ]
     cases.append(("household", "pick_two_obj_and_place", [make_traj(TWO_CDS, "put two cd in safe.",
                                                                       "pick_two_obj_and_place")]))  # fmt: skip
+    veg = ("carrot", "potato", "onion", "pepper")  # four alternatives: the slot becomes a role word
+    cases.append(("textworld", "tw_cook", [make_traj([f"take {v} from counter", f"cook {v} with stove", "eat meal"],
+                                                     f"cook the {v}", "tw_cook", traj=i)
+                                           for i, v in enumerate(veg)]))  # fmt: skip
+    assert trace_skills("textworld", "tw_cook", cases[-1][2]) == [
+        "WHEN the task type is tw cook THEN first take an object, then cook an object, then eat meal"
+    ]
     for env, task_type, trajs in cases:
         env_words = set(mining_words(task_type.replace("_", " ")))
         for t in trajs:

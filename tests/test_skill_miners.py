@@ -51,9 +51,12 @@ def test_trace_miner_is_trace_skills() -> None:
     assert miner.name == "trace"
     assert miner.mine("pick_and_place", TRAJS, 2) == trace_skills("household", "pick_and_place", TRAJS)[:2]
     assert TraceMiner("household").mine("pick_and_place", [], 3) == []
-    generic = make_miner("trace", env="textworld").mine("pick_and_place", TRAJS, 2)
-    assert generic == trace_skills("textworld", "pick_and_place", TRAJS)[:2] and generic != miner.mine(
+    commands = make_miner("trace", env="textworld").mine("pick_and_place", TRAJS, 2)  # command-plan rules
+    assert commands == trace_skills("textworld", "pick_and_place", TRAJS)[:2] and commands != miner.mine(
         "pick_and_place", TRAJS, 2)
+    generic = make_miner("trace", env="otherworld").mine("pick_and_place", TRAJS, 2)  # no rules of its own
+    assert generic == trace_skills("otherworld", "pick_and_place", TRAJS)[:2] and generic not in (
+        commands, miner.mine("pick_and_place", TRAJS, 2))
     legacy = make_miner("trace", env="household", style="legacy").mine("pick_and_place", TRAJS, 3)
     assert legacy == trace_skills("household", "pick_and_place", TRAJS, style="legacy")[:3] != miner.mine(
         "pick_and_place", TRAJS, 3)

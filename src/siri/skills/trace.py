@@ -5,8 +5,9 @@ warm start (``siri.sft.warm_start``). Its rules are per environment, because wha
 on the world: household and ALFWorld commands become subgoal plans (take, heat/cool/clean/slice, use,
 move), shop clicks become the search-item-options-buy plan, TextWorld and ScienceWorld commands become
 verb plans whose objects are kept where the episodes agree, and any other environment gets its most common
-instance-free action sequence. The caller names the environment (``env``); the rules never
-guess the world from the look of the actions.
+instance-free action sequence. The command plans and the generic sequences keep the first
+``MAX_PLAN_STEPS`` (12) steps of an episode, repeats merged, and drop the rest. The caller names the
+environment (``env``); the rules never guess the world from the look of the actions.
 
 Every word it writes comes from the trajectories or from the trace template words listed with the
 mining prompt's vocabulary (``prompts.MINING_VOCAB_TEXT``), so the tiny word-level tokenizer knows them.
@@ -34,6 +35,7 @@ _TRANSFORMS = ("heat", "cool", "clean", "slice")
 _SHOP_DETAILS = {"description", "features", "reviews", "attributes"}
 TRACE_STYLES = ("sentences", "legacy")
 MAX_ALTERNATIVES = 3  # more distinct values than this in a slot become its role word ("an object")
+MAX_PLAN_STEPS = 12  # command plans and generic sequences keep this many steps of an episode
 
 
 def strip_instance(name: str) -> str:
@@ -421,7 +423,7 @@ def _generic_skills(task_type: str, trajectories: list[Trajectory], style: str) 
     plans: Counter[tuple[str, ...]] = Counter()
     for traj in trajectories:
         acts = [strip_instance(a.lower()) for a in _valid_actions(traj)]
-        acts = [a for i, a in enumerate(acts) if i == 0 or a != acts[i - 1]][:12]
+        acts = [a for i, a in enumerate(acts) if i == 0 or a != acts[i - 1]][:MAX_PLAN_STEPS]
         if acts:
             plans[tuple(acts)] += 1
     return [
@@ -439,7 +441,6 @@ _TWO_WORD_VERBS = frozenset({"go to", "pick up", "put down", "focus on", "look a
 # cookbook or a recipe stays in: the recipe is what the later steps follow.
 _LOOKING = frozenset({"look", "look around", "look at", "look in", "inventory", "task"})
 _QUALIFIER_RE = re.compile(r"\s+(?:in inventory|containing\s+.+?)(?=\s+(?:to|into|in|on|from|with)\s|$)")
-MAX_PLAN_STEPS = 12
 
 
 def command_step(action: str) -> tuple[str, str] | None:
@@ -458,9 +459,10 @@ def command_step(action: str) -> tuple[str, str] | None:
 def _command_skills(task_type: str, trajectories: list[Trajectory], style: str) -> list[tuple[int, str]]:
     """TextWorld and ScienceWorld: one plan per distinct sequence of verbs (repeats merged), whose objects keep
     the literal where every episode of the plan used the same one, up to three alternatives joined by "or",
-    else "something"; at most ``MAX_PLAN_STEPS`` steps. Generated games and task variations change the
+    else the role word "an object" (template words, ``prompts.MINING_VOCAB_TEXT``); the first
+    ``MAX_PLAN_STEPS`` steps of each episode, the rest dropped. Generated games and task variations change the
     objects, not the procedure, so the verbs carry what transfers ("examine the cookbook, then take, then
-    prepare meal"); the words are the commands' own, so both styles write the same text."""
+    prepare meal"); the words are the commands' own or template words, so both styles write the same text."""
     by_shape: dict[tuple[str, ...], list[list[tuple[str, str]]]] = {}
     for traj in trajectories:
         steps = [c for c in (command_step(a) for a in _valid_actions(traj)) if c is not None]
@@ -476,7 +478,7 @@ def _command_skills(task_type: str, trajectories: list[Trajectory], style: str) 
             if not ranked:
                 parts.append(verb)
             elif len(ranked) > MAX_ALTERNATIVES:
-                parts.append(f"{verb} something")
+                parts.append(f"{verb} an object")
             else:
                 parts.append(" or ".join(f"{verb} {v}" for v in ranked))
         plan = "first " + ", then ".join(parts)
