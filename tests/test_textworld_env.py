@@ -159,22 +159,39 @@ def test_splits_do_not_overlap(cache: Path) -> None:
         make("textworld", challenge="tw-cooking", seeds={"train": "0-9", "eval": "9-12"})
 
 
-def test_a_folder_of_tw_make_games_plays_and_ulx_is_refused(cache: Path, tmp_path: Path) -> None:
-    source = make("textworld", split="eval", **OPTIONS)
-    for i in range(2):
+def _copy_games(split: str, folder: Path, n: int) -> Path:
+    source = make("textworld", split=split, **OPTIONS)
+    folder.mkdir()
+    for i in range(n):
         game = source.game_file(i)
         for suffix in (".z8", ".json"):
-            shutil.copy(game.with_suffix(suffix), tmp_path / f"g{i}{suffix}")
-    env = make("textworld", games={"train": str(tmp_path / "g0.z8"), "eval": str(tmp_path)}, split="eval")
+            shutil.copy(game.with_suffix(suffix), folder / f"g{i}{suffix}")
+    return folder
+
+
+def test_a_folder_of_tw_make_games_plays_and_ulx_is_refused(cache: Path, tmp_path: Path) -> None:
+    train, held_out = _copy_games("train", tmp_path / "train", 1), _copy_games("eval", tmp_path / "eval", 2)
+    env = make("textworld", games={"train": str(train / "g0.z8"), "eval": str(held_out)}, split="eval")
     assert env.split_size() == 2
     obs = env.reset(1)
     assert obs.task_type == "tw-cooking" and obs.admissible_actions
-    (tmp_path / "old.ulx").write_bytes(b"")
+    assert make("textworld", games=str(held_out), split="train").split_size() == 2  # no mapping: the same games
+    (held_out / "old.ulx").write_bytes(b"")
     with pytest.raises(EnvError, match=r"Glulx.*\.z8"):
-        make("textworld", games=str(tmp_path / "old.ulx"))
-    (tmp_path / "g0.json").unlink()
+        make("textworld", games=str(held_out / "old.ulx"))
+    (held_out / "g0.json").unlink()
     with pytest.raises(EnvError, match=r"no g0\.json beside it"):
-        make("textworld", games=str(tmp_path / "g0.z8"))
+        make("textworld", games=str(held_out / "g0.z8"))
+
+
+def test_a_game_in_both_splits_of_a_games_mapping_is_refused(cache: Path, tmp_path: Path) -> None:
+    held_out = _copy_games("eval", tmp_path / "eval", 2)
+    (tmp_path / "link").symlink_to(held_out)  # the same game by another path is still the same game
+    for train in (str(held_out / "g1.z8"), [str(tmp_path / "link" / "g1.z8")]):
+        for split in ("train", "eval"):
+            with pytest.raises(EnvError, match=r"train and eval games overlap \(1 shared: .*g1\.z8\)"):
+                make("textworld", games={"train": train, "eval": str(held_out)}, split=split)
+    assert make("textworld", games={"train": str(held_out / "g1.z8")}, split="train").split_size() == 1
 
 
 def test_trace_miner_writes_the_cooking_procedure(cache: Path) -> None:

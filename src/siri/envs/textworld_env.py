@@ -5,7 +5,9 @@ Where the games come from, one of:
 - ``games``: ``.z8`` games written by ``tw-make`` (each with the ``.json`` TextWorld writes beside it): a
   folder (searched recursively), one game file, a list of them, a comma-separated string, or a mapping
   from split to any of these (``{train: games/train, eval: games/eval}``), as the alfworld adapter takes
-  them. Glulx (``.ulx``) games are refused: TextWorld 1.7 cannot run them any more.
+  them. Glulx (``.ulx``) games are refused: TextWorld 1.7 cannot run them any more. With a mapping, a game
+  that both the train and the eval games name is refused (naming it); anything else (a folder, file or
+  list) is every split's games: train and eval play the same games, nothing is held out.
 - a generator spec (the default): ``challenge`` (one of ``CHALLENGES``; default ``tw-cooking``, the games of
   Microsoft's First TextWorld Problems competition, at one room and one ingredient to find),
   ``settings`` (the challenge's own ``tw-make`` flags, e.g. ``{level: 5}`` or ``{recipe: 2, take: 1, go: 6,
@@ -110,11 +112,22 @@ def find_games(root: str | Path) -> list[Path]:
 
 
 def _collect(games: str | Sequence[str] | Mapping[str, Any], split: str) -> list[Path]:
+    """The games of ``split``. A mapping gives each split its own games, and a game both its train and its eval
+    games name (the same file, by any path) is refused; anything else is every split's games."""
     if isinstance(games, Mapping):
         unknown = sorted(set(games) - set(SPLITS))
         if unknown or split not in games:
             raise EnvError(f"textworld: games maps splits to games; it names {sorted(games)}, needs {split!r}"
                            + (f" and knows no split {unknown}" if unknown else "") + f" (splits: {', '.join(SPLITS)})")
+        if all(s in games for s in SPLITS):
+            per_split = {s: _collect(games[s], s) for s in SPLITS}
+            eval_files = {_file_id(g) for g in per_split["eval"]}
+            shared = [str(g) for g in per_split["train"] if _file_id(g) in eval_files]
+            if shared:
+                raise EnvError(f"textworld: the train and eval games overlap ({len(shared)} shared: "
+                               f"{', '.join(shared[:5])}{', ...' if len(shared) > 5 else ''}); a game must not be "
+                               "trained on and evaluated on")
+            return per_split[split]
         games = games[split]
     if isinstance(games, (str, Path)):
         games = [g for g in str(games).split(",") if g.strip()]
@@ -124,6 +137,12 @@ def _collect(games: str | Sequence[str] | Mapping[str, Any], split: str) -> list
     if not found:
         raise EnvError(f"textworld: no .z8 games found in {games}")
     return found
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    """The file itself (device, inode): the same game by any path, link or hard link."""
+    st = path.stat()
+    return st.st_dev, st.st_ino
 
 
 # ------------------------------------------------------------------------------------------ generation
@@ -288,6 +307,7 @@ class TextWorldEnv:
         split: "train" or "eval".
         max_steps: the episode ends (truncated) after this many actions.
         games: existing games (folder, file, list, comma string, or split -> those); excludes the generator spec.
+            Without a split mapping every split plays the same games; a mapping's splits must not share one.
         challenge: the ``tw-make`` challenge that generates the games (default tw-cooking).
         settings: the challenge's ``tw-make`` flags (``{level: 5}``); defaults per challenge in ``DEFAULT_SETTINGS``.
         seeds: per split, the TextWorld seeds of its games (``{train: 0-499, eval: 1000000-1000049}``).
