@@ -142,6 +142,43 @@ def test_anchor_is_the_engines_state(env) -> None:
     assert score == round(100 * step.score) and len(digest) == 20
 
 
+def _through_a_door(env, obs) -> list:
+    """Two steps chosen from the lists alone (the engine's gold-path generator is random): the first listed
+    "open door ...", then the "go to <room>" that opening it adds to the list."""
+    door = env.step(next(a for a in obs.admissible_actions if a.startswith("open door")))
+    room = next(a for a in door.observation.admissible_actions
+                if a.startswith("go to ") and a not in obs.admissible_actions)
+    return [door, env.step(room)]
+
+
+class _Spy:
+    """An engine's simulation that records the calls made on it."""
+
+    def __init__(self, server) -> None:
+        self.server, self.calls = server, []
+
+    def __getattr__(self, name: str):
+        self.calls.append(name)
+        return getattr(self.server, name)
+
+
+def test_the_gold_path_is_made_on_another_simulation(env) -> None:
+    """Generating and checking the gold path mid-episode leaves the episode's simulation alone."""
+    from siri.envs import scienceworld_env as sw
+
+    obs = _through_a_door(env, env.reset(2))[-1].observation  # two moves in when the gold path is asked for
+    sw._GOLD.pop(env._gold_key(), None)
+    idle = sw.idle_engines()
+    spy = env._engine.server = _Spy(env._engine.server)
+    try:
+        gold = env.gold_actions()
+    finally:
+        env._engine.server = spy.server
+    assert gold and spy.calls == []  # no load, no step, no read on the episode's own simulation
+    assert sw.idle_engines() == max(idle, 1)  # the simulation it used went back to the pool
+    assert sw.tree_digest(env._engine.object_tree()) == obs.anchor[1]  # the episode's state is as it was
+
+
 def test_score_failure_and_rewards(env) -> None:
     env.reset(1)  # the longest-lived animal: points for each room on the way
     gold = env.gold_actions()

@@ -45,14 +45,15 @@ every tick and their last digits depend on the engine's history in its JVM, so t
 otherwise never share a state; a change of state of matter still changes the anchor.
 
 Expert: the engine's gold action sequence for the variation (generated once per process, on first
-``expert_action()``; without its "0" answers to ambiguous requests, which this env gives itself), followed
-in order. The engine's path generator is random and now and then writes a path that fails (Mendelian
-genetics): each path is played through once on raw engine steps (about a second at most) and, if it does
-not reach 100, generated again, up to ``GOLD_ATTEMPTS`` times (the best is kept). A gold command the engine refuses (the run that generated the path was a tick ahead: the tin
-had already melted) is retried after ``wait1``, up to three times, then skipped. It is open loop: after a
-detour it carries on from where it was, which a detour that moved things can defeat. Its actions are free
-text, often phrased differently from the valid-action list (``focus on thermometer in inventory``), so in
-``choose`` mode a policy cannot always pick them.
+``expert_action()``, on a simulation of its own taken from the pool, never the episode's; without its "0"
+answers to ambiguous requests, which this env gives itself), followed in order. The engine's path generator
+is random and now and then writes a path that fails (Mendelian genetics): each path is played through once
+on raw engine steps (about a second at most) and, if it does not reach 100, generated again, up to
+``GOLD_ATTEMPTS`` times (the best is kept). A gold command the engine refuses (the run that generated the
+path was a tick ahead: the tin had already melted) is retried after ``wait1``, up to three times, then
+skipped. It is open loop: after a detour it carries on from where it was, which a detour that moved things
+can defeat. Its actions are free text, often phrased differently from the valid-action list (``focus on
+thermometer in inventory``), so in ``choose`` mode a policy cannot always pick them.
 
 Java: one JVM per process (started with the first environment, about 1 s), one simulation in it per
 environment (independent worlds; a new one takes about 0.25 s). ``close()`` hands the simulation to a pool
@@ -631,35 +632,41 @@ class ScienceWorldEnv:
     def gold_actions(self) -> list[str]:
         """The engine's gold action sequence for this episode's variation (generated on first use, then cached).
 
-        Generating it reloads the variation; the actions of the episode so far are replayed afterwards, so the
-        state is what it was.
+        It is generated and played through on a simulation of its own, taken from the pool and handed back
+        after: the episode's simulation, its state and its observation are left as they are.
         """
         if self._obs is None:
             raise EnvError("scienceworld: gold_actions() before reset(seed); call reset(seed) first")
         key = self._gold_key()
         if key not in _GOLD:
-            assert self._engine is not None
-            task, variation = self._episode
-            best: tuple[float, list[str]] = (-2.0, [])
-            for _ in range(GOLD_ATTEMPTS):  # the engine's generator is random; its paths now and then fail
-                self._engine.load(task, variation, self.simplifications, gold=True)
-                # The gold paths answer the engine's "Ambiguous request" with "0"; this env answers it itself.
-                gold = [" ".join(a.split()) for a in self._engine.gold()]
-                gold = [a for a in gold if a and not a.isdigit()]
-                self._engine.load(task, variation, self.simplifications)
-                best = max(best, (play_gold(self._engine, gold), gold), key=lambda b: b[0])
-                if best[0] >= 1.0:
-                    break
-            _GOLD[key] = best[1]
-            self._engine.load(task, variation, self.simplifications)
-            for command in self._executed:
-                self._engine.server.step(command)
+            _GOLD[key] = self._generate_gold()
             self._gold_next, self._gold_misses, self._gold_wait = 0, 0, False
             gold = _GOLD[key]
             for command in self._executed:
                 if self._gold_next < len(gold) and command == gold[self._gold_next]:
                     self._gold_next += 1
         return list(_GOLD[key])
+
+    def _generate_gold(self) -> list[str]:
+        """A gold path for this episode's variation that ``play_gold`` takes to 100, else the best of
+        ``GOLD_ATTEMPTS`` (the engine's generator is random; its paths now and then fail), on a simulation
+        other than the episode's."""
+        task, variation = self._episode
+        engine = _take_engine()
+        try:
+            best: tuple[float, list[str]] = (-2.0, [])
+            for _ in range(GOLD_ATTEMPTS):
+                engine.load(task, variation, self.simplifications, gold=True)
+                # The gold paths answer the engine's "Ambiguous request" with "0"; this env answers it itself.
+                gold = [" ".join(a.split()) for a in engine.gold()]
+                gold = [a for a in gold if a and not a.isdigit()]
+                engine.load(task, variation, self.simplifications)
+                best = max(best, (play_gold(engine, gold), gold), key=lambda b: b[0])
+                if best[0] >= 1.0:
+                    break
+        finally:
+            _release_engine(engine)
+        return best[1]
 
     def close(self) -> None:
         """Hand the engine back to this process's pool (``shutdown_engines`` stops the JVMs)."""
