@@ -78,13 +78,14 @@ def test_actions_the_parser_cannot_name_are_not_listed(cache: Path) -> None:
     assert bees and not set(bees) & set(obs.admissible_actions)
     step = env.step(bees[0])  # typed as free text, the engine refuses it: nothing changes
     assert not step.valid and "knows no action" in step.reason and step.observation.anchor == obs.anchor
-    # should the engine refuse a listed action anyway, the step is invalid and the action leaves the lists
-    from siri.envs import scienceworld_env as sw
-
+    # should the engine refuse a listed action anyway, the step is invalid and the action leaves the episode's lists
     env._obs = dataclasses.replace(env._obs, admissible_actions=(*obs.admissible_actions, bees[1]))
     step = env.step(bees[1])
     assert not step.valid and "listed" in step.reason and bees[1] not in step.observation.admissible_actions
-    assert bees[1] in sw._REJECTED[("lifespan-longest-lived", 93, "")]
+    assert env._rejected == {bees[1]}
+    env._rejected.add(obs.admissible_actions[-1])  # as if the engine had refused this one too
+    assert obs.admissible_actions[-1] not in env.step("look around").observation.admissible_actions
+    assert env.reset(0) == obs and not env._rejected  # per episode: the next reset lists them again
     env.close()
 
 

@@ -32,7 +32,8 @@ furnished room), filtered and capped so that a ``choose`` policy can read it (``
   filter before the cap.
 
 Should the engine refuse an action it listed anyway, the step is invalid (nothing changes) and the action is
-left out of that variation's lists for the rest of the process.
+left out of the lists for the rest of the episode (only that episode's: a reset lists it again, so that an
+episode's lists are a function of the episode alone, whatever ran before it in the process).
 
 Free text: the engine's own action templates are the observation's ``action_templates`` ("focus on <OBJ>",
 "move <OBJ to OBJ>"), so a free-text agent may write any command; the engine judges it. Input it cannot
@@ -463,8 +464,6 @@ def play_gold(engine: Engine, gold: Sequence[str], limit: int = 1000) -> float:
 # ------------------------------------------------------------------------------------------ the env
 
 _GOLD: dict[tuple[str, int, str], list[str]] = {}
-# Listed actions the engine's own parser refused ("focus on bee 0" among several bees), per variation.
-_REJECTED: dict[tuple[str, int, str], set[str]] = {}
 
 
 class ScienceWorldEnv:
@@ -518,6 +517,9 @@ class ScienceWorldEnv:
         self._gold_next, self._gold_misses, self._gold_wait = 0, 0, False
         self._roles: dict[str, set[int]] = {}
         self._listed = 0
+        # Listed actions the engine's own parser refused this episode ("focus on bee 0" among several bees):
+        # per episode, so that an episode's lists depend on the episode alone, never on what ran before it.
+        self._rejected: set[str] = set()
 
     @staticmethod
     def _check_simplifications(text: str) -> str:
@@ -550,6 +552,7 @@ class ScienceWorldEnv:
         self._task = task[len(TASK_PREFIX):] if task.startswith(TASK_PREFIX) else task  # the prompt says it
         self._score = 0.0
         self._executed = []
+        self._rejected = set()
         self._gold_next, self._gold_misses, self._gold_wait = 0, 0, False
         self._tracker.start()
         self._obs = self._observe(str(server.freeActionLook()).strip(), 0.0, {})  # "look around" at no cost in time
@@ -575,9 +578,9 @@ class ScienceWorldEnv:
             if text.startswith(NO_MATCH):  # the engine did not count the move
                 self._gold_refused(command)
                 if command in self._obs.admissible_actions:  # listed by the engine, refused by its parser
-                    _REJECTED.setdefault(self._gold_key(), set()).add(command)
+                    self._rejected.add(command)
                     reason = (f"the engine listed {command[:80]!r} but its parser does not take it; it is left out "
-                              "of this variation's lists from now on")
+                              "of this episode's lists from now on")
                 else:
                     reason = f"the engine knows no action {command[:80]!r}"
             else:
@@ -601,9 +604,8 @@ class ScienceWorldEnv:
         info = {"failed": failed, "engine_score": round(100 * raw)}
         if reason:  # nothing changed: the same lists and anchor, the step counted
             info["actions_listed"] = self._listed
-            rejected = _REJECTED.get(self._gold_key(), set())
             self._obs = dataclasses.replace(self._obs, text=text, step=self._tracker.steps, admissible_actions=tuple(
-                a for a in self._obs.admissible_actions if a not in rejected))
+                a for a in self._obs.admissible_actions if a not in self._rejected))
         else:
             self._obs = self._observe(text, score, info)
         return Step(observation=self._obs, reward=reward, done=done, won=won, valid=not reason, reason=reason,
@@ -685,8 +687,7 @@ class ScienceWorldEnv:
         self._roles = tree_roles(tree)
         self._roles["referents"] = self._engine.referents()
         valid = self._engine.valid_combinations()
-        rejected = _REJECTED.get(self._gold_key(), set())
-        valid = [combo for combo in valid if combo["action"] not in rejected]
+        valid = [combo for combo in valid if combo["action"] not in self._rejected]
         listed, total = filter_actions(valid, self._roles, self._task, self._episode[0], self.max_actions)
         info["actions_listed"] = self._listed = total
         return Observation(
