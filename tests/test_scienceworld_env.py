@@ -133,10 +133,8 @@ def test_anchor_is_the_engines_state(env) -> None:
     obs = env.step("look around").observation  # the first look earns this task's first points
     inventory = env.step("inventory").observation
     assert inventory.anchor == obs.anchor and inventory.text != obs.text  # a look that changes nothing
-    gold = env.gold_actions()
     seen = {obs.anchor}
-    for action in gold[:2]:  # opening the door, going through it: new states
-        step = env.step(action)
+    for step in _through_a_door(env, inventory):  # opening a door, going through it: new states
         assert step.valid and step.observation.anchor not in seen
         seen.add(step.observation.anchor)
     score, digest = step.observation.anchor
@@ -181,13 +179,9 @@ def test_the_gold_path_is_made_on_another_simulation(env) -> None:
 
 
 def test_score_failure_and_rewards(env) -> None:
-    env.reset(1)  # the longest-lived animal: points for each room on the way
-    gold = env.gold_actions()
-    total = 0.0
-    for action in gold[:2]:
-        step = env.step(action)
-        total += step.reward
-    assert 0 < step.score < 1 and total == pytest.approx(step.score)
+    steps = _through_a_door(env, env.reset(1))  # the longest-lived animal: points for each room on the way
+    step = steps[-1]
+    assert 0 < step.score < 1 and sum(s.reward for s in steps) == pytest.approx(step.score)
     failed = env.step("focus on air")  # free text the engine accepts: focusing on the wrong thing fails the task
     assert failed.valid and failed.done and not failed.won and failed.info["failed"]
     assert failed.score == 0.0 and failed.reward == pytest.approx(-step.score) and failed.info["engine_score"] < 0
@@ -254,12 +248,14 @@ def test_the_jvm_dies_with_its_process(cache: Path) -> None:
 
 
 def test_trace_miner_writes_command_plans(env) -> None:
-    from siri.skills.trace import trace_skills
+    from siri.skills.trace import MAX_PLAN_STEPS, trace_skills
 
     won = expert_trajectories(env, [1, 4])  # the longest-lived animal, two dev variations (4-6 steps)
     skills = trace_skills("scienceworld", "lifespan-longest-lived", won)
     assert skills and all(s.startswith("WHEN the task type is lifespan longest lived THEN first ") for s in skills)
-    assert all("focus on " in s and "go to " in s for s in skills)
+    # a won episode went to the animals' room and focused on one; a plan keeps its first MAX_PLAN_STEPS steps
+    assert all("go to " in s for s in skills) and any("focus on " in s for s in skills)
+    assert all("focus on " in s for s in skills if s.count(", then ") < MAX_PLAN_STEPS - 1)
     assert not any("look around" in s or "in inventory" in s for s in skills)  # no looking, no qualifiers
 
 
