@@ -272,11 +272,35 @@ def test_bad_options_name_the_valid_choices(options: dict, message: str, cache: 
 
 
 def test_electrical_tasks_refuse_no_electrical_actions(cache: Path) -> None:
-    env = make("scienceworld", split="dev", tasks="power-component", max_variations=1,
-               simplifications="noElectricalAction")
-    with pytest.raises(EnvError, match="needs electrical actions"):
-        env.reset(0)
-    env.close()
+    for simplifications in ("noElectricalAction", "easy,noElectricalAction"):
+        env = make("scienceworld", split="dev", tasks="power-component", max_variations=1,
+                   simplifications=simplifications)
+        with pytest.raises(EnvError, match="needs electrical actions"):
+            env.reset(0)
+        env.close()
+
+
+def test_easy_is_expanded_as_the_engine_expands_it(cache: Path) -> None:
+    """``easy`` is teleportAction, openDoors, selfWateringFlowerPots and, but on the electrical tasks,
+    noElectricalAction (the engine's reading); expanded before any check, it combines with others."""
+    from siri.envs.scienceworld_env import task_simplifications
+
+    easy = ["teleportAction", "noElectricalAction", "openDoors", "selfWateringFlowerPots"]
+    assert task_simplifications("easy", "boil") == easy
+    assert task_simplifications("openDoors,easy", "test-conductivity") == [
+        "openDoors", "teleportAction", "selfWateringFlowerPots"]  # in order, each once
+    for task, electrical in (("power-component", True), ("boil", False)):
+        env = make("scienceworld", split="dev", tasks=task, max_variations=1, max_actions=0,
+                   simplifications="easy,openContainers")
+        listed = env.reset(0).admissible_actions
+        used = set(str(env._engine.server.getSimplificationsUsed()).split(", "))  # what the engine applied
+        assert used == {"teleportAction", "openDoors", "selfWateringFlowerPots", "openContainers"} | (
+            set() if electrical else {"noElectricalAction"})
+        assert any(a.startswith("teleport to ") for a in listed) and "teleport to <OBJ>" in env.reset(0).action_templates
+        assert ("connect <OBJ to OBJ>" in env.reset(0).action_templates) == electrical
+        raw = [c["action"] for c in env._engine.valid_combinations()]  # before the filter, which drops more
+        assert any(a.startswith("connect ") for a in raw) == electrical
+        env.close()
 
 
 @pytest.mark.parametrize("block,message", [

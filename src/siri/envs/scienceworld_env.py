@@ -90,6 +90,9 @@ NO_MATCH = "No known action matches that input."
 AMBIGUOUS = "Ambiguous request"
 REFUSED = {"reset task": "reset task is refused: it would wipe the episode's progress"}
 ELECTRICAL = ("power-component", "conductivity")
+SIMPLIFICATIONS = ("teleportAction", "openDoors", "openContainers", "selfWateringFlowerPots", "noElectricalAction")
+# What the engine makes of "easy" (AgentInterface): these, less noElectricalAction for the electrical tasks.
+EASY = ("teleportAction", "noElectricalAction", "openDoors", "selfWateringFlowerPots")
 TASK_PREFIX = "Your task is to "
 MAX_IDLE_ENGINES = 64
 GOLD_RETRIES = 3  # the expert retries a refused gold command this often, a tick later each time
@@ -130,6 +133,25 @@ def task_names() -> list[str]:
     return list(dict.fromkeys(_package().constants.ID2TASK.values()))
 
 
+def is_electrical(task: str) -> bool:
+    """Whether ``task`` needs electrical actions (connect, disconnect): the engine's own test, by name."""
+    return any(word in task.lower() for word in ELECTRICAL)
+
+
+def task_simplifications(simplifications: str, task: str) -> list[str]:
+    """The simplifications ``task`` is loaded with: ``easy`` expanded into its parts as the engine expands it
+    (``EASY``, without noElectricalAction for an electrical task), duplicates dropped. Every check sees the
+    parts, and the engine gets them too: it expands ``easy`` only when it comes alone, and silently drops
+    every simplification of a list that names it."""
+    parts: list[str] = []
+    for item in (s.strip() for s in str(simplifications or "").split(",")):
+        if item == "easy":
+            parts += [s for s in EASY if not (s == "noElectricalAction" and is_electrical(task))]
+        elif item:
+            parts.append(item)
+    return list(dict.fromkeys(parts))
+
+
 def resolve_tasks(tasks: str | Sequence[str] | None) -> list[str]:
     """Task names from names or ids ("boil", "1-1"); unknown ones name the valid choices."""
     names = task_names()
@@ -165,11 +187,11 @@ class Engine:
         self.server, self.jvm, self.tree_dir = server, jvm, tree_dir
 
     def load(self, task: str, variation: int, simplifications: str, gold: bool = False) -> None:
-        electrical = any(word in task for word in ELECTRICAL)
-        if electrical and "noElectricalAction" in simplifications:
+        parts = task_simplifications(simplifications, task)
+        if is_electrical(task) and "noElectricalAction" in parts:
             raise EnvError(f"scienceworld: task {task} needs electrical actions; drop noElectricalAction "
                            "from simplifications for it")
-        self.server.load(task, int(variation), simplifications, bool(gold))
+        self.server.load(task, int(variation), ",".join(parts), bool(gold))
 
     def object_tree(self) -> dict[str, Any]:
         message = self.server.getObjectTree(str(self.tree_dir))
@@ -372,7 +394,7 @@ def filter_actions(valid: Sequence[dict[str, Any]], roles: dict[str, set[int]], 
                    max_actions: int) -> tuple[list[str], int]:
     """The admissible list from the engine's valid combinations (module docstring); returns (list, how many
     passed the filter before the cap)."""
-    electrical = any(word in task_name for word in ELECTRICAL)
+    electrical = is_electrical(task_name)
     task_words = {w for w in re.findall(r"[a-z]+", task.lower()) if w not in _STOPWORDS and len(w) > 2}
     ranked: list[tuple[int, int, str]] = []
     seen: set[str] = set()
@@ -419,12 +441,19 @@ TEMPLATE_TEXTS = {
 }
 
 
-def action_templates(engine: Engine) -> tuple[str, ...]:
+def action_templates(engine: Engine, simplifications: Sequence[str] = ()) -> tuple[str, ...]:
     """The engine's templates with objects as one ``<...>`` slot ("move <OBJ to OBJ>"), for free-text agents;
-    an engine whose template ids differ from ``TEMPLATE_TEXTS`` is refused (the filter would misread it)."""
+    an engine whose template ids differ from ``TEMPLATE_TEXTS`` is refused (the filter would misread it).
+
+    ``simplifications`` are the loaded task's (``task_simplifications``): noElectricalAction takes connect and
+    disconnect out of the engine's templates, teleportAction adds "teleport OBJ" under the go template's id."""
     entries = engine.templates()
-    known = {int(e["template_id"]): str(e["action_example"]) for e in entries}
-    wrong = {i: t for i, t in TEMPLATE_TEXTS.items() if known.get(i) != t}
+    known: dict[int, set[str]] = {}
+    for e in entries:
+        known.setdefault(int(e["template_id"]), set()).add(str(e["action_example"]))
+    removed = {T_CONNECT, T_DISCONNECT} if "noElectricalAction" in simplifications else set()
+    wrong = {i: t for i, t in TEMPLATE_TEXTS.items() if t not in known.get(i, set())
+             and not (i in removed and i not in known)}
     if wrong:
         raise EnvError(f"scienceworld: this engine's action templates differ from the ones siri-rl knows ({wrong}); "
                        f"install the tested version: {INSTALL}")
@@ -433,8 +462,8 @@ def action_templates(engine: Engine) -> tuple[str, ...]:
         text, template = str(entry["action_example"]), int(entry["template_id"])
         if "OBJ" not in text or template in (T_RESET, T_TASK):
             continue
-        if template == T_GO:
-            text = "go to OBJ"  # the engine's example says "go OBJ"; its actions and gold paths say "go to"
+        if template == T_GO:  # the examples say "go OBJ", "teleport OBJ"; the actions and gold paths say "to"
+            text = text.replace(" OBJ", " to OBJ", 1)
         start, end = text.index("OBJ"), text.rindex("OBJ") + 3
         out.append(f"{text[:start]}<{text[start:end]}>{text[end:]}")
     return tuple(sorted(out))
@@ -475,7 +504,9 @@ class ScienceWorldEnv:
         tasks: task names or ids (list or comma string); default all 30.
         max_variations: keep the first N variations of each task in this split (default: all).
         simplifications: the engine's simplifications, comma-separated (teleportAction, openDoors,
-            openContainers, selfWateringFlowerPots, noElectricalAction, or easy = all of them); default none.
+            openContainers, selfWateringFlowerPots, noElectricalAction, or easy: teleportAction, openDoors,
+            selfWateringFlowerPots and, but for the electrical tasks, noElectricalAction, as the engine reads
+            it; ``task_simplifications``); default none.
         max_actions: cap of the admissible list (0: the whole filtered list).
     """
 
@@ -508,7 +539,7 @@ class ScienceWorldEnv:
         if not self.episodes:
             raise EnvError(f"scienceworld: the {split} split of {', '.join(self.tasks)} has no variations")
         self._engine: Engine | None = None
-        self._templates: tuple[str, ...] = ()
+        self._templates: dict[str, tuple[str, ...]] = {}  # per task: the simplifications can change them
         self._obs: Observation | None = None
         self._episode: tuple[str, int] = ("", 0)
         self._task = ""
@@ -523,7 +554,7 @@ class ScienceWorldEnv:
 
     @staticmethod
     def _check_simplifications(text: str) -> str:
-        known = ("teleportAction", "openDoors", "openContainers", "selfWateringFlowerPots", "noElectricalAction", "easy")
+        known = (*SIMPLIFICATIONS, "easy")
         items = [s.strip() for s in str(text or "").split(",") if s.strip()]
         bad = [s for s in items if s not in known]
         if bad:
@@ -544,8 +575,8 @@ class ScienceWorldEnv:
         if self._engine is None or self._engine.jvm is not _JVM or not _running():
             self._engine = _take_engine()  # the first reset, or the JVM was shut down since
         self._engine.load(task, variation, self.simplifications)
-        if not self._templates:
-            self._templates = action_templates(self._engine)  # the engine lists them once a task is loaded
+        if task not in self._templates:  # the engine lists them once a task is loaded
+            self._templates[task] = action_templates(self._engine, task_simplifications(self.simplifications, task))
         self._episode = (task, variation)
         server = self._engine.server
         task = " ".join(str(server.getTaskDescription()).split())
@@ -697,7 +728,7 @@ class ScienceWorldEnv:
             admissible_actions=tuple(listed),
             anchor=(round(100 * score), tree_digest(tree)),
             step=self._tracker.steps,
-            action_templates=self._templates,
+            action_templates=self._templates[self._episode[0]],
         )
 
     def anchor(self) -> Hashable:
