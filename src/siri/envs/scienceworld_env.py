@@ -233,7 +233,7 @@ def _start_jvm() -> Any:
     package = _package()
     if shutil.which("java") is None:
         raise EnvError("scienceworld: its engine runs on Java and no `java` is on PATH; install a Java runtime "
-                       "(17 works), e.g. apt-get install openjdk-17-jre-headless")
+                       "(17 works), e.g. apt-get install openjdk-17-jre-headless (or default-jre-headless)")
     _IDLE.clear()
     try:
         _JVM = package.ScienceWorldEnv("", envStepLimit=10**9)
