@@ -178,6 +178,25 @@ def test_the_gold_path_is_made_on_another_simulation(env) -> None:
     assert sw.tree_digest(env._engine.object_tree()) == obs.anchor[1]  # the episode's state is as it was
 
 
+def test_an_engine_error_is_an_invalid_step(env) -> None:
+    from py4j.protocol import Py4JError
+
+    class Failing(_Spy):
+        def step(self, command: str):
+            raise Py4JError(f"An error occurred while calling step({command})\nJava stack trace")
+
+    obs = env.reset(0)
+    env._engine.server = Failing(env._engine.server)
+    try:
+        step = env.step("look around")
+    finally:
+        env._engine.server = env._engine.server.server
+    assert not step.valid and step.reason == ("the engine failed on 'look around' (Py4JError: An error occurred "
+                                              "while calling step(look around))")
+    assert not step.done and step.reward == 0.0 and step.observation.anchor == obs.anchor
+    assert env.step("look around").valid
+
+
 def test_score_failure_and_rewards(env) -> None:
     steps = _through_a_door(env, env.reset(1))  # the longest-lived animal: points for each room on the way
     step = steps[-1]
@@ -225,9 +244,11 @@ def test_the_jvm_is_pooled_and_shut_down(cache: Path) -> None:
     b.reset(0)
     assert sw.idle_engines() == idle and sw.jvm_process().pid == pid  # the same simulation, reused
     b.close()
-    process = sw.jvm_process()
+    process, trees = sw.jvm_process(), Path(sw._TREES.name)
+    assert trees.is_dir()
     sw.shutdown_engines()
     assert process.poll() is not None and sw.jvm_process() is None and sw.idle_engines() == 0
+    assert sw._TREES is None and not trees.exists()  # the state exports' folder goes with the JVM
     assert b.reset(0).task  # the next reset starts a new JVM
 
 
@@ -265,6 +286,8 @@ def test_trace_miner_writes_command_plans(env) -> None:
     ({"simplifications": "easy,fast"}, r"unknown simplification\(s\) fast; choose among: teleportAction"),
     ({"max_actions": -1}, r"max_actions must be >= 0"),
     ({"max_variations": 0}, r"max_variations must be >= 1"),
+    ({"max_variations": "abc"}, r"max_variations must be >= 1 \(or unset for all\), a whole number; got 'abc'"),
+    ({"max_actions": 2.5}, r"max_actions must be >= 0 \(0: no cap\), a whole number; got 2.5"),
 ])
 def test_bad_options_name_the_valid_choices(options: dict, message: str, cache: Path) -> None:
     with pytest.raises(EnvError, match=message):

@@ -272,8 +272,12 @@ def jvm_process() -> subprocess.Popen[bytes] | None:
 
 
 def shutdown_engines() -> None:
-    """Stop this process's JVM and forget its simulations (close the environments first: theirs die too)."""
-    global _JVM
+    """Stop this process's JVM, forget its simulations (close the environments first: theirs die too) and
+    remove the folder their state exports were written to."""
+    global _JVM, _TREES
+    if _TREES is not None:
+        _TREES.cleanup()
+        _TREES = None
     if _JVM is None:
         return
     jvm, _JVM = _JVM, None
@@ -303,7 +307,7 @@ def idle_engines() -> int:
 # ------------------------------------------------------------------------------------------ variations
 
 
-def _variations_file() -> Any:
+def _variations_file() -> Path:
     return cache_root() / "scienceworld" / f"variations-{_package().__version__}.json"
 
 
@@ -495,6 +499,27 @@ def play_gold(engine: Engine, gold: Sequence[str], limit: int = 1000) -> float:
 _GOLD: dict[tuple[str, int, str], list[str]] = {}
 
 
+def _py4j_error() -> type[Exception]:
+    """py4j's base error (imported once an engine runs: py4j comes with the scienceworld extra)."""
+    from py4j.protocol import Py4JError
+
+    return Py4JError
+
+
+def _count_option(name: str, value: Any, least: int, hint: str, optional: bool = False) -> int | None:
+    """An integer option of at least ``least`` (``None`` stays ``None`` where ``optional``), or the EnvError that
+    names it."""
+    if value is None and optional:
+        return None
+    try:
+        number = int(value)
+        if isinstance(value, bool) or number != float(value) or number < least:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise EnvError(f"scienceworld: {name} must be >= {least} ({hint}), a whole number; got {value!r}") from None
+    return number
+
+
 class ScienceWorldEnv:
     """ScienceWorld as an Env (see the module docstring).
 
@@ -523,18 +548,17 @@ class ScienceWorldEnv:
     ) -> None:
         if split not in SPLITS:
             raise EnvError(f"unknown scienceworld split {split!r}; choose one of: {', '.join(SPLITS)}")
-        if max_variations is not None and (isinstance(max_variations, bool) or int(max_variations) < 1):
-            raise EnvError(f"scienceworld: max_variations must be >= 1 (or unset for all), got {max_variations!r}")
-        if isinstance(max_actions, bool) or int(max_actions) < 0:
-            raise EnvError(f"scienceworld: max_actions must be >= 0 (0: no cap), got {max_actions!r}")
+        n_variations = _count_option("max_variations", max_variations, 1, "or unset for all", optional=True)
+        cap = _count_option("max_actions", max_actions, 0, "0: no cap")
+        assert cap is not None
         self.split = split
         self.max_steps = int(max_steps)
         self.tasks = resolve_tasks(tasks)
         self.simplifications = self._check_simplifications(simplifications)
-        self.max_actions = int(max_actions)
+        self.max_actions = cap
         self._tracker = EpisodeTracker(self.max_steps)
         variations = task_variations(self.tasks)
-        per_task = {t: v[split][: int(max_variations)] if max_variations else v[split] for t, v in variations.items()}
+        per_task = {t: v[split][:n_variations] if n_variations else v[split] for t, v in variations.items()}
         self.episodes = interleave(per_task)
         if not self.episodes:
             raise EnvError(f"scienceworld: the {split} split of {', '.join(self.tasks)} has no variations")
@@ -603,33 +627,24 @@ class ScienceWorldEnv:
                 reason = "empty action"
             elif command.lower() in REFUSED:
                 reason = REFUSED[command.lower()]
+        broken = False
         if not reason:
-            server = self._engine.server
-            text = str(server.step(command)).strip()
-            if text.startswith(NO_MATCH):  # the engine did not count the move
-                self._gold_refused(command)
-                if command in self._obs.admissible_actions:  # listed by the engine, refused by its parser
-                    self._rejected.add(command)
-                    reason = (f"the engine listed {command[:80]!r} but its parser does not take it; it is left out "
-                              "of this episode's lists from now on")
-                else:
-                    reason = f"the engine knows no action {command[:80]!r}"
+            try:
+                text, answered = self._send(command)
+            except _py4j_error() as e:  # the engine failed (a Java exception, a lost gateway): no crash here
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                reason = f"the engine failed on {command[:80]!r} ({type(e).__name__}: {first})"
+                text, broken = "Nothing happens.", True
             else:
-                self._executed.append(command)
-                if text.startswith(AMBIGUOUS):
-                    text = str(server.step("0")).strip()  # the engine's first reading
-                    self._executed.append("0")
-                gold = _GOLD.get(self._gold_key())
-                if gold and self._gold_next < len(gold) and command == gold[self._gold_next]:
-                    self._gold_next += 1
-                    self._gold_misses = 0
-                elif command == "wait1":
-                    self._gold_wait = False
-        raw = float(self._engine.server.getScore())
+                self._after_send(command, text, answered)
+                if text.startswith(NO_MATCH):
+                    reason = self._refusal(command)
+        # an engine that failed is not asked again: nothing is known to have changed
+        raw = self._score if broken else float(self._engine.server.getScore())
         failed = raw < 0
         score = 0.0 if failed else min(raw, 1.0)
         won = not failed and round(100 * raw) >= 100
-        over = won or failed or bool(self._engine.server.getCompleted())
+        over = won or failed or (not broken and bool(self._engine.server.getCompleted()))
         reward, self._score = score - self._score, score
         done, truncated = self._tracker.finish(over)
         info = {"failed": failed, "engine_score": round(100 * raw)}
@@ -641,6 +656,38 @@ class ScienceWorldEnv:
             self._obs = self._observe(text, score, info)
         return Step(observation=self._obs, reward=reward, done=done, won=won, valid=not reason, reason=reason,
                     score=score, truncated=truncated, info=info)
+
+    def _send(self, command: str) -> tuple[str, bool]:
+        """The engine's answer to ``command``, and whether it was ambiguous (then answered with the engine's
+        first reading, "0")."""
+        assert self._engine is not None
+        server = self._engine.server
+        text = str(server.step(command)).strip()
+        if text.startswith(AMBIGUOUS):
+            return str(server.step("0")).strip(), True
+        return text, False
+
+    def _after_send(self, command: str, text: str, answered: bool) -> None:
+        """The episode's record of a command the engine answered: executed, and the expert's place in its path."""
+        if text.startswith(NO_MATCH):  # the engine did not count the move
+            self._gold_refused(command)
+            return
+        self._executed += [command, "0"] if answered else [command]
+        gold = _GOLD.get(self._gold_key())
+        if gold and self._gold_next < len(gold) and command == gold[self._gold_next]:
+            self._gold_next += 1
+            self._gold_misses = 0
+        elif command == "wait1":
+            self._gold_wait = False
+
+    def _refusal(self, command: str) -> str:
+        """Why the engine's parser refused ``command``; a listed one leaves this episode's lists."""
+        assert self._obs is not None
+        if command in self._obs.admissible_actions:  # listed by the engine, refused by its parser
+            self._rejected.add(command)
+            return (f"the engine listed {command[:80]!r} but its parser does not take it; it is left out of this "
+                    "episode's lists from now on")
+        return f"the engine knows no action {command[:80]!r}"
 
     def expert_action(self) -> str:
         if self._obs is None:
