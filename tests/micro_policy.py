@@ -12,6 +12,7 @@ from siri.envs import Env, make
 from siri.models.policy import Policy
 from siri.models.tokenizer import build_word_tokenizer
 from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
+from siri.rollout.types import StepRecord, Trajectory
 from siri.sft.tiny import TinyConfig
 
 # A warm-started tiny model at micro size (~10 s to build): the real tiny recipe, for pipeline tests.
@@ -68,15 +69,18 @@ def save_micro_policy(texts: list[str], out_dir: Path, env: str, seed: int = 0) 
     from siri.rollout.prompts import MORE_DESCRIPTIONS
     from siri.skills.prompts import MINING_VOCAB_TEXT
 
-    tokenizer = build_word_tokenizer([TEMPLATE_VOCAB_TEXT, MINING_VOCAB_TEXT, *MORE_DESCRIPTIONS.values(), *texts])
+    tokenizer = build_word_tokenizer([TEMPLATE_VOCAB_TEXT, MINING_VOCAB_TEXT, *MORE_DESCRIPTIONS.values(),
+                                      *texts])
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=8192, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=8192,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    Policy(model=model, tokenizer=tokenizer, name="micro", path="", action_mode="choose", env=env).save(out_dir)
+    policy = Policy(model=model, tokenizer=tokenizer, name="micro", path="", action_mode="choose", env=env)
+    policy.save(out_dir)
     return out_dir
 
 
@@ -96,10 +100,9 @@ def episode_texts(env: Env, seeds: Iterable[int], steps: int, rng_seed: int = 0)
     return texts
 
 
-def expert_trajectories(env: Env, seeds: Iterable[int]) -> list:
-    """The expert's episodes of ``seeds`` as trajectories (no model: empty token fields), for the trace miner."""
-    from siri.rollout.types import StepRecord, Trajectory
-
+def expert_trajectories(env: Env, seeds: Iterable[int]) -> list[Trajectory]:
+    """The expert's episodes of ``seeds`` as trajectories (no model: empty token fields), for the trace
+    miner."""
     out = []
     for seed in seeds:
         obs = first = env.reset(seed)
@@ -108,9 +111,9 @@ def expert_trajectories(env: Env, seeds: Iterable[int]) -> list:
             action = env.expert_action()
             result = env.step(action)
             steps.append(StepRecord(group=0, traj=seed, t=len(steps), seed=seed, task_type=first.task_type,
-                                    prompt_ids=[], response_ids=[], old_logprobs=[], action_mask=[], action=action,
-                                    valid=result.valid, reward=result.reward, done=result.done, won=result.won,
-                                    anchor=obs.anchor, observation_text=obs.text))
+                                    prompt_ids=[], response_ids=[], old_logprobs=[], action_mask=[],
+                                    action=action, valid=result.valid, reward=result.reward, done=result.done,
+                                    won=result.won, anchor=obs.anchor, observation_text=obs.text))
             obs = result.observation
             if result.done:
                 break

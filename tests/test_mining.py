@@ -264,9 +264,11 @@ def test_trace_rules_are_picked_by_environment_not_by_the_actions() -> None:
     assert trace_skills("otherworld", "pick_and_place", [traj]) == [
         "WHEN the task type is pick and place THEN take apple from countertop, then move apple to fridge"
     ]
-    assert trace_skills("shop", "pick_and_place", [traj]) == trace_skills("otherworld", "pick_and_place", [traj])
+    generic = trace_skills("otherworld", "pick_and_place", [traj])
+    assert trace_skills("shop", "pick_and_place", [traj]) == generic
     assert trace_skills("textworld", "pick_and_place", [traj]) == [
-        "WHEN the task type is pick and place THEN first take apple 1 from countertop 1, then move apple 1 to fridge 1"
+        "WHEN the task type is pick and place THEN first take apple 1 from countertop 1, "
+        "then move apple 1 to fridge 1"
     ]
     shop = make_traj(["search[red shirt]", "click[b01]", "click[buy now]"], "red shirt", "shirt")
     assert trace_skills("household", "shirt", [shop]) == []  # no household subgoal in shop clicks
@@ -296,9 +298,9 @@ def test_trace_words_come_from_env_text_or_template() -> None:
     cases.append(("household", "pick_two_obj_and_place", [make_traj(TWO_CDS, "put two cd in safe.",
                                                                       "pick_two_obj_and_place")]))  # fmt: skip
     veg = ("carrot", "potato", "onion", "pepper")  # four alternatives: the slot becomes a role word
-    cases.append(("textworld", "tw_cook", [make_traj([f"take {v} from counter", f"cook {v} with stove", "eat meal"],
-                                                     f"cook the {v}", "tw_cook", traj=i)
-                                           for i, v in enumerate(veg)]))  # fmt: skip
+    cooks = [make_traj([f"take {v} from counter", f"cook {v} with stove", "eat meal"], f"cook the {v}",
+                       "tw_cook", traj=i) for i, v in enumerate(veg)]  # fmt: skip
+    cases.append(("textworld", "tw_cook", cooks))
     assert trace_skills("textworld", "tw_cook", cases[-1][2]) == [
         "WHEN the task type is tw cook THEN first take an object, then cook an object, then eat meal"
     ]

@@ -1,6 +1,7 @@
-"""The scienceworld environment on ScienceWorld's real Java engine, offline: expert and random policies through
-``siri env check``, the interface contract, the engine's own splits, the action filter and cap, free text, the
-JVM's lifecycle, the errors, and one short GiGPO run from the CLI (``siri train``, then ``siri eval``)."""
+"""The scienceworld environment on ScienceWorld's real Java engine, offline: expert and random policies
+through ``siri env check``, the interface contract, the engine's own splits, the action filter and cap, free
+text, the JVM's lifecycle, the errors, and one short GiGPO run from the CLI (``siri train``, then ``siri
+eval``)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from siri.runs.run_dir import RunDir
 pytestmark = [
     pytest.mark.scienceworld,
     pytest.mark.skipif(importlib.util.find_spec("scienceworld") is None or shutil.which("java") is None,
-                       reason="ScienceWorld or Java is not installed (siri-rl[scienceworld], a Java runtime)"),
+                       reason="ScienceWorld or Java is not installed (siri-rl[scienceworld], a Java "
+                              "runtime)"),
 ]
 ROOT = Path(__file__).resolve().parents[1]
 # Three tasks whose gold paths are short (6-9 steps): living thing, longest-lived animal, secondary color.
@@ -52,7 +54,8 @@ def env(cache: Path) -> Iterator:
 
 
 def _check(*args: str) -> dict:
-    opts = ["-o", f"tasks={TASKS}", "-o", "max_variations=1", "-o", "max_steps=30"]  # a later -o max_steps wins
+    # a later -o max_steps wins
+    opts = ["-o", f"tasks={TASKS}", "-o", "max_variations=1", "-o", "max_steps=30"]
     result = runner.invoke(app, ["env", "check", "scienceworld", "--split", "test", *opts, "--json", *args])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
@@ -61,7 +64,8 @@ def _check(*args: str) -> dict:
 def test_expert_solves_the_test_variations_and_random_play_gives_the_baseline(cache: Path) -> None:
     expert = _check("--policy", "expert")
     assert expert["overall"]["episodes"] == 3 and expert["overall"]["invalid_actions"] == 0, expert
-    assert {t: s["success_rate"] for t, s in expert["per_task_type"].items()} == dict.fromkeys(TASKS.split(","), 1.0)
+    rates = {t: s["success_rate"] for t, s in expert["per_task_type"].items()}
+    assert rates == dict.fromkeys(TASKS.split(","), 1.0)
     assert expert["overall"]["mean_score"] == 1.0
     rand = _check("--policy", "random", "-o", "max_steps=8")["overall"]
     assert rand["invalid_actions"] == 0  # every listed action is one the engine's parser takes
@@ -69,8 +73,9 @@ def test_expert_solves_the_test_variations_and_random_play_gives_the_baseline(ca
 
 
 def test_actions_the_parser_cannot_name_are_not_listed(cache: Path) -> None:
-    """ScienceWorld 1.2.3 lists "look at bee 0" for the bees by this variation's hive, though its parser cannot
-    name them (they are not in its referent table) and refuses it: the filter leaves such actions out."""
+    """ScienceWorld 1.2.3 lists "look at bee 0" for the bees by this variation's hive, though its parser
+    cannot name them (they are not in its referent table) and refuses it: the filter leaves such actions
+    out."""
     env = make("scienceworld", split="test", tasks="lifespan-longest-lived", max_variations=1, max_actions=0)
     obs = env.reset(0)
     raw = [c["action"] for c in env._engine.valid_combinations()]
@@ -78,7 +83,8 @@ def test_actions_the_parser_cannot_name_are_not_listed(cache: Path) -> None:
     assert bees and not set(bees) & set(obs.admissible_actions)
     step = env.step(bees[0])  # typed as free text, the engine refuses it: nothing changes
     assert not step.valid and "knows no action" in step.reason and step.observation.anchor == obs.anchor
-    # should the engine refuse a listed action anyway, the step is invalid and the action leaves the episode's lists
+    # should the engine refuse a listed action anyway, the step is invalid and the action leaves the episode's
+    # lists
     env._obs = dataclasses.replace(env._obs, admissible_actions=(*obs.admissible_actions, bees[1]))
     step = env.step(bees[1])
     assert not step.valid and "listed" in step.reason and bees[1] not in step.observation.admissible_actions
@@ -92,8 +98,10 @@ def test_actions_the_parser_cannot_name_are_not_listed(cache: Path) -> None:
 def test_splits_are_the_engines_variation_sets_and_interleave_tasks(cache: Path) -> None:
     envs = {split: make("scienceworld", split=split, tasks=TASKS) for split in ("train", "dev", "test")}
     sets = {split: set(e.episodes) for split, e in envs.items()}
-    assert not (sets["train"] & sets["dev"]) and not (sets["train"] & sets["test"]) and not (sets["dev"] & sets["test"])
-    assert [task for task, _ in envs["test"].episodes[:3]] == TASKS.split(",")  # the first seeds cover every task
+    assert not (sets["train"] & sets["dev"]) and not (sets["train"] & sets["test"])
+    assert not (sets["dev"] & sets["test"])
+    # the first seeds cover every task
+    assert [task for task, _ in envs["test"].episodes[:3]] == TASKS.split(",")
     living = [v for t, v in envs["train"].episodes if t == "find-living-thing"]
     assert len(living) == 150 and living == sorted(living)  # the engine's 150 training variations, in order
     assert make("scienceworld", split="test", tasks=["1-1", "boil"]).tasks == ["boil"]  # ids and names
@@ -119,11 +127,13 @@ def test_reset_is_deterministic_and_fast_to_repeat(env, cache: Path) -> None:
 def test_invalid_actions_change_nothing(env) -> None:
     obs = env.reset(0)
     moves = env._engine.server.getNumMoves()
-    for bad, reason in [("fly to the moon", "engine knows no action"), ("reset task", "wipe the episode's progress"),
-                        ("", "empty action"), (7, "must be a string"), ("x" * 400, "characters long")]:
+    for bad, reason in [("fly to the moon", "engine knows no action"),
+                        ("reset task", "wipe the episode's progress"), ("", "empty action"),
+                        (7, "must be a string"), ("x" * 400, "characters long")]:
         step = env.step(bad)
         assert not step.valid and reason in step.reason and step.reward == 0.0 and not step.done
-        assert step.observation.anchor == obs.anchor and step.observation.admissible_actions == obs.admissible_actions
+        assert step.observation.anchor == obs.anchor
+        assert step.observation.admissible_actions == obs.admissible_actions
     assert env._engine.server.getNumMoves() == moves  # the engine never counted them
     assert step.observation.step == 5
 
@@ -191,8 +201,8 @@ def test_an_engine_error_is_an_invalid_step(env) -> None:
         step = env.step("look around")
     finally:
         env._engine.server = env._engine.server.server
-    assert not step.valid and step.reason == ("the engine failed on 'look around' (Py4JError: An error occurred "
-                                              "while calling step(look around))")
+    assert not step.valid and step.reason == (
+        "the engine failed on 'look around' (Py4JError: An error occurred while calling step(look around))")
     assert not step.done and step.reward == 0.0 and step.observation.anchor == obs.anchor
     assert env.step("look around").valid
 
@@ -201,9 +211,11 @@ def test_score_failure_and_rewards(env) -> None:
     steps = _through_a_door(env, env.reset(1))  # the longest-lived animal: points for each room on the way
     step = steps[-1]
     assert 0 < step.score < 1 and sum(s.reward for s in steps) == pytest.approx(step.score)
-    failed = env.step("focus on air")  # free text the engine accepts: focusing on the wrong thing fails the task
+    # free text the engine accepts: focusing on the wrong thing fails the task
+    failed = env.step("focus on air")
     assert failed.valid and failed.done and not failed.won and failed.info["failed"]
-    assert failed.score == 0.0 and failed.reward == pytest.approx(-step.score) and failed.info["engine_score"] < 0
+    assert failed.score == 0.0 and failed.reward == pytest.approx(-step.score)
+    assert failed.info["engine_score"] < 0
     env.reset(1)
     while True:
         step = env.step(env.expert_action())
@@ -273,7 +285,8 @@ def test_trace_miner_writes_command_plans(env) -> None:
 
     won = expert_trajectories(env, [1, 4])  # the longest-lived animal, two dev variations (4-6 steps)
     skills = trace_skills("scienceworld", "lifespan-longest-lived", won)
-    assert skills and all(s.startswith("WHEN the task type is lifespan longest lived THEN first ") for s in skills)
+    prefix = "WHEN the task type is lifespan longest lived THEN first "
+    assert skills and all(s.startswith(prefix) for s in skills)
     # a won episode went to the animals' room and focused on one; a plan keeps its first MAX_PLAN_STEPS steps
     assert all("go to " in s for s in skills) and any("focus on " in s for s in skills)
     assert all("focus on " in s for s in skills if s.count(", then ") < MAX_PLAN_STEPS - 1)
@@ -286,7 +299,8 @@ def test_trace_miner_writes_command_plans(env) -> None:
     ({"simplifications": "easy,fast"}, r"unknown simplification\(s\) fast; choose among: teleportAction"),
     ({"max_actions": -1}, r"max_actions must be >= 0"),
     ({"max_variations": 0}, r"max_variations must be >= 1"),
-    ({"max_variations": "abc"}, r"max_variations must be >= 1 \(or unset for all\), a whole number; got 'abc'"),
+    ({"max_variations": "abc"},
+     r"max_variations must be >= 1 \(or unset for all\), a whole number; got 'abc'"),
     ({"max_actions": 2.5}, r"max_actions must be >= 0 \(0: no cap\), a whole number; got 2.5"),
 ])
 def test_bad_options_name_the_valid_choices(options: dict, message: str, cache: Path) -> None:
@@ -319,8 +333,9 @@ def test_easy_is_expanded_as_the_engine_expands_it(cache: Path) -> None:
         used = set(str(env._engine.server.getSimplificationsUsed()).split(", "))  # what the engine applied
         assert used == {"teleportAction", "openDoors", "selfWateringFlowerPots", "openContainers"} | (
             set() if electrical else {"noElectricalAction"})
-        assert any(a.startswith("teleport to ") for a in listed) and "teleport to <OBJ>" in env.reset(0).action_templates
-        assert ("connect <OBJ to OBJ>" in env.reset(0).action_templates) == electrical
+        templates = env.reset(0).action_templates
+        assert any(a.startswith("teleport to ") for a in listed) and "teleport to <OBJ>" in templates
+        assert ("connect <OBJ to OBJ>" in templates) == electrical
         raw = [c["action"] for c in env._engine.valid_combinations()]  # before the filter, which drops more
         assert any(a.startswith("connect ") for a in raw) == electrical
         env.close()
@@ -348,9 +363,10 @@ def test_gigpo_trains_from_the_cli_and_siri_eval_reports(cache: Path, tmp_path: 
     model = save_micro_policy(texts, tmp_path / "model", "scienceworld")
     run = tmp_path / "run"
     options = f"env.options={{tasks: [{tasks}], max_variations: 1, max_actions: 20}}"
-    cmd = [sys.executable, "-m", "siri", "train", "--config", "scienceworld-smollm2-gigpo", "--run-dir", str(run),
-           "--no-report", f"model.name_or_path={model}", "env.max_steps=3", "rollout.num_groups=2",
-           "rollout.group_size=2", "train.iterations=1", "train.eval_episodes=2", "train.device=cpu", options]
+    cmd = [sys.executable, "-m", "siri", "train", "--config", "scienceworld-smollm2-gigpo",
+           "--run-dir", str(run), "--no-report", f"model.name_or_path={model}", "env.max_steps=3",
+           "rollout.num_groups=2", "rollout.group_size=2", "train.iterations=1", "train.eval_episodes=2",
+           "train.device=cpu", options]
     environ = {**os.environ, "OMP_NUM_THREADS": "1", "SIRI_CACHE": str(cache)}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=environ, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -358,9 +374,9 @@ def test_gigpo_trains_from_the_cli_and_siri_eval_reports(cache: Path, tmp_path: 
     assert [r["iteration"] for r in rows] == [0, 1]
     assert rows[1]["train/episodes"] == 4 and rows[1]["eval/episodes"] == 2
     assert {"bootstrap", "final"} <= set(json.loads((run / "summary.json").read_text())["evals"])
-    result = runner.invoke(app, ["eval", "--model", str(run / "policy"), "--env", "scienceworld", "episodes=2",
-                                 "max_steps=3", "-o", f"tasks={tasks}", "-o", "max_variations=1",
-                                 "-o", "max_actions=20", "--json"])
+    result = runner.invoke(app, ["eval", "--model", str(run / "policy"), "--env", "scienceworld",
+                                 "episodes=2", "max_steps=3", "-o", f"tasks={tasks}",
+                                 "-o", "max_variations=1", "-o", "max_actions=20", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["split"] == "test" and set(report["per_task_type"]) == set(tasks.split(","))

@@ -150,7 +150,8 @@ def eval_command(
     settings: list[str] = typer.Argument(None, metavar="KEY=VALUE",
                                          help=settings_help("episodes=100 temperature=0 max_steps=20 mode=choose")),
     model: str = typer.Option("tiny", help="tiny, tiny-shop, smollm2-135m, a local directory or a hub id."),
-    env: str = typer.Option("household", help="Environment (see `siri env list`), e.g. household, shop, textworld."),
+    env: str = typer.Option("household",
+                            help="Environment (see `siri env list`), e.g. household, shop, textworld."),
     option: list[str] = typer.Option([], "--option", "-o", help=env_option_help("env_options")),
     skill: list[str] = typer.Option([], "--skill", help="Skill text shown in every prompt (repeatable), e.g. "
                                      "'WHEN the task is to look at an object THEN find the object first'."),

@@ -5,8 +5,8 @@ The folder owns the env interface (``base``), this registry, the built-in worlds
 the Ray env workers (``ray_workers``).
 
 Each entry names a factory by import path so that importing ``siri.envs`` stays cheap and an
-optional engine (``alfworld``, ``textworld``, ``scienceworld``) is imported only when it is asked for. An env module may expose
-``SPLITS`` (its split names, training split first); ``env_splits`` reads it.
+optional engine (``alfworld``, ``textworld``, ``scienceworld``) is imported only when it is asked for. An env
+module may expose ``SPLITS`` (its split names, training split first); ``env_splits`` reads it.
 """
 
 from __future__ import annotations

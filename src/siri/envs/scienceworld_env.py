@@ -90,7 +90,8 @@ NO_MATCH = "No known action matches that input."
 AMBIGUOUS = "Ambiguous request"
 REFUSED = {"reset task": "reset task is refused: it would wipe the episode's progress"}
 ELECTRICAL = ("power-component", "conductivity")
-SIMPLIFICATIONS = ("teleportAction", "openDoors", "openContainers", "selfWateringFlowerPots", "noElectricalAction")
+SIMPLIFICATIONS = ("teleportAction", "openDoors", "openContainers", "selfWateringFlowerPots",
+                   "noElectricalAction")
 # What the engine makes of "easy" (AgentInterface): these, less noElectricalAction for the electrical tasks.
 EASY = ("teleportAction", "noElectricalAction", "openDoors", "selfWateringFlowerPots")
 TASK_PREFIX = "Your task is to "
@@ -100,7 +101,8 @@ GOLD_ATTEMPTS = 3  # gold paths generated per variation until one reaches a scor
 
 # The engine's action template ids (``get_possible_actions_with_IDs``) by what the filter does with them.
 T_OPEN, T_CLOSE, T_GO, T_LOOK_AROUND, T_LOOK_AT, T_LOOK_IN = 0, 1, 2, 3, 4, 5
-T_ACTIVATE, T_DEACTIVATE, T_EAT, T_MOVE, T_POUR, T_FOCUS, T_RESET, T_USE, T_READ, T_FLUSH = 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+T_ACTIVATE, T_DEACTIVATE, T_EAT, T_MOVE, T_POUR, T_FOCUS, T_RESET, T_USE, T_READ, T_FLUSH = (
+    6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 T_CONNECT, T_DISCONNECT, T_WAIT1, T_WAIT, T_INVENTORY, T_PICK_UP, T_PUT_DOWN, T_MIX, T_TASK, T_DUNK = (
     16, 17, 18, 19, 20, 21, 22, 23, 24, 26)
 HELD_FIRST = {T_MOVE, T_POUR, T_DUNK, T_USE}
@@ -113,9 +115,9 @@ TIERS = {
     T_FOCUS: 4,
     T_LOOK_AT: 5, T_LOOK_IN: 5, T_READ: 5, T_EAT: 5, T_MIX: 5, T_FLUSH: 5,
 }
-_STOPWORDS = frozenset({"a", "an", "the", "to", "of", "in", "on", "and", "or", "for", "is", "it", "its", "your",
-                        "you", "then", "first", "this", "that", "with", "into", "from", "task", "focus", "when",
-                        "are", "be", "by", "at", "as", "do", "done"})
+_STOPWORDS = frozenset({"a", "an", "the", "to", "of", "in", "on", "and", "or", "for", "is", "it", "its",
+                        "your", "you", "then", "first", "this", "that", "with", "into", "from", "task",
+                        "focus", "when", "are", "be", "by", "at", "as", "do", "done"})
 
 
 def _package() -> Any:
@@ -124,7 +126,8 @@ def _package() -> Any:
         import scienceworld
         import scienceworld.constants
     except ImportError as e:
-        raise EnvError(f"the scienceworld environment needs the ScienceWorld engine ({e}); install: {INSTALL}") from e
+        raise EnvError(f"the scienceworld environment needs the ScienceWorld engine ({e}); "
+                       f"install: {INSTALL}") from e
     return scienceworld
 
 
@@ -218,7 +221,8 @@ class Engine:
         return [str(a) for a in self.server.getGoldActionSequence()]
 
 
-_JVM: Any = None  # the package's ScienceWorldEnv that launched this process's JVM (kept: its __del__ stops it)
+# The package's ScienceWorldEnv that launched this process's JVM (kept: its __del__ stops it).
+_JVM: Any = None
 _IDLE: list[Engine] = []
 _TREES: tempfile.TemporaryDirectory[str] | None = None
 _COUNT = 0
@@ -232,8 +236,9 @@ def _start_jvm() -> Any:
     global _JVM, _TREES
     package = _package()
     if shutil.which("java") is None:
-        raise EnvError("scienceworld: its engine runs on Java and no `java` is on PATH; install a Java runtime "
-                       "(17 works), e.g. apt-get install openjdk-17-jre-headless (or default-jre-headless)")
+        raise EnvError("scienceworld: its engine runs on Java and no `java` is on PATH; install a Java "
+                       "runtime (17 works), e.g. apt-get install openjdk-17-jre-headless (or "
+                       "default-jre-headless)")
     _IDLE.clear()
     try:
         _JVM = package.ScienceWorldEnv("", envStepLimit=10**9)
@@ -283,7 +288,8 @@ def shutdown_engines() -> None:
     jvm, _JVM = _JVM, None
     _IDLE.clear()
     process = jvm._gateway.java_process
-    with contextlib.suppress(Exception):  # a JVM that already died leaves a broken gateway: only its process matters
+    # a JVM that already died leaves a broken gateway: only its process matters
+    with contextlib.suppress(Exception):
         jvm.close()
     jvm.close = lambda: None  # the package's __del__ closes again; once is enough
     try:
@@ -366,8 +372,8 @@ def tree_digest(tree: dict[str, Any]) -> str:
 def tree_roles(tree: dict[str, Any]) -> dict[str, set[int]]:
     """Object ids by role: rooms, doors, the agent (and its inventory), held (inside the inventory, at any
     depth), in_hand (directly in the inventory), containers, electrical (objects with terminals), movable."""
-    roles: dict[str, set[int]] = {k: set() for k in ("rooms", "doors", "agent", "held", "in_hand", "containers",
-                                                     "electrical", "movable")}
+    roles: dict[str, set[int]] = {k: set() for k in ("rooms", "doors", "agent", "held", "in_hand",
+                                                     "containers", "electrical", "movable")}
     roles["rooms"] = {int(room["uuid"]) for room in tree.get("contents", {}).values()}
 
     def walk(node: dict[str, Any], held: bool) -> None:
@@ -406,7 +412,8 @@ def filter_actions(valid: Sequence[dict[str, Any]], roles: dict[str, set[int]], 
     # and what is directly in it (not what those hold: the bees of a hive in hand are refused)
     nameable = roles.get("referents", set()) | roles["in_hand"] | roles["agent"]
     for combo in valid:
-        template, ids, action = int(combo["template_id"]), [int(i) for i in combo["obj_ids"]], str(combo["action"])
+        template, action = int(combo["template_id"]), str(combo["action"])
+        ids = [int(i) for i in combo["obj_ids"]]
         if template not in TIERS or action in seen:
             continue
         if "referents" in roles and any(i not in nameable for i in ids):
@@ -434,14 +441,16 @@ def filter_actions(valid: Sequence[dict[str, Any]], roles: dict[str, set[int]], 
     return (listed[:max_actions] if max_actions > 0 else listed), len(listed)
 
 
-# The template ids above, as the engine spells them: checked once per environment, since the filter relies on them.
+# The template ids above, as the engine spells them: checked once per task of an environment, since the filter
+# relies on them.
 TEMPLATE_TEXTS = {
-    T_OPEN: "open OBJ", T_CLOSE: "close OBJ", T_GO: "go OBJ", T_LOOK_AROUND: "look around", T_LOOK_AT: "look at OBJ",
-    T_LOOK_IN: "look in OBJ", T_ACTIVATE: "activate OBJ", T_DEACTIVATE: "deactivate OBJ", T_EAT: "eat OBJ",
-    T_MOVE: "move OBJ to OBJ", T_POUR: "pour OBJ in OBJ", T_FOCUS: "focus on OBJ", T_RESET: "reset task",
-    T_USE: "use OBJ on OBJ", T_READ: "read OBJ", T_FLUSH: "flush OBJ", T_CONNECT: "connect OBJ to OBJ",
-    T_DISCONNECT: "disconnect OBJ", T_WAIT1: "wait1", T_WAIT: "wait", T_INVENTORY: "inventory",
-    T_PICK_UP: "pick up OBJ", T_PUT_DOWN: "put down OBJ", T_MIX: "mix OBJ", T_TASK: "task", T_DUNK: "dunk OBJ in OBJ",
+    T_OPEN: "open OBJ", T_CLOSE: "close OBJ", T_GO: "go OBJ", T_LOOK_AROUND: "look around",
+    T_LOOK_AT: "look at OBJ", T_LOOK_IN: "look in OBJ", T_ACTIVATE: "activate OBJ",
+    T_DEACTIVATE: "deactivate OBJ", T_EAT: "eat OBJ", T_MOVE: "move OBJ to OBJ", T_POUR: "pour OBJ in OBJ",
+    T_FOCUS: "focus on OBJ", T_RESET: "reset task", T_USE: "use OBJ on OBJ", T_READ: "read OBJ",
+    T_FLUSH: "flush OBJ", T_CONNECT: "connect OBJ to OBJ", T_DISCONNECT: "disconnect OBJ", T_WAIT1: "wait1",
+    T_WAIT: "wait", T_INVENTORY: "inventory", T_PICK_UP: "pick up OBJ", T_PUT_DOWN: "put down OBJ",
+    T_MIX: "mix OBJ", T_TASK: "task", T_DUNK: "dunk OBJ in OBJ",
 }
 
 
@@ -449,8 +458,9 @@ def action_templates(engine: Engine, simplifications: Sequence[str] = ()) -> tup
     """The engine's templates with objects as one ``<...>`` slot ("move <OBJ to OBJ>"), for free-text agents;
     an engine whose template ids differ from ``TEMPLATE_TEXTS`` is refused (the filter would misread it).
 
-    ``simplifications`` are the loaded task's (``task_simplifications``): noElectricalAction takes connect and
-    disconnect out of the engine's templates, teleportAction adds "teleport OBJ" under the go template's id."""
+    ``simplifications`` are the loaded task's (``task_simplifications``): noElectricalAction takes connect
+    and disconnect out of the engine's templates, teleportAction adds "teleport OBJ" under the go template's
+    id."""
     entries = engine.templates()
     known: dict[int, set[str]] = {}
     for e in entries:
@@ -459,8 +469,8 @@ def action_templates(engine: Engine, simplifications: Sequence[str] = ()) -> tup
     wrong = {i: t for i, t in TEMPLATE_TEXTS.items() if t not in known.get(i, set())
              and not (i in removed and i not in known)}
     if wrong:
-        raise EnvError(f"scienceworld: this engine's action templates differ from the ones siri-rl knows ({wrong}); "
-                       f"install the tested version: {INSTALL}")
+        raise EnvError(f"scienceworld: this engine's action templates differ from the ones siri-rl knows "
+                       f"({wrong}); install the tested version: {INSTALL}")
     out = []
     for entry in entries:
         text, template = str(entry["action_example"]), int(entry["template_id"])
@@ -507,8 +517,8 @@ def _py4j_error() -> type[Exception]:
 
 
 def _count_option(name: str, value: Any, least: int, hint: str, optional: bool = False) -> int | None:
-    """An integer option of at least ``least`` (``None`` stays ``None`` where ``optional``), or the EnvError that
-    names it."""
+    """An integer option of at least ``least`` (``None`` stays ``None`` where ``optional``), or the EnvError
+    that names it."""
     if value is None and optional:
         return None
     try:
@@ -516,7 +526,8 @@ def _count_option(name: str, value: Any, least: int, hint: str, optional: bool =
         if isinstance(value, bool) or number != float(value) or number < least:
             raise ValueError
     except (TypeError, ValueError):
-        raise EnvError(f"scienceworld: {name} must be >= {least} ({hint}), a whole number; got {value!r}") from None
+        raise EnvError(f"scienceworld: {name} must be >= {least} ({hint}), a whole number; "
+                       f"got {value!r}") from None
     return number
 
 
@@ -582,7 +593,8 @@ class ScienceWorldEnv:
         items = [s.strip() for s in str(text or "").split(",") if s.strip()]
         bad = [s for s in items if s not in known]
         if bad:
-            raise EnvError(f"scienceworld: unknown simplification(s) {', '.join(bad)}; choose among: {', '.join(known)}")
+            raise EnvError(f"scienceworld: unknown simplification(s) {', '.join(bad)}; "
+                           f"choose among: {', '.join(known)}")
         return ",".join(items)
 
     # ------------------------------------------------------------------ interface
@@ -600,7 +612,8 @@ class ScienceWorldEnv:
             self._engine = _take_engine()  # the first reset, or the JVM was shut down since
         self._engine.load(task, variation, self.simplifications)
         if task not in self._templates:  # the engine lists them once a task is loaded
-            self._templates[task] = action_templates(self._engine, task_simplifications(self.simplifications, task))
+            parts = task_simplifications(self.simplifications, task)
+            self._templates[task] = action_templates(self._engine, parts)
         self._episode = (task, variation)
         server = self._engine.server
         task = " ".join(str(server.getTaskDescription()).split())
@@ -610,7 +623,8 @@ class ScienceWorldEnv:
         self._rejected = set()
         self._gold_next, self._gold_misses, self._gold_wait = 0, 0, False
         self._tracker.start()
-        self._obs = self._observe(str(server.freeActionLook()).strip(), 0.0, {})  # "look around" at no cost in time
+        # "look around" at no cost in time
+        self._obs = self._observe(str(server.freeActionLook()).strip(), 0.0, {})
         return self._obs
 
     def step(self, action: str) -> Step:
@@ -650,8 +664,9 @@ class ScienceWorldEnv:
         info = {"failed": failed, "engine_score": round(100 * raw)}
         if reason:  # nothing changed: the same lists and anchor, the step counted
             info["actions_listed"] = self._listed
-            self._obs = dataclasses.replace(self._obs, text=text, step=self._tracker.steps, admissible_actions=tuple(
-                a for a in self._obs.admissible_actions if a not in self._rejected))
+            listed = tuple(a for a in self._obs.admissible_actions if a not in self._rejected)
+            self._obs = dataclasses.replace(self._obs, text=text, step=self._tracker.steps,
+                                            admissible_actions=listed)
         else:
             self._obs = self._observe(text, score, info)
         return Step(observation=self._obs, reward=reward, done=done, won=won, valid=not reason, reason=reason,
@@ -668,7 +683,8 @@ class ScienceWorldEnv:
         return text, False
 
     def _after_send(self, command: str, text: str, answered: bool) -> None:
-        """The episode's record of a command the engine answered: executed, and the expert's place in its path."""
+        """The episode's record of a command the engine answered: executed, and the expert's place in its
+        path."""
         if text.startswith(NO_MATCH):  # the engine did not count the move
             self._gold_refused(command)
             return
@@ -685,8 +701,8 @@ class ScienceWorldEnv:
         assert self._obs is not None
         if command in self._obs.admissible_actions:  # listed by the engine, refused by its parser
             self._rejected.add(command)
-            return (f"the engine listed {command[:80]!r} but its parser does not take it; it is left out of this "
-                    "episode's lists from now on")
+            return (f"the engine listed {command[:80]!r} but its parser does not take it; it is left out of "
+                    "this episode's lists from now on")
         return f"the engine knows no action {command[:80]!r}"
 
     def expert_action(self) -> str:
@@ -698,8 +714,8 @@ class ScienceWorldEnv:
         return gold[self._gold_next] if self._gold_next < len(gold) else "look around"
 
     def _gold_refused(self, command: str) -> None:
-        """The engine refused the gold path's next command: the run that wrote it was a tick ahead (a substance
-        already melted); wait a tick and retry, up to ``GOLD_RETRIES`` times, then skip it."""
+        """The engine refused the gold path's next command: the run that wrote it was a tick ahead (a
+        substance already melted); wait a tick and retry, up to ``GOLD_RETRIES`` times, then skip it."""
         gold = _GOLD.get(self._gold_key())
         if not gold or self._gold_next >= len(gold) or command != gold[self._gold_next]:
             return
@@ -710,7 +726,8 @@ class ScienceWorldEnv:
             self._gold_wait = True
 
     def gold_actions(self) -> list[str]:
-        """The engine's gold action sequence for this episode's variation (generated on first use, then cached).
+        """The engine's gold action sequence for this episode's variation (generated on first use, then
+        cached).
 
         It is generated and played through on a simulation of its own, taken from the pool and handed back
         after: the episode's simulation, its state and its observation are left as they are.

@@ -101,32 +101,36 @@ def find_games(root: str | Path) -> list[Path]:
         raise EnvError(f"textworld: no such game file or folder: {root}")
     for game in games:
         if game.suffix == ".ulx":
-            raise EnvError(f"textworld: {game} is a Glulx (.ulx) game; TextWorld 1.7 (the version siri-rl[textworld] "
-                           "pins, as ALFWorld does) cannot run Glulx games: make it again as .z8 with tw-make")
+            raise EnvError(f"textworld: {game} is a Glulx (.ulx) game; TextWorld 1.7 (the version "
+                           "siri-rl[textworld] pins, as ALFWorld does) cannot run Glulx games: make it "
+                           "again as .z8 with tw-make")
         if not re.fullmatch(r"\.z[1-8]", game.suffix):
             raise EnvError(f"textworld: {game} is not a Z-machine game (.z8); tw-make writes .z8 games")
         if not game.with_suffix(".json").exists():
-            raise EnvError(f"textworld: {game} has no {game.with_suffix('.json').name} beside it; the adapter reads "
-                           "the game's facts and commands from the .json that tw-make writes with every game")
+            raise EnvError(f"textworld: {game} has no {game.with_suffix('.json').name} beside it; the "
+                           "adapter reads the game's facts and commands from the .json that tw-make writes "
+                           "with every game")
     return games
 
 
 def _collect(games: str | Sequence[str] | Mapping[str, Any], split: str) -> list[Path]:
-    """The games of ``split``. A mapping gives each split its own games, and a game both its train and its eval
-    games name (the same file, by any path) is refused; anything else is every split's games."""
+    """The games of ``split``. A mapping gives each split its own games, and a game both its train and its
+    eval games name (the same file, by any path) is refused; anything else is every split's games."""
     if isinstance(games, Mapping):
         unknown = sorted(set(games) - set(SPLITS))
         if unknown or split not in games:
             raise EnvError(f"textworld: games maps splits to games; it names {sorted(games)}, needs {split!r}"
-                           + (f" and knows no split {unknown}" if unknown else "") + f" (splits: {', '.join(SPLITS)})")
+                           + (f" and knows no split {unknown}" if unknown else "")
+                           + f" (splits: {', '.join(SPLITS)})")
         if all(s in games for s in SPLITS):
             per_split = {s: _collect(games[s], s) for s in SPLITS}
             eval_files = {_file_id(g) for g in per_split["eval"]}
             shared = [str(g) for g in per_split["train"] if _file_id(g) in eval_files]
             if shared:
+                more = ", ..." if len(shared) > 5 else ""
                 raise EnvError(f"textworld: the train and eval games overlap ({len(shared)} shared: "
-                               f"{', '.join(shared[:5])}{', ...' if len(shared) > 5 else ''}); a game must not be "
-                               "trained on and evaluated on")
+                               f"{', '.join(shared[:5])}{more}); a game must not be trained on and "
+                               "evaluated on")
             return per_split[split]
         games = games[split]
     if isinstance(games, (str, Path)):
@@ -150,7 +154,10 @@ def _file_id(path: Path) -> tuple[int, int]:
 
 def parse_seeds(value: Any) -> tuple[int, ...]:
     """Seeds as ``A-B`` (inclusive), ``N``, a comma list of these, or a list of ints."""
-    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, str):
+        items = value.split(",")
+    else:
+        items = value if isinstance(value, (list, tuple)) else [value]
     seeds: list[int] = []
     for item in items:
         text = str(item).strip()
@@ -175,7 +182,8 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
 
 
 def split_seeds(seeds: Mapping[str, Any] | None) -> dict[str, tuple[int, ...]]:
-    """Each split's TextWorld seeds (``seeds`` overrides ``DEFAULT_SEEDS`` per split); overlaps are refused."""
+    """Each split's TextWorld seeds (``seeds`` overrides ``DEFAULT_SEEDS`` per split); overlaps are
+    refused."""
     seeds = dict(seeds or {})
     unknown = sorted(set(seeds) - set(SPLITS))
     if unknown:
@@ -183,8 +191,8 @@ def split_seeds(seeds: Mapping[str, Any] | None) -> dict[str, tuple[int, ...]]:
     parsed = {split: parse_seeds(seeds.get(split, DEFAULT_SEEDS[split])) for split in SPLITS}
     shared = sorted(set(parsed["train"]) & set(parsed["eval"]))
     if shared:
-        raise EnvError(f"textworld: the train and eval seeds overlap ({len(shared)} shared, e.g. {shared[:5]}); "
-                       "a game must not be trained on and evaluated on")
+        raise EnvError(f"textworld: the train and eval seeds overlap ({len(shared)} shared, e.g. "
+                       f"{shared[:5]}); a game must not be trained on and evaluated on")
     return parsed
 
 
@@ -196,8 +204,8 @@ class _SettingsParser(argparse.ArgumentParser):
 
 
 def challenge_settings(challenge: str, settings: Mapping[str, Any] | None, split: str) -> dict[str, Any]:
-    """Every setting of ``challenge`` for ``split``: ``settings`` over the split's and the defaults, checked by the
-    challenge's own ``tw-make`` parser (an unknown key or bad value names the valid ones)."""
+    """Every setting of ``challenge`` for ``split``: ``settings`` over the split's and the defaults, checked
+    by the challenge's own ``tw-make`` parser (an unknown key or bad value names the valid ones)."""
     tw = _textworld()
     if challenge not in CHALLENGES:
         raise EnvError(f"textworld: unknown challenge {challenge!r}; choose one of: {', '.join(CHALLENGES)}")
@@ -240,7 +248,8 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 def generated_game(challenge: str, settings: Mapping[str, Any], seed: int, root: Path | None = None) -> Path:
-    """The game ``tw-make <challenge> --seed <seed>`` with ``settings`` makes, generated into the cache once."""
+    """The game ``tw-make <challenge> --seed <seed>`` with ``settings`` makes, generated into the cache
+    once."""
     tw = _textworld()
     blob = json.dumps({"challenge": challenge, "settings": dict(settings), "textworld": tw.__version__},
                       sort_keys=True)
@@ -260,8 +269,9 @@ def generated_game(challenge: str, settings: Mapping[str, Any], seed: int, root:
             options.force_recompile = True
             made = tw.challenges.CHALLENGES[challenge][1](settings=dict(settings), options=options)
             tw.generator.compile_game(made, options)
-            atomic_write_json(tmp / "spec.json", {"challenge": challenge, "settings": dict(settings), "seed": seed,
-                                                  "textworld": tw.__version__})
+            spec = {"challenge": challenge, "settings": dict(settings), "seed": seed,
+                    "textworld": tw.__version__}
+            atomic_write_json(tmp / "spec.json", spec)
     return game
 
 
@@ -306,10 +316,12 @@ class TextWorldEnv:
     Args:
         split: "train" or "eval".
         max_steps: the episode ends (truncated) after this many actions.
-        games: existing games (folder, file, list, comma string, or split -> those); excludes the generator spec.
-            Without a split mapping every split plays the same games; a mapping's splits must not share one.
+        games: existing games (folder, file, list, comma string, or split -> those); excludes the generator
+            spec. Without a split mapping every split plays the same games; a mapping's splits must not share
+            one.
         challenge: the ``tw-make`` challenge that generates the games (default tw-cooking).
-        settings: the challenge's ``tw-make`` flags (``{level: 5}``); defaults per challenge in ``DEFAULT_SETTINGS``.
+        settings: the challenge's ``tw-make`` flags (``{level: 5}``); defaults per challenge in
+            ``DEFAULT_SETTINGS``.
         seeds: per split, the TextWorld seeds of its games (``{train: 0-499, eval: 1000000-1000049}``).
     """
 
@@ -419,7 +431,8 @@ class TextWorldEnv:
         return Step(
             observation=self._obs, reward=reward, done=done, won=won, valid=not reason, reason=reason,
             score=score, truncated=truncated,
-            info={"lost": lost, "points": int(self._state["score"] or 0), "max_points": int(self._state["max_score"] or 0)},
+            info={"lost": lost, "points": int(self._state["score"] or 0),
+                  "max_points": int(self._state["max_score"] or 0)},
         )
 
     def expert_action(self) -> str:
@@ -448,8 +461,8 @@ class TextWorldEnv:
     def _engine(self, game: Path) -> Any:
         tw = _textworld()
         if self._env is None:
-            infos = tw.EnvInfos(admissible_commands=True, facts=True, policy_commands=True, won=True, lost=True,
-                                score=True, max_score=True, objective=True, extras=["walkthrough"])
+            infos = tw.EnvInfos(admissible_commands=True, facts=True, policy_commands=True, won=True,
+                                lost=True, score=True, max_score=True, objective=True, extras=["walkthrough"])
             with _quiet():
                 self._env = tw.start(str(game), request_infos=infos)
             self._loaded = game

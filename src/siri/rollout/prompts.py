@@ -29,10 +29,10 @@ GENERIC_DESCRIPTION = "a text environment"
 # Environments without a tiny model of their own: kept out of TEMPLATE_VOCAB_TEXT, which keys the tiny models'
 # cache (a new line there would make every shipped tiny model stale).
 MORE_DESCRIPTIONS: dict[str, str] = {
-    "textworld": "a text adventure game: rooms, doors, containers and objects that you can go to, open, take, "
-                 "put and use",
-    "scienceworld": "a house for science experiments: rooms, objects, substances, devices, plants and animals that "
-                    "you can move, open, activate, heat, mix, measure and focus on",
+    "textworld": "a text adventure game: rooms, doors, containers and objects that you can go to, open, "
+                 "take, put and use",
+    "scienceworld": "a house for science experiments: rooms, objects, substances, devices, plants and animals "
+                    "that you can move, open, activate, heat, mix, measure and focus on",
 }
 
 HEAD = "You are an expert agent acting in {description}. Your task is to: {task}\n"

@@ -124,7 +124,8 @@ def default_config(env: str, recipe: str = "default") -> TinyConfig:
     if env not in tiny_envs:
         why = "its vocabulary is not the built-in worlds'" if env in ENVIRONMENTS else "no such environment"
         raise ModelError(f"no tiny model for environment {env!r} ({why}; tiny models exist for "
-                         f"{', '.join(tiny_envs)}): use model.name_or_path=smollm2-135m-instruct or a model directory")
+                         f"{', '.join(tiny_envs)}): use model.name_or_path=smollm2-135m-instruct or a model "
+                         "directory")
     if recipe not in RECIPES or env not in RECIPES[recipe]:
         known = ", ".join(f"{name} ({'/'.join(envs)})" for name, envs in RECIPES.items())
         raise ModelError(f"no tiny recipe {recipe!r} for {env}; recipes: {known}")

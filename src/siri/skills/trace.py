@@ -457,9 +457,9 @@ def command_step(action: str) -> tuple[str, str] | None:
 
 
 def _command_skills(task_type: str, trajectories: list[Trajectory], style: str) -> list[tuple[int, str]]:
-    """TextWorld and ScienceWorld: one plan per distinct sequence of verbs (repeats merged), whose objects keep
-    the literal where every episode of the plan used the same one, up to three alternatives joined by "or",
-    else the role word "an object" (template words, ``prompts.MINING_VOCAB_TEXT``); the first
+    """TextWorld and ScienceWorld: one plan per distinct sequence of verbs (repeats merged), whose objects
+    keep the literal where every episode of the plan used the same one, up to three alternatives joined by
+    "or", else the role word "an object" (template words, ``prompts.MINING_VOCAB_TEXT``); the first
     ``MAX_PLAN_STEPS`` steps of each episode, the rest dropped. Generated games and task variations change the
     objects, not the procedure, so the verbs carry what transfers ("examine the cookbook, then take, then
     prepare meal"); the words are the commands' own or template words, so both styles write the same text."""
@@ -488,8 +488,8 @@ def _command_skills(task_type: str, trajectories: list[Trajectory], style: str) 
 
 Rules = Callable[[str, list[Trajectory], str], list[tuple[int, str]]]
 
-RULES: dict[str, Rules] = {"household": _household_skills, "alfworld": _household_skills, "shop": _shop_skills,
-                           "textworld": _command_skills, "scienceworld": _command_skills}
+RULES: dict[str, Rules] = {"household": _household_skills, "alfworld": _household_skills,
+                           "shop": _shop_skills, "textworld": _command_skills, "scienceworld": _command_skills}
 """The rules of each environment (``siri.envs`` names); any other environment gets ``_generic_skills``."""
 
 
@@ -506,9 +506,10 @@ def trace_skills(
     ``env`` (an environment name) picks the rules (``RULES``). Household and ALFWorld episodes give a
     plan per distinct order of subgoals (take, heat/cool/clean, use, move), where each object was
     found, and which receptacles had to be opened; shop episodes give the search-item-options-buy plan
-    and hints for options and paging; TextWorld and ScienceWorld give verb plans (``_command_skills``); other
-    environments give the most common instance-free action sequence. Slots shared by all episodes of a plan keep the literal ("the microwave"); up to three
-    alternatives are joined with "or"; more become a role word ("the object"). Skills are ordered by
+    and hints for options and paging; TextWorld and ScienceWorld give verb plans (``_command_skills``);
+    other environments give the most common instance-free action sequence. Slots shared by all episodes of a
+    plan keep the literal ("the microwave"); up to three alternatives are joined with "or"; more become a
+    role word ("the object"). Skills are ordered by
     how many episodes support them. ``task_type == "general"`` uses every trajectory. ``style`` is one of
     ``TRACE_STYLES`` (module docstring): "sentences", or "legacy" for the texts of earlier tiny models.
     """

@@ -14,7 +14,8 @@ from typing import Any
 
 
 def cache_root() -> Path:
-    """``$SIRI_CACHE`` or ``~/.cache/siri``: built models (``models/``) and generated games (``textworld/``)."""
+    """``$SIRI_CACHE`` or ``~/.cache/siri``: built models (``models/``) and generated games
+    (``textworld/``)."""
     return Path(os.environ.get("SIRI_CACHE") or Path.home() / ".cache" / "siri")
 
 
