@@ -81,6 +81,18 @@ class Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def max_count(self, n: int) -> int:
+        """The largest ``n`` over ranks (FSDP's lock-step micro-batch count)."""
+        if not self.enabled:
+            return n
+        import torch
+        import torch.distributed as dist
+
+        device = f"cuda:{self.local_rank}" if self.backend == "nccl" else "cpu"  # NCCL reduces CUDA tensors only
+        box = torch.tensor([n], dtype=torch.int64, device=device)
+        dist.all_reduce(box, op=dist.ReduceOp.MAX)
+        return int(box.item())
+
     def sync_params(self, params: Sequence[Any]) -> None:
         """Copy rank 0's values of ``params`` to every rank."""
         if not self.enabled:
