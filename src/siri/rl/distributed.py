@@ -136,10 +136,14 @@ class Dist:
             dist.barrier()
 
     def close(self) -> None:
+        """Leave the job. Every rank waits for the others first: rank 0 still writes the policy and the report
+        after the last collective, and a rank that tears gloo down while a peer is busy can die of SIGABRT
+        ("terminate called without an active exception") in gloo's connection threads."""
         if self.enabled:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                dist.barrier()
                 dist.destroy_process_group()
 
 
