@@ -42,7 +42,10 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.4)
     parser.add_argument("-o", dest="options", action="append", default=[], help="env option key=value")
     parser.add_argument("--skill", default="none", choices=["none", "typical", "decoy"],
-                        help="the placement skill every episode is shown (bench_skill_following.py's)")
+                        help="the placement skills every episode is shown (bench_skill_following.py's: the "
+                             "object's, and the lamp's in look-at tasks)")
+    parser.add_argument("--no-lamp-skills", dest="lamp_skills", action="store_false",
+                        help="with --skill: the object's placement skill alone")
     args = parser.parse_args()
     import yaml
 
@@ -60,7 +63,8 @@ def main() -> None:
         goals[seed] = (world.display(scene.object_kind), receptacle)
     policy = load_policy(args.model, env="household", reference=False)
     config = RolloutConfig(mode="choose", temperature=args.temperature, seed=0)
-    shown = skill_sets(env_options, args.episodes)[0][args.skill].__getitem__ if args.skill != "none" else None
+    shown = (skill_sets(env_options, args.episodes, args.lamp_skills)[0][args.skill].__getitem__
+             if args.skill != "none" else None)
     trajs = evaluate(lambda specs: collect(policy, "household", specs, config, env_options=env_options),
                      args.episodes, shown)
     counts: dict[str, Counter[str]] = {}

@@ -6,7 +6,10 @@ table present in the room), and with a decoy naming atypical places. The paired 
 differences give the effect of the skill's content with the task's difficulty cancelled out. A fourth
 and fifth play show the typical places in two orders, and count the episodes whose first move goes
 to another kind of place when the order changes. It also counts the episodes that take their goal object
-within 6 steps, and at all: what a skill naming the right places should change first.
+within 6 steps, and at all: what a skill naming the right places should change first. A look-at task
+searches twice, for its object and then for a lamp: its episodes are also shown a skill for the lamp's places
+(typical, atypical or reversed as the object's; ``--no-lamp-skills``: the object's skill alone, as measured
+before session 13).
 
     python benchmarks/bench_skill_following.py --model tiny-household-skills --episodes 140
     python benchmarks/bench_skill_following.py --model tiny --episodes 140 -o placements=typical
@@ -36,10 +39,11 @@ from study import paired_ci  # the studies' paired bootstrap (one seed: over epi
 LITE = {"clutter": 0.0, "task_types": ["look_at_obj_in_light", "pick_and_place_simple"]}
 
 
-def skill_sets(env_options: dict, episodes: int
+def skill_sets(env_options: dict, episodes: int, lamps: bool = True
                ) -> tuple[dict[str, dict[int, tuple[tuple[str, str], ...]]], list[str]]:
-    """Per condition, seed -> the one skill shown: typical places, atypical (decoy), typical reversed; and
-    each seed's goal object word."""
+    """Per condition, seed -> the skills shown: typical places, atypical (decoy), typical reversed, for the
+    goal object and (``lamps``, look-at tasks) for the lamp, the object's first; and each seed's goal object
+    word."""
     env = make("household", **env_options)
     out: dict[str, dict[int, tuple[tuple[str, str], ...]]] = {"typical": {}, "decoy": {}, "typical_reversed": {}}
     goals: list[str] = []
@@ -47,14 +51,18 @@ def skill_sets(env_options: dict, episodes: int
         env.reset(seed)
         scene = env.scene
         present = {r.kind for r in scene.receptacles}
-        word = world.display(scene.object_kind)
-        goals.append(word)
-        typical = [placements.receptacle_word(r)
-                   for r in placements.typical_receptacles(scene.object_kind, 3, among=present)]
-        decoy = [placements.receptacle_word(r)
-                 for r in placements.atypical_receptacles(scene.object_kind, 3, among=present)]
-        for name, places in (("typical", typical), ("decoy", decoy), ("typical_reversed", typical[::-1])):
-            out[name][seed] = ((f"{name}{seed}", placement_skill_text(word, places)),) if places else ()
+        goals.append(world.display(scene.object_kind))
+        needed = [scene.object_kind, *([scene.lamp_kind] if lamps and scene.lamp_kind else [])]
+        for name in out:
+            skills = []
+            for k, kind in enumerate(needed):
+                pick = placements.atypical_receptacles if name == "decoy" else placements.typical_receptacles
+                places = [placements.receptacle_word(r) for r in pick(kind, 3, among=present)]
+                if name == "typical_reversed":
+                    places = places[::-1]
+                if places:
+                    skills.append((f"{name}{seed}-{k}", placement_skill_text(world.display(kind), places)))
+            out[name][seed] = tuple(skills)
     return out, goals
 
 
@@ -81,6 +89,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", dest="options", action="append", default=[], help="env option key=value")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--no-lamp-skills", dest="lamp_skills", action="store_false",
+                        help="show look-at episodes the object's placement skill alone (no skill for the lamp)")
     args = parser.parse_args()
     import yaml
 
@@ -91,7 +101,7 @@ def main() -> None:
     env_options = {**options, "split": args.split, "max_steps": args.max_steps}
     policy = load_policy(args.model, env="household", reference=False)
     config = RolloutConfig(mode="choose", temperature=args.temperature, seed=args.seed)
-    sets, goals = skill_sets(env_options, args.episodes)
+    sets, goals = skill_sets(env_options, args.episodes, args.lamp_skills)
 
     def run(skills_for: Callable[[int], tuple[tuple[str, str], ...]] | None) -> list[Trajectory]:
         return evaluate(lambda specs: collect(policy, "household", specs, config, env_options=env_options),
@@ -106,6 +116,7 @@ def main() -> None:
     shown = np.array([bool(sets["typical"][s]) for s in range(args.episodes)])
     results: dict[str, object] = {
         "model": args.model, "episodes": args.episodes, "env_options": env_options, "temperature": args.temperature,
+        "lamp_skills": args.lamp_skills,
         "success": {name: float(w.mean()) for name, w in won.items()},
         "typical_minus_plain": paired_ci([won["typical"]], [won["plain"]]),
         "decoy_minus_plain": paired_ci([won["decoy"]], [won["plain"]]),
@@ -113,7 +124,7 @@ def main() -> None:
     }
     firsts = {name: [first_destination(t) for t in plays[name]] for name in ("typical", "typical_reversed", "plain")}
     # episodes whose skill names two or more places: reversing their order means something
-    orderable = [s for s in range(args.episodes)
+    orderable = [s for s in range(args.episodes)  # the first move follows the object's skill
                  if sets["typical"][s] and sets["typical"][s][0][1] != sets["typical_reversed"][s][0][1]]
     changed = [s for s in orderable if firsts["typical"][s] != firsts["typical_reversed"][s]]
     results["order_swap"] = {"episodes_with_two_orders": len(orderable), "first_move_changed": len(changed),

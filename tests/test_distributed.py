@@ -1,5 +1,7 @@
 """Data-parallel training with torch.distributed (gloo, 2 CPU processes) equals single-process training:
-the same update on one batch, and the same rollouts and metrics over whole iterations."""
+the same update on one batch, and the same rollouts and metrics over whole iterations, with both update
+strategies: replicate (explicit gradient all-reduce) and fsdp (FSDP2 sharding, ``siri.rl.fsdp``); and a
+sharded run's checkpoints resume exactly and export one consolidated Hugging Face directory."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from micro_policy import clone, micro_policy
 from siri.config import TrainConfig, preset_path
 from siri.models.loading import load_policy
 from siri.rl.distributed import Dist, setup
-from siri.rl.trainer import Trainer, compute_advantages
+from siri.rl.fsdp import full_state_dict
+from siri.rl.trainer import Trainer, checkpoint_policies, compute_advantages
 from siri.rl.update import UpdateBatch
 from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
 from siri.rollout.types import Trajectory
@@ -53,16 +56,33 @@ SCENARIOS: dict[str, tuple[list[str], float]] = {
 }
 
 
-def _update(batch: dict[str, Any], scenario: str, dist: Dist, out: Path) -> None:
+# The same scenarios with FSDP2 sharding, and the ppo scenario on LoRA adapters (a partly frozen model).
+FSDP_SCENARIOS: dict[str, tuple[str, str]] = {  # name: (scenario, policy)
+    "fsdp-gradient": ("gradient", "policy"), "fsdp-ppo": ("ppo", "policy"), "fsdp-lora": ("ppo", "lora"),
+    "lora": ("ppo", "lora"),  # (the single-process reference for fsdp-lora)
+}
+
+
+def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    """Every weight of the trainer's model (sharded: consolidated, a collective; rank 0 gets them)."""
+    if trainer.sharding is not None:
+        return full_state_dict(trainer.policy.model)
+    return {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}
+
+
+def _update(batch: dict[str, Any], scenario: str, dist: Dist, out: Path, name: str | None = None,
+            policy: str = "policy") -> None:
     """One ``Trainer.update`` on the batch; saves the weights after it and the update stats."""
     overrides, lr = SCENARIOS[scenario]
-    trainer = Trainer(_config(overrides), RunDir(out / "run"), clone(batch["policy"]), dist=dist)
+    strategy = "fsdp" if (name or "").startswith("fsdp") else "replicate"
+    trainer = Trainer(_config([*overrides, f"train.strategy={strategy}"]), RunDir(out / "run"),
+                      clone(batch[policy]), dist=dist)
     trainer.optimizer = torch.optim.SGD(trainer.params, lr=lr)
     stats = trainer.update(UpdateBatch(records=batch["records"], advantages=batch["advantages"],
                                        policy_steps=batch["plain"], internalized=batch["internalize"],
                                        lam=batch["lam"], seed=123))
-    weights = {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}
-    torch.save({"weights": weights, "stats": stats}, out / f"{scenario}-rank{dist.rank}-of-{dist.world}.pt")
+    weights = _weights(trainer)
+    torch.save({"weights": weights, "stats": stats}, out / f"{name or scenario}-rank{dist.rank}-of-{dist.world}.pt")
 
 
 # Whole iterations of the tiny preset with a micro tiny model: 3 groups x 2 rollouts of <= 4 steps, then
@@ -89,20 +109,21 @@ class _RecordingTrainer(Trainer):
         return trajectories
 
 
-def _train(policy: Any, dist: Dist, out: Path) -> None:
+def _train(policy: Any, dist: Dist, out: Path, strategy: str = "replicate") -> None:
     """Two ``Trainer.step`` iterations; saves their metrics, every collection's actions, and the weights."""
-    run = out / f"train-run-rank{dist.rank}-of-{dist.world}"
+    name = "train" if strategy == "replicate" else f"train-{strategy}"
+    run = out / f"{name}-run-rank{dist.rank}-of-{dist.world}"
     run.mkdir()
-    cfg = TrainConfig.load(preset_path("household-tiny-gigpo"), TRAIN)
+    cfg = TrainConfig.load(preset_path("household-tiny-gigpo"), [*TRAIN, f"train.strategy={strategy}"])
+    start = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
     trainer = _RecordingTrainer(cfg, RunDir(run), clone(policy), dist=dist)
-    start = {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}
     metrics = [trainer.step() for _ in range(2)]
     actions = [[[s.action for s in t.steps] for t in trajs] for trajs in trainer.collected]
     responses = [[[s.response_ids for s in t.steps] for t in trajs] for trajs in trainer.collected]
-    weights = {n: p.detach().clone() for n, p in trainer.policy.model.named_parameters()}
-    moved = max(float((weights[n] - w).abs().max()) for n, w in start.items())
+    weights = _weights(trainer)
+    moved = max(float((weights[n] - w).abs().max()) for n, w in start.items()) if weights else 0.0
     torch.save({"metrics": metrics, "actions": actions, "responses": responses, "weights": weights, "moved": moved},
-               out / f"train-rank{dist.rank}-of-{dist.world}.pt")
+               out / f"{name}-rank{dist.rank}-of-{dist.world}.pt")
 
 
 def _rank_main(rank: int, world: int, port: int, batch: dict[str, Any], tiny: Any, out: str) -> None:
@@ -113,7 +134,11 @@ def _rank_main(rank: int, world: int, port: int, batch: dict[str, Any], tiny: An
     try:
         for scenario in SCENARIOS:
             _update(batch, scenario, dist, Path(out))
+        for name, (scenario, policy) in FSDP_SCENARIOS.items():
+            if name.startswith("fsdp"):
+                _update(batch, scenario, dist, Path(out), name, policy)
         _train(tiny, dist, Path(out))
+        _train(tiny, dist, Path(out), "fsdp")
     finally:
         dist.close()
 
@@ -131,8 +156,21 @@ def batch() -> dict[str, Any]:
     plain = [i for i, r in enumerate(records) if not r.uses_skills]
     internalize = [(i, 0.5 + 0.1 * (i % 3)) for i, r in enumerate(records) if r.uses_skills]
     assert plain and internalize and abs(advantages).sum() > 0
-    return {"policy": policy, "records": records, "advantages": advantages, "plain": plain,
+    lora = load_policy(str(_saved(policy)), lora=True, lora_r=4, reference=False)
+    with torch.no_grad():  # LoRA's B starts at 0: make the adapters matter from the first step
+        for name, param in lora.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1, generator=torch.Generator().manual_seed(len(name)))
+    return {"policy": policy, "lora": lora, "records": records, "advantages": advantages, "plain": plain,
             "internalize": internalize, "lam": 0.3}
+
+
+def _saved(policy: Any) -> Path:
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="siri-micro-"))
+    policy.save(path / "micro")
+    return path / "micro"
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +184,7 @@ def results(batch: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> 
     try:
         for scenario in SCENARIOS:
             _update(batch, scenario, Dist(), out)
+        _update(batch, "ppo", Dist(), out, "lora", "lora")
         _train(tiny, Dist(), out)
         # fork: the ranks inherit the imported modules and the batch (spawn would re-import torch and
         # transformers in each rank, most of this test's time); each rank sets up gloo after the fork.
@@ -153,8 +192,12 @@ def results(batch: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> 
                                               start_method="fork")
     finally:
         torch.set_num_threads(threads)
-    return {s: {name: torch.load(out / f"{s}-{name}.pt") for name in ("rank0-of-1", "rank0-of-2", "rank1-of-2")}
-            for s in [*SCENARIOS, "train"]}
+    got = {s: {name: torch.load(out / f"{s}-{name}.pt") for name in ("rank0-of-1", "rank0-of-2", "rank1-of-2")}
+           for s in [*SCENARIOS, "train"]}
+    for name in [*FSDP_SCENARIOS, "train-fsdp"]:
+        got[name] = {rank: torch.load(out / f"{name}-{rank}.pt") for rank in ("rank0-of-2", "rank1-of-2", "rank0-of-1")
+                     if (out / f"{name}-{rank}.pt").exists()}
+    return got
 
 
 def test_two_process_gradient_equals_single_process(batch: dict[str, Any], results: dict[str, Any]) -> None:
@@ -206,6 +249,131 @@ def test_two_process_training_iterations_equal_single_process(results: dict[str,
     for name, w in single["weights"].items():
         assert torch.allclose(r0["weights"][name], w, atol=1e-4), name
         assert torch.equal(r0["weights"][name], r1["weights"][name]), name
+
+
+@pytest.mark.parametrize("name, reference", [("fsdp-gradient", "gradient"), ("fsdp-ppo", "ppo"), ("fsdp-lora", "lora")])
+def test_fsdp_update_equals_single_process(name: str, reference: str, batch: dict[str, Any],
+                                           results: dict[str, Any]) -> None:
+    """FSDP2 on 2 ranks (uneven micro-batch counts, padded with zero passes): the weights after one update
+    equal the single process's within 1e-5, for full fine-tuning and for LoRA adapters on a frozen base."""
+    single, sharded = results[reference]["rank0-of-1"], results[name]["rank0-of-2"]
+    start = {n: p.detach() for n, p in batch["lora" if name == "fsdp-lora" else "policy"].model.named_parameters()}
+    for n, w in single["weights"].items():
+        assert torch.allclose(sharded["weights"][n], w, atol=1e-5), n
+    trained = [n for n, p in batch["lora" if name == "fsdp-lora" else "policy"].model.named_parameters()
+               if p.requires_grad]
+    assert max(float((single["weights"][n] - start[n]).abs().max()) for n in trained) > 1e-4  # a real step
+    if name == "fsdp-lora":
+        assert all("lora_" in n for n in trained) and len(trained) < len(start)
+        frozen = [n for n in start if n not in trained]
+        assert all(torch.equal(sharded["weights"][n], start[n]) for n in frozen)  # the base did not move
+    for key in ("loss/policy", "loss/int", "grad_norm"):
+        if key in single["stats"]:
+            assert sharded["stats"][key] == pytest.approx(single["stats"][key], rel=1e-5, abs=1e-7), key
+    assert results[name]["rank1-of-2"]["weights"] == {}  # consolidated on rank 0 only
+
+
+def test_fsdp_training_iterations_equal_single_process(results: dict[str, Any]) -> None:
+    """Sharded training, rollouts on the gathered model: the same episodes, metrics and weights as one process."""
+    single, r0, r1 = results["train"]["rank0-of-1"], results["train-fsdp"]["rank0-of-2"], results["train-fsdp"]["rank1-of-2"]
+    for ours in (r0, r1):
+        assert ours["actions"] == single["actions"]
+        assert ours["responses"] == single["responses"]
+    for it, (ours, ref) in enumerate(zip(r0["metrics"], single["metrics"], strict=True)):
+        for key in sorted(k for k in ref if not k.startswith("time/") and k not in PER_MICRO_BATCH):
+            if isinstance(ref[key], float):
+                assert ours[key] == pytest.approx(ref[key], rel=1e-5, abs=1e-6), (it, key)
+            else:
+                assert ours[key] == ref[key], (it, key)
+    assert single["moved"] > 1e-2
+    for name, w in single["weights"].items():
+        assert torch.allclose(r0["weights"][name], w, atol=1e-4), name
+
+
+@pytest.mark.slow
+def test_torchrun_fsdp_checkpoint_resumes_exactly_and_exports(tmp_path: Path) -> None:
+    """`torchrun ... siri train train.strategy=fsdp`: sharded checkpoints (each rank's shards, DCP); a run
+    resumed from its iteration-1 checkpoint ends with the uninterrupted run's weights and metrics; the
+    exported policy is one consolidated Hugging Face directory; `siri probe` reads the sharded checkpoints."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not on the venv's PATH")
+    model_dir = tmp_path / "micro"
+    micro_policy(seed=0).save(model_dir)
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    overrides = [f"model.name_or_path={model_dir}", "model.action_mode=choose", "env.max_steps=4",
+                 "rollout.num_groups=3", "rollout.group_size=2", "train.iterations=2", "train.eval_episodes=3",
+                 "train.eval_every=0", "train.save_every=1", "train.keep_checkpoints=0", "train.device=cpu",
+                 "optim.micro_batch_size=2", "optim.lr=0.01", "algo.entropy_coef=0.01", "train.strategy=fsdp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SIRI_CACHE": str(tmp_path / "cache")}
+
+    def launch(*args: str) -> None:
+        cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "siri", "train", *args]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[:2000] + "\n...\n" + proc.stderr[-2000:]
+
+    launch("-c", "household-tiny-gigpo", "--run-dir", str(whole), "--no-report", *overrides)
+    checkpoints = sorted((whole / "checkpoints").glob("iter-*"))
+    assert [c.name for c in checkpoints] == ["iter-000001", "iter-000002"]
+    for checkpoint in checkpoints:
+        shards = sorted(p.name for p in (checkpoint / "sharded").iterdir())
+        assert ".metadata" in shards and len([p for p in shards if p.endswith(".distcp")]) == 2  # one per rank
+        assert not (checkpoint / "model.pt").exists() and (checkpoint / "trainer.pt").exists()
+    # "Kill" after iteration 1: the same directory as it was then, resumed to the end.
+    shutil.copytree(whole, resumed, ignore=shutil.ignore_patterns("iter-000002", "policy", "summary.json"))
+    (resumed / "checkpoints" / "LATEST").write_text("iter-000001\n")
+    rows = (resumed / "metrics.jsonl").read_text().splitlines()
+    (resumed / "metrics.jsonl").write_text(rows[0] + "\n" + rows[1] + "\n")  # as it was after iteration 1
+    launch("--resume", str(resumed), "--no-report")
+    want = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    got = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in got] == [0, 1, 2]
+    assert want[2]["grad_norm"] > 0
+    for key, value in want[2].items():
+        if not key.startswith("time/"):
+            assert got[2][key] == pytest.approx(value, abs=1e-6), key
+    exported = {run: load_policy(str(run / "policy")) for run in (whole, resumed)}
+    config = json.loads((whole / "policy" / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]  # not FSDP's wrapper class
+    start = micro_policy(seed=0).model.state_dict()
+    finals = {run: policy.model.state_dict() for run, policy in exported.items()}
+    assert max(float((finals[whole][n] - p).abs().max()) for n, p in start.items()) > 1e-3  # it trained
+    for name, weight in finals[whole].items():
+        assert torch.equal(finals[resumed][name], weight), name
+    # One process reads the sharded checkpoints (what `siri probe` does): the last one is the exported policy.
+    loaded = list(checkpoint_policies(whole, device="cpu"))
+    assert [it for it, *_ in loaded] == [0, 1, 2]
+    last = loaded[-1][2].model.state_dict()
+    for name, weight in finals[whole].items():
+        assert torch.allclose(last[name], weight), name
+
+
+def test_fsdp_strategy_in_one_process_checkpoints_with_dcp_and_resumes(tmp_path: Path) -> None:
+    """train.strategy=fsdp without torchrun: nothing to shard, the same training as replicate, and its
+    checkpoints keep the strategy's format (DCP, written and read by this process alone), so a run can be
+    tried on one process and resumed exactly."""
+    model_dir = tmp_path / "micro"
+    micro_policy(seed=0).save(model_dir)
+    overrides = [f"model.name_or_path={model_dir}", "model.action_mode=choose", "env.max_steps=4",
+                 "rollout.num_groups=2", "rollout.group_size=2", "train.iterations=2", "train.eval_episodes=2",
+                 "train.eval_every=0", "train.save_every=1", "train.keep_checkpoints=0", "train.device=cpu",
+                 "optim.lr=0.01", "algo.entropy_coef=0.01"]
+    runs = {}
+    for strategy in ("replicate", "fsdp"):
+        cfg = TrainConfig.load(preset_path("household-tiny-gigpo"), [*overrides, f"train.strategy={strategy}"])
+        runs[strategy] = tmp_path / strategy
+        Trainer.create(cfg, runs[strategy]).train()
+    assert (runs["fsdp"] / "checkpoints" / "iter-000001" / "sharded" / ".metadata").exists()
+    assert (runs["replicate"] / "checkpoints" / "iter-000001" / "model.pt").exists()
+    resumed = tmp_path / "resumed"
+    shutil.copytree(runs["fsdp"], resumed, ignore=shutil.ignore_patterns("iter-000002", "policy"))
+    (resumed / "checkpoints" / "LATEST").write_text("iter-000001\n")
+    Trainer.resume(resumed).train()
+    finals = {name: load_policy(str(path / "policy")).model.state_dict()
+              for name, path in {**runs, "resumed": resumed}.items()}
+    for name, weight in finals["replicate"].items():
+        assert torch.equal(finals["fsdp"][name], weight), name
+        assert torch.equal(finals["resumed"][name], weight), name
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import pytest
 from siri.envs import EnvError, make
 from siri.envs.household import HouseholdEnv, generate_scene, world
 from siri.envs.household.placements import (
+    LAMP_PLACEMENTS,
     PLACEMENTS,
     atypical_receptacles,
     compatible_receptacles,
@@ -33,6 +34,37 @@ def test_every_table_covers_exactly_the_compatible_kinds_and_sums_to_one():
         assert set(decoys).isdisjoint(typical) and set(decoys) | set(typical) == set(table), obj
         assert all(table[d] < table[t] for d in decoys for t in typical), obj
         assert decoys[:3] == atypical_receptacles(obj)
+
+
+def test_lamps_have_a_table_over_the_kinds_they_stand_on():
+    assert set(LAMP_PLACEMENTS) == set(world.LAMPS)
+    for lamp, table in LAMP_PLACEMENTS.items():
+        assert set(table) == set(world.LAMP_HOSTS) and all(w > 0 for w in table.values()), lamp
+        assert math.isclose(sum(table.values()), 1.0), lamp
+        typical, decoys = typical_receptacles(lamp, k=9), atypical_receptacles(lamp, k=9)
+        assert set(typical).isdisjoint(decoys) and set(typical) | set(decoys) == set(table), lamp
+        assert sum(table[r] for r in typical) >= 0.75 - 1e-9
+    assert typical_receptacles("DeskLamp") == ["Desk", "SideTable"]
+    assert typical_receptacles("FloorLamp", among={"CoffeeTable", "Dresser"}) == ["CoffeeTable"]
+
+
+def test_typical_scenes_stand_lamps_where_they_usually_are():
+    """Look-at scenes: the lamp's host kind is typical far more often with typical placements; uniform scenes
+    stay what they were (the draw of every published number)."""
+    typical_share = {}
+    for mode in ("uniform", "typical"):
+        hits = n = 0
+        for seed in range(300):
+            scene = generate_scene("train", seed, placements=mode)
+            if scene.task_type != "look_at_obj_in_light":
+                continue
+            (host,) = [scene.receptacles[r].kind for t, r in zip(scene.things, scene.start, strict=True)
+                       if t.kind == scene.lamp_kind]
+            assert host in world.LAMP_HOSTS
+            hits += host in typical_receptacles(scene.lamp_kind)
+            n += 1
+        typical_share[mode] = hits / n
+    assert n >= 20 and typical_share["typical"] > typical_share["uniform"] + 0.2, typical_share
 
 
 def test_table_says_what_alfworld_rooms_show_and_words_match_observations():

@@ -454,3 +454,20 @@ def test_sentences_two_objects_lamps_and_role_words() -> None:
         "WHEN the task is to look at an alarmclock or a book under the desklamp or the floorlamp THEN first find and "
         "take the alarmclock or the book, then go to the desklamp or the floorlamp and use it"
     )
+    assert not any("you need a desklamp" in s for s in trace_skills("household", "look_at_obj_in_light", [lamp]))
+
+
+def test_sentences_say_where_the_lamps_were_used() -> None:
+    """Where each episode last went before using its lamp is where the lamp stands: a lamp placement skill."""
+    trajs = [
+        make_traj([f"go to {src} 1", f"take {obj} 1 from {src} 1", f"go to {host}", "go to desk 1", f"go to {host}",
+                   f"use {lamp} 1"], f"look at {obj} under the {lamp}.", "look_at_obj_in_light", traj=i)
+        for i, (obj, src, host, lamp) in enumerate([("book", "bed", "sidetable 2", "desklamp"),
+                                                    ("pen", "desk", "sidetable 1", "desklamp"),
+                                                    ("cd", "shelf", "desk 2", "desklamp"),
+                                                    ("vase", "shelf", "coffeetable 1", "floorlamp")])
+    ]  # fmt: skip
+    skills = trace_skills("household", "look_at_obj_in_light", trajs)
+    assert "WHEN you need a desklamp THEN look in the sidetable and the desk first" in skills
+    assert "WHEN you need a floorlamp THEN look in the coffeetable first" in skills
+    assert "WHEN you need a book THEN look in the bed first" in skills

@@ -249,3 +249,16 @@ def test_record_rollouts_and_validation_queue() -> None:
     assert bank.task_types() == {"s1": "heat", "s2": "heat", "s3": "heat"}
     with pytest.raises(SkillBankError, match="s9"):
         bank.record_rollouts([traj(0, True, ("s9",)), traj(0, False)], iteration=1)
+
+
+def test_a_skill_about_one_thing_applies_to_tasks_that_name_it() -> None:
+    from siri.skills.bank import skill_applies
+
+    mug = "WHEN you need a mug THEN look in the cabinet first"
+    assert skill_applies(mug, "put some mug on shelf.") and skill_applies(mug, "Put a clean Mug in coffeemachine.")
+    assert not skill_applies(mug, "put some mugs on shelf.") and not skill_applies(mug, "look at cup under the desklamp.")
+    lamp = "WHEN you need a desklamp THEN look in the desk and the sidetable first"
+    assert skill_applies(lamp, "look at mug under the desklamp.") and not skill_applies(lamp, "look at mug under the floorlamp.")
+    assert skill_applies("WHEN you need an apple THEN look in the fridge first", "heat some apple and put it in fridge.")
+    for other in ("WHEN the cabinet is closed THEN open it", "WHEN the task is to put a mug in the shelf THEN ...", ""):
+        assert skill_applies(other, "look at cup under the desklamp.")

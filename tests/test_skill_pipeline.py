@@ -9,6 +9,7 @@ plan to the bank's decisions is the production code path.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,7 @@ def _pipeline(tmp_path: Path, *overrides: str):
 def _bank_with(pipe, task_type: str, statuses_and_utilities: list[tuple[str, float]]) -> list[str]:
     from siri.skills.validation import ACTIVE
 
-    texts = ["WHEN you need a mug THEN look in the cabinets first",
+    texts = ["WHEN the cabinet is closed THEN open it before you take from it",
              "WHEN the task says heat THEN carry it to the microwave and open it",
              "WHEN nothing is on the countertop THEN search every drawer before the shelves"]
     ids = []
@@ -172,6 +173,38 @@ def test_plan_pairs_every_skill_rollout_and_splits_groups_between_candidates_and
         else:
             assert 0.25 < served["active"] / total < 0.75
     assert pipe.plan(3, seeds, 4) == pipe.plan(3, seeds, 4)  # a pure function of (seed, iteration, bank)
+
+
+def test_a_placement_skill_is_validated_and_shown_only_in_tasks_that_name_its_object(tmp_path: Path) -> None:
+    """"WHEN you need a <thing> THEN ..." is paired only in groups whose task names the thing; a skill of the
+    whole task type goes to the rest; evaluation with skills shows it only there too."""
+    from siri.skills.pipeline import bank_skills_by_seed
+    from siri.skills.validation import ACTIVE
+
+    pipe = _pipeline(tmp_path, "siri.validation_share=0.5", "siri.active_share=0.0")
+    seeds = list(range(300, 400))
+    tasks = {s: pipe.task_of(s) for s in seeds}
+    env = envs.make(pipe.cfg.env.name, **pipe.cfg.env.options_for())
+    goals = {s: (env.reset(s).task_type, env.goal_object()) for s in seeds}
+    task_type = goals[seeds[0]][0]
+    thing = Counter(goal for tt, goal in goals.values() if tt == task_type).most_common(1)[0][0]
+    placement = pipe.bank.add_candidates([f"WHEN you need {'an' if thing[0] in 'aeiou' else 'a'} {thing} THEN look "
+                                          f"in the cabinet first"], task_type, 0, "trace")[0].id
+    specs = pipe.plan(3, seeds, 4)
+    shown = {s.seed for s in specs if s.skills and s.skills[0][0] == placement}
+    naming = {s for s, (tt, goal) in goals.items() if tt == task_type and goal == thing}
+    assert shown == naming and len(naming) >= 2, (thing, naming)
+    general = pipe.bank.add_candidates(["WHEN the cabinet is closed THEN open it before you take from it"],
+                                       task_type, 0, "trace")[0].id
+    specs = pipe.plan(3, seeds, 4)
+    by_skill = {sid: {s.seed for s in specs if s.skills and s.skills[0][0] == sid} for sid in (placement, general)}
+    assert by_skill[general] | by_skill[placement] == {s for s, (tt, _) in tasks.items() if tt == task_type}
+    for skill_id in (placement, general):
+        pipe.bank.get(skill_id).status = ACTIVE
+    skills_for = bank_skills_by_seed(pipe.bank, pipe.cfg.env.name, pipe.cfg.env.options_for(), top_k=5)
+    for seed, (tt, _) in tasks.items():
+        ids = {sid for sid, _ in skills_for(seed)}
+        assert ids == (set() if tt != task_type else {general, placement} if seed in naming else {general}), seed
 
 
 def test_internalization_with_the_gate_on_weights_only_valid_steps_of_helpful_active_skills(tmp_path: Path) -> None:

@@ -332,6 +332,16 @@ def test_assign_validation_respects_task_types() -> None:
     shown = [next(x for x in row if x) for row in plan]
     # heat groups rotate over s1, s3, s4; cool over s2, s3; clean only gets the general s3
     assert shown == ["s1", "s2", "s3", "s3", "s4"]
+    # applies(group, candidate) narrows the eligible ones further: s4 only where the group allows it
+    narrowed = assign_validation(
+        [4, 4, 4, 4, 4], ["s1", "s2", "s3", "s4"], share=0.25, seed=0,
+        group_types=["heat", "cool", "heat", "clean", "heat"], candidate_types=types,
+        applies=lambda g, c: c != "s1" and (c != "s4" or g == 4),
+    )  # fmt: skip
+    assert [next((x for x in row if x), None) for row in narrowed] == ["s3", "s2", "s3", "s3", "s4"]
+    nothing = assign_validation([4, 4], ["s1"], group_types=["heat", "heat"], candidate_types=types,
+                                applies=lambda g, c: False)
+    assert nothing == [[None] * 4, [None] * 4]
     with pytest.raises(ValueError, match="missing \\['s4'\\]"):
         assign_validation([4], ["s4"], group_types=["heat"], candidate_types={})
 

@@ -150,6 +150,13 @@ class TrainSection(Config):
                                 "the internalization probe along a whole run with `siri probe`)", min=0)
     run_dir: str | None = opt(None, "run directory; None = runs/<preset>-<timestamp>")
     device: str = opt("auto", "'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:1', 'mps'")
+    strategy: Literal["replicate", "fsdp"] = opt(
+        "replicate", "under torchrun: replicate (every rank holds the whole model and optimizer; one gradient "
+        "all-reduce per optimizer step) or fsdp (FSDP2: weights, gradients and optimizer state sharded across "
+        "ranks in the update, weights gathered for rollouts; sharded checkpoints; docs/scale-out.md). "
+        "One process: both train the same")
+    mixed_precision: bool = opt(False, "strategy=fsdp: compute in bfloat16 with float32 sharded master weights "
+                                "and float32 gradient reduction (for GPUs; keep model.dtype=float32)")
     loggers: list[Literal["tensorboard", "wandb"]] = field(default_factory=lambda: ["tensorboard"], metadata={
         "help": "where metrics go besides RUN_DIR/metrics.jsonl (always written): tensorboard (events in RUN_DIR), "
                 "wandb (Weights & Biases: pip install 'siri-rl[wandb]'; WANDB_MODE=offline needs no network)"})
@@ -159,6 +166,9 @@ class TrainSection(Config):
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N, mps; got {self.device!r}")
+        if self.mixed_precision and self.strategy != "fsdp":
+            raise ValueError("train.mixed_precision=true is FSDP's mixed precision: it needs train.strategy=fsdp "
+                             "(with replicate, set model.dtype=bfloat16 instead)")
 
 
 @dataclass

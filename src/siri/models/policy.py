@@ -68,13 +68,15 @@ class Policy:
         else:
             raise ModelError("this policy was loaded with reference=False; load it with reference=True for a KL term")
 
-    def save(self, path: str | os.PathLike[str], extra_files: dict[str, Any] | None = None) -> None:
+    def save(self, path: str | os.PathLike[str], extra_files: dict[str, Any] | None = None,
+             state_dict: dict[str, Any] | None = None) -> None:
         """Save weights (or adapters), tokenizer and ``siri_policy.json``; ``load_policy(path)`` reloads it.
 
         ``extra_files`` (file name -> JSON-able) are written into the same directory, in the same atomic move.
+        ``state_dict``: the weights to write instead of the model's own (an FSDP model's, consolidated).
         """
         with atomic_dir(path) as tmp:  # a sibling of ``path``, created with its parent: one filesystem
-            self.model.save_pretrained(tmp)
+            self.model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
             self.tokenizer.save_pretrained(tmp)
             meta = {"format": 1, "name": self.name, "base": self.path, "lora": self.lora,
                     "action_mode": self.action_mode, "env": self.env}

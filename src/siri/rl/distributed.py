@@ -81,6 +81,18 @@ class Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def max_count(self, n: int) -> int:
+        """The largest ``n`` over ranks (FSDP's lock-step micro-batch count)."""
+        if not self.enabled:
+            return n
+        import torch
+        import torch.distributed as dist
+
+        device = f"cuda:{self.local_rank}" if self.backend == "nccl" else "cpu"  # NCCL reduces CUDA tensors only
+        box = torch.tensor([n], dtype=torch.int64, device=device)
+        dist.all_reduce(box, op=dist.ReduceOp.MAX)
+        return int(box.item())
+
     def sync_params(self, params: Sequence[Any]) -> None:
         """Copy rank 0's values of ``params`` to every rank."""
         if not self.enabled:
@@ -124,10 +136,14 @@ class Dist:
             dist.barrier()
 
     def close(self) -> None:
+        """Leave the job. Every rank waits for the others first: rank 0 still writes the policy and the report
+        after the last collective, and a rank that tears gloo down while a peer is busy can die of SIGABRT
+        ("terminate called without an active exception") in gloo's connection threads."""
         if self.enabled:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                dist.barrier()
                 dist.destroy_process_group()
 
 

@@ -17,7 +17,8 @@ One iteration, read top to bottom in ``Trainer.iteration``:
 
 Scale-out (docs/scale-out.md): ``env.workers=ray`` steps the environments in Ray actors
 (``siri.envs.ray_workers``); under ``torchrun`` each rank collects its own groups and back-propagates
-their steps, with one gradient all-reduce per optimizer step (``siri.rl.distributed``); and
+their steps, with one gradient all-reduce per optimizer step (``siri.rl.distributed``) or, with
+``train.strategy=fsdp``, sharded weights, gradients and optimizer state (``siri.rl.fsdp``); and
 ``rollout.engine=vllm`` generates with vLLM, whose weights are pushed after every update.
 
 Everything random in an iteration is seeded from ``(train.seed, iteration)``, and a checkpoint holds
@@ -27,6 +28,7 @@ uninterrupted run exactly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -45,11 +47,12 @@ from siri.rl.advantages import compute_gigpo, compute_grpo, compute_rloo
 from siri.rl.distributed import Dist, rank_device
 from siri.rl.distributed import setup as setup_distributed
 from siri.rl.dynamic_sampling import assemble, informative_groups, renumber
+from siri.rl.fsdp import ShardedModel, full_state_dict, load_sharded, save_sharded
 from siri.rl.update import UpdateBatch, update_policy
 from siri.rollout.collector import EpisodeSpec, RolloutConfig, collect
 from siri.rollout.evaluation import episode_metrics, evaluate
 from siri.rollout.types import StepRecord, Trajectory
-from siri.runs.run_dir import RunDir, RunDirError
+from siri.runs.run_dir import SHARDED_DIR, RunDir, RunDirError
 from siri.runs.summary import Summary, eval_entry, new_summary, write_summary
 from siri.utils.config import ConfigError
 from siri.utils.io import atomic_write_text
@@ -91,8 +94,12 @@ class Trainer:
         self.policy = policy
         self.iteration = start_iteration
         self.dist = dist or Dist()
-        self.params = [p for p in policy.model.parameters() if p.requires_grad]
-        self.dist.sync_params(self.params)  # every rank starts from rank 0's weights (e.g. LoRA's random init)
+        # every rank starts from rank 0's weights (e.g. LoRA's random init)
+        self.dist.sync_params([p for p in policy.model.parameters() if p.requires_grad])
+        self.sharding = (ShardedModel(policy.model, mixed_precision=cfg.train.mixed_precision)
+                         if cfg.train.strategy == "fsdp" and self.dist.enabled else None)
+        self.params = (self.sharding.params if self.sharding is not None  # this rank's shards
+                       else [p for p in policy.model.parameters() if p.requires_grad])
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas)
         )
@@ -170,13 +177,16 @@ class Trainer:
             if dist.is_main:
                 run.truncate_metrics(-1)
             return cls(cfg, run, policy, dist=dist, resume=True)
-        weights = run.load_checkpoint(checkpoint, "model")
-        missing = _load_trainable(policy.model, weights)
-        if missing:
-            raise RunDirError(f"{checkpoint}/model.pt does not match the model of {run.path}: missing {missing[:5]}")
+        sharded = (checkpoint / SHARDED_DIR).is_dir()
+        if not sharded:
+            _load_checkpoint_weights(run, checkpoint, policy.model)
         start = int(run.load_checkpoint(checkpoint, "iteration")["iteration"])
         trainer = cls(cfg, run, policy, start_iteration=start, dist=dist, resume=True)
-        trainer.optimizer.load_state_dict(run.load_checkpoint(checkpoint, "optimizer"))
+        if sharded:  # weights and optimizer, resharded by DCP for this run's ranks
+            with trainer.sharded():
+                load_sharded(policy.model, trainer.optimizer, checkpoint / SHARDED_DIR)
+        else:
+            trainer.optimizer.load_state_dict(run.load_checkpoint(checkpoint, "optimizer"))
         state = run.load_checkpoint(checkpoint, "trainer")
         trainer.summary = state["summary"]
         if trainer.siri is not None:
@@ -321,9 +331,13 @@ class Trainer:
                                    temperature=scoring_temperature(self.cfg),
                                    micro_batch=self.cfg.optim.micro_batch_size)
 
+    def sharded(self) -> contextlib.AbstractContextManager[None]:
+        """The block in which the model's weights and optimizer state may be read or written (FSDP: sharded)."""
+        return self.sharding.sharded() if self.sharding is not None else contextlib.nullcontext()
+
     def update(self, batch: UpdateBatch) -> dict[str, float]:
         """One policy update on ``batch`` (``siri.rl.update``) with this trainer's policy and optimizer."""
-        return update_policy(batch, self.cfg, self.policy, self.optimizer, self.dist)
+        return update_policy(batch, self.cfg, self.policy, self.optimizer, self.dist, self.sharding)
 
     # ------------------------------------------------------------------ evaluation and persistence
     def evaluate(self, with_skills: bool = False) -> dict[str, float]:
@@ -376,9 +390,16 @@ class Trainer:
         self.dist.close()
 
     def save_checkpoint(self) -> Path | None:
-        """Write a checkpoint (rank 0 only: other ranks hold identical state and return None)."""
+        """Write a checkpoint (rank 0 writes it, and returns its path; the other ranks hold identical state and
+        return None). ``train.strategy=fsdp``: every rank first writes its shards (``siri.rl.fsdp``)."""
         import torch
 
+        shards = None
+        if self.cfg.train.strategy == "fsdp":
+            shards = Path(self.dist.broadcast(str(self.run.shard_staging(self.iteration)) if self.dist.is_main else ""))
+            with self.sharded():
+                save_sharded(self.policy.model, self.optimizer, shards)
+            self.dist.barrier()
         if not self.dist.is_main:
             return None
         state = {"summary": self.summary, "torch_rng": torch.get_rng_state(),
@@ -387,11 +408,13 @@ class Trainer:
         if self.siri is not None:
             self.siri.save()
             files = self.siri.checkpoint_files()
-        trainable = {n: p.detach().clone() for n, p in self.policy.model.named_parameters() if p.requires_grad}
-        return self.run.save_checkpoint(
-            self.iteration, {"model": trainable, "optimizer": self.optimizer.state_dict(), "trainer": state}, files,
-            keep=self.cfg.train.keep_checkpoints,
-        )
+        payload: dict[str, Any] = {"trainer": state}
+        if shards is None:
+            payload["model"] = {n: p.detach().clone() for n, p in self.policy.model.named_parameters()
+                                if p.requires_grad}
+            payload["optimizer"] = self.optimizer.state_dict()
+        return self.run.save_checkpoint(self.iteration, payload, files, keep=self.cfg.train.keep_checkpoints,
+                                        shards=shards)
 
     def finish(self, report: bool = False) -> None:
         """Final evaluations, the trained policy under RUN_DIR/policy, summary.json, and the report."""
@@ -407,8 +430,13 @@ class Trainer:
                                                                        self.last_outcomes)
             self.summary["skills"] = self.siri.counts()
         self._save_summary()
+        # Sharded: the weights are consolidated on rank 0 (a collective), which exports one HF directory.
+        weights = None
+        if self.sharding is not None:
+            with self.sharded():
+                weights = full_state_dict(self.policy.model)
         if self.dist.is_main:
-            self.policy.save(self.run.path / "policy")
+            self.policy.save(self.run.path / "policy", state_dict=weights)
             if report:
                 from siri.runs.report import build_report
 
@@ -555,10 +583,18 @@ def checkpoint_policies(run_dir: str | Path, device: str = "auto"
     yield 0, None, policy, cfg
     for checkpoint in run.list_checkpoints():
         iteration = int(run.load_checkpoint(checkpoint, "iteration")["iteration"])
-        missing = _load_trainable(policy.model, run.load_checkpoint(checkpoint, "model"))
-        if missing:
-            raise RunDirError(f"{checkpoint}/model.pt does not match the model of {run.path}: missing {missing[:5]}")
+        if (checkpoint / SHARDED_DIR).is_dir():
+            load_sharded(policy.model, None, checkpoint / SHARDED_DIR)  # one process reads every rank's shards
+        else:
+            _load_checkpoint_weights(run, checkpoint, policy.model)
         yield iteration, checkpoint.name, policy, cfg
+
+
+def _load_checkpoint_weights(run: RunDir, checkpoint: Path, model: Any) -> None:
+    """A replicate checkpoint's trainable weights (model.pt) into ``model``."""
+    missing = _load_trainable(model, run.load_checkpoint(checkpoint, "model"))
+    if missing:
+        raise RunDirError(f"{checkpoint}/model.pt does not match the model of {run.path}: missing {missing[:5]}")
 
 
 def _split_size(env_name: str, options: dict[str, Any]) -> int | None:

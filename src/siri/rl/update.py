@@ -14,12 +14,16 @@ Read ``update_policy`` top to bottom:
 
 Under torchrun every rank walks the same mini-batches (same seed) but forwards only the steps of the
 groups it owns; one gradient all-reduce per optimizer step makes the sum the single-process gradient.
+With ``train.strategy=fsdp`` (``sharding``) the old and reference log-probs are scored on the gathered
+model, the epochs run sharded, and ranks pad their micro-batches to the same count with zero-gradient
+passes; FSDP's reduce-scatter then does the sum (``siri.rl.fsdp``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +32,7 @@ import numpy as np
 from siri.config import TrainConfig
 from siri.models.policy import Policy
 from siri.rl.distributed import Dist
+from siri.rl.fsdp import ShardedModel, lockstep, zero_pass
 from siri.rollout.types import StepRecord
 
 if TYPE_CHECKING:
@@ -57,8 +62,10 @@ class UpdateBatch:
 
 
 def update_policy(batch: UpdateBatch, cfg: TrainConfig, policy: Policy, optimizer: torch.optim.Optimizer,
-                  dist: Dist) -> dict[str, float]:
-    """Run the PPO epochs of ``cfg.optim`` over ``batch``, stepping ``optimizer``; return the update's stats."""
+                  dist: Dist, sharding: ShardedModel | None = None) -> dict[str, float]:
+    """Run the PPO epochs of ``cfg.optim`` over ``batch``, stepping ``optimizer``; return the update's stats.
+
+    ``sharding``: the policy's model is FSDP-sharded (``train.strategy=fsdp``); it is gathered on return."""
     import torch  # here, not at the top: importing the trainer (and the CLI) stays free of torch
 
     from siri.rl.losses import actor_loss, internalization_loss
@@ -66,7 +73,7 @@ def update_policy(batch: UpdateBatch, cfg: TrainConfig, policy: Policy, optimize
 
     algo, optim = cfg.algo, cfg.optim
     model = policy.model
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # (sharded: this rank's shards)
     pad = policy.pad_id
     temperature = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
     mb_size = optim.micro_batch_size
@@ -104,63 +111,79 @@ def update_policy(batch: UpdateBatch, cfg: TrainConfig, policy: Policy, optimize
                                micro_batch=mb_size)
 
     # 3. The epochs, mini-batches (one optimizer step each) and micro-batches (one backward each).
+    # Sharded (FSDP), every rank runs as many micro-batches as the busiest one: None stands for a zero pass.
+    steps = sharding.sharded() if sharding is not None else contextlib.nullcontext()
+    paced: Callable[[list[list[int]]], Sequence[list[int] | None]] = (
+        (lambda chunks: lockstep(chunks, dist)) if sharding is not None else list)
+    device = next(model.parameters()).device
     rng = np.random.default_rng(batch.seed)
     stats: dict[str, list[float]] = defaultdict(list)
     model.train()
     n_policy, n_int = len(policy_records), len(int_records)
-    for _epoch in range(optim.ppo_epochs):
-        order_p = rng.permutation(n_policy)
-        order_i = rng.permutation(n_int)
-        for mb in range(optim.mini_batches):
-            pidx = order_p[mb::optim.mini_batches]  # this mini-batch's policy steps (all ranks')
-            iidx = order_i[mb::optim.mini_batches]  # and internalized steps
-            optimizer.zero_grad(set_to_none=True)
-            p_norm = _normalizer([policy_records[i] for i in pidx], algo.agg)
-            i_norm = max(1.0, float(sum(_int_mask_len(int_records[i], cfg) for i in iidx if int_weights[i] > 0)))
-            owned = [i for i in pidx if own_p[i]]
-            live = [i for i in owned if scored_p[i]]
-            stats["scored_steps"].append(float(len(live)))
-            if owned and not live:
-                stats["loss/policy"].append(0.0)  # every step skipped: the loss is exactly 0
-            for chunk in _chunks(by_length(live, policy_records), mb_size):
-                micro = [policy_records[i] for i in chunk]
-                # [b, T] each: b steps, T the longest response among them (responses left-aligned)
-                logp, mask, entropy = response_logprobs(model, micro, pad_id=pad, temperature=temperature,
-                                                        with_entropy=algo.entropy_coef > 0)
-                old_t = logp.detach() if on_policy else _pad([old[i] for i in chunk], logp.shape[1])
-                ref_t = _pad([ref[i] for i in chunk], logp.shape[1]) if ref else None
-                adv_t = torch.tensor([policy_adv[i] for i in chunk], dtype=logp.dtype)  # [b]
-                loss, s = actor_loss(logp, old_t, adv_t, mask, ref_logprobs=ref_t, kl_coef=algo.kl_coef,
-                                     entropy=entropy, entropy_coef=algo.entropy_coef, clip_low=algo.clip,
-                                     clip_high=algo.clip_high, agg=algo.agg, normalizer=p_norm)
-                loss.backward()
-                stats["loss/policy"].append(float(loss.detach()))
-                for key in ("clip_frac", "kl", "entropy", "approx_kl", "ratio_max"):
-                    if key in s:
-                        stats[key].append(s[key])
-            if batch.lam > 0:
-                # Internalization: the action tokens (default) or whole response (ablation) sampled
-                # under the skill prompt, scored under the plain prompt.
-                for chunk in _chunks(by_length([i for i in iidx if own_i[i]], int_records), mb_size):
-                    micro = [int_records[i] for i in chunk]
-                    logp, rmask, _ = response_logprobs(model, micro, pad_id=pad, temperature=temperature, plain=True)
-                    amask = _pad([[float(x) for x in r.action_mask] for r in micro], logp.shape[1])  # [b, T]
-                    mask = rmask if not cfg.siri.action_tokens_only else amask * rmask
-                    weights = torch.tensor([int_weights[i] for i in chunk], dtype=logp.dtype)  # [b]
-                    loss = internalization_loss(logp, mask, weights, normalizer=i_norm)
-                    (batch.lam * loss).backward()
-                    stats["loss/int"].append(float(loss.detach()))
-            if len(live) < len(owned):
-                # The skipped steps' gradient: zeros, not None, so that AdamW steps exactly as it would
-                # have (momentum and weight decay act on zero gradients, but skip None ones).
-                for param in params:
-                    if param.grad is None:
-                        param.grad = torch.zeros_like(param)
-            dist.all_reduce_grads(params)
-            if optim.grad_clip > 0:
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
-                stats["grad_norm"].append(float(grad_norm))
-            optimizer.step()
+    with steps:
+        for _epoch in range(optim.ppo_epochs):
+            order_p = rng.permutation(n_policy)
+            order_i = rng.permutation(n_int)
+            for mb in range(optim.mini_batches):
+                pidx = order_p[mb::optim.mini_batches]  # this mini-batch's policy steps (all ranks')
+                iidx = order_i[mb::optim.mini_batches]  # and internalized steps
+                optimizer.zero_grad(set_to_none=True)
+                p_norm = _normalizer([policy_records[i] for i in pidx], algo.agg)
+                i_norm = max(1.0, float(sum(_int_mask_len(int_records[i], cfg) for i in iidx if int_weights[i] > 0)))
+                owned = [i for i in pidx if own_p[i]]
+                live = [i for i in owned if scored_p[i]]
+                stats["scored_steps"].append(float(len(live)))
+                if owned and not live:
+                    stats["loss/policy"].append(0.0)  # every step skipped: the loss is exactly 0
+                for chunk in paced(_chunks(by_length(live, policy_records), mb_size)):
+                    if chunk is None:
+                        zero_pass(model, pad, device)
+                        continue
+                    micro = [policy_records[i] for i in chunk]
+                    # [b, T] each: b steps, T the longest response among them (responses left-aligned)
+                    logp, mask, entropy = response_logprobs(model, micro, pad_id=pad, temperature=temperature,
+                                                            with_entropy=algo.entropy_coef > 0)
+                    old_t = logp.detach() if on_policy else _pad([old[i] for i in chunk], logp.shape[1])
+                    ref_t = _pad([ref[i] for i in chunk], logp.shape[1]) if ref else None
+                    adv_t = torch.tensor([policy_adv[i] for i in chunk], dtype=logp.dtype)  # [b]
+                    loss, s = actor_loss(logp, old_t, adv_t, mask, ref_logprobs=ref_t, kl_coef=algo.kl_coef,
+                                         entropy=entropy, entropy_coef=algo.entropy_coef, clip_low=algo.clip,
+                                         clip_high=algo.clip_high, agg=algo.agg, normalizer=p_norm)
+                    loss.backward()
+                    stats["loss/policy"].append(float(loss.detach()))
+                    for key in ("clip_frac", "kl", "entropy", "approx_kl", "ratio_max"):
+                        if key in s:
+                            stats[key].append(s[key])
+                if batch.lam > 0:
+                    # Internalization: the action tokens (default) or whole response (ablation) sampled
+                    # under the skill prompt, scored under the plain prompt.
+                    for chunk in paced(_chunks(by_length([i for i in iidx if own_i[i]], int_records), mb_size)):
+                        if chunk is None:
+                            zero_pass(model, pad, device)
+                            continue
+                        micro = [int_records[i] for i in chunk]
+                        logp, rmask, _ = response_logprobs(model, micro, pad_id=pad, temperature=temperature, plain=True)
+                        amask = _pad([[float(x) for x in r.action_mask] for r in micro], logp.shape[1])  # [b, T]
+                        mask = rmask if not cfg.siri.action_tokens_only else amask * rmask
+                        weights = torch.tensor([int_weights[i] for i in chunk], dtype=logp.dtype)  # [b]
+                        loss = internalization_loss(logp, mask, weights, normalizer=i_norm)
+                        (batch.lam * loss).backward()
+                        stats["loss/int"].append(float(loss.detach()))
+                skipped = len(owned) - len(live)
+                if sharding is not None:  # every rank's gradients must be set alike (clipping is a collective)
+                    skipped = dist.max_count(skipped)
+                if skipped:
+                    # The skipped steps' gradient: zeros, not None, so that AdamW steps exactly as it would
+                    # have (momentum and weight decay act on zero gradients, but skip None ones).
+                    for param in params:
+                        if param.grad is None:
+                            param.grad = torch.zeros_like(param)
+                if sharding is None:
+                    dist.all_reduce_grads(params)  # (sharded: FSDP's reduce-scatter has summed them)
+                if optim.grad_clip > 0:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip)
+                    stats["grad_norm"].append(float(grad_norm))
+                optimizer.step()
 
     # 4. Statistics.
     if dist.enabled:  # every rank's micro-batch stats, as if one process had run them all

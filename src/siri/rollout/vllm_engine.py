@@ -167,7 +167,8 @@ def full_weights(model: Any) -> Iterator[tuple[str, Any]]:
         hf = hf_weight_name(name)
         if hf is None or (tied and hf == "lm_head.weight"):
             continue
-        yield hf, tensor
+        # An FSDP-sharded weight (DTensor) is all-gathered here: every rank syncs its engine, in this order.
+        yield hf, tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
 class WeightLoader:

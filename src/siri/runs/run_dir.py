@@ -13,7 +13,9 @@ Layout::
       summary.json         the evaluations at the run's milestones (layout: siri.runs.summary)
       checkpoints/
         LATEST             name of the newest complete checkpoint
-        iter-000012/       model.pt (trainable weights), optimizer.pt, trainer.pt, iteration.pt, extra files
+        iter-000012/       model.pt (trainable weights), optimizer.pt, trainer.pt, iteration.pt, extra files;
+                           train.strategy=fsdp: sharded/ (each rank's shards of weights and optimizer, DCP)
+                           instead of model.pt and optimizer.pt
       policy/              the trained policy, written at the end (``siri eval --model RUN_DIR/policy``)
       report.html, report.md, report_files/   the report (siri.runs.report; rebuilt by ``siri report``)
 
@@ -42,6 +44,7 @@ from typing import IO, Any
 from siri.utils.io import atomic_dir, atomic_write_json, atomic_write_text
 
 LOCK_FILE = ".lock"
+SHARDED_DIR = "sharded"  # a checkpoint's torch.distributed.checkpoint folder (train.strategy=fsdp)
 
 
 class RunDirError(Exception):
@@ -247,10 +250,30 @@ class RunDir:
         self.unlock()
 
     # ----------------------------------------------------------------- checkpoints
+    def _remove_stale(self, keep: Path | None = None) -> None:
+        """Remove what a killed save left (one writer per run: the lock), except ``keep``."""
+        for stale in [*self.checkpoints.glob(".iter-*.tmp"), *self.checkpoints.glob(".LATEST.*.tmp")]:
+            if stale == keep:
+                continue
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+    def shard_staging(self, iteration: int) -> Path:
+        """A fresh hidden folder that every rank writes its checkpoint shards into, before
+        ``save_checkpoint(..., shards=...)`` moves it into the checkpoint (a killed save leaves nothing visible)."""
+        staging = self.checkpoints / f".iter-{iteration:06d}.shards.tmp"
+        self._remove_stale()
+        staging.mkdir(parents=True)
+        return staging
+
     def save_checkpoint(
-        self, iteration: int, payload: dict[str, Any], files: dict[str, str] | None = None, keep: int = 2
+        self, iteration: int, payload: dict[str, Any], files: dict[str, str] | None = None, keep: int = 2,
+        shards: Path | None = None,
     ) -> Path:
-        """Write ``payload`` (name -> torch-saveable object, one ``<name>.pt`` each) and text ``files``.
+        """Write ``payload`` (name -> torch-saveable object, one ``<name>.pt`` each), text ``files`` and the
+        ``shards`` folder (``shard_staging``'s, filled by every rank), which becomes ``SHARDED_DIR``.
 
         The directory appears under its final name only once complete, so ``LATEST`` never points at
         a half-written checkpoint; the oldest checkpoints beyond ``keep`` are removed afterwards (``keep=0``:
@@ -260,14 +283,11 @@ class RunDir:
 
         name = f"iter-{iteration:06d}"
         final = self.checkpoints / name
-        for stale in [*self.checkpoints.glob(".iter-*.tmp"), *self.checkpoints.glob(".LATEST.*.tmp")]:
-            # left by a save that was killed (one writer per run: the lock)
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
+        self._remove_stale(keep=shards)
         try:
             with atomic_dir(final) as tmp:
+                if shards is not None:
+                    os.replace(shards, tmp / SHARDED_DIR)
                 for key, obj in payload.items():
                     torch.save(obj, tmp / f"{key}.pt")
                 torch.save({"iteration": iteration}, tmp / "iteration.pt")

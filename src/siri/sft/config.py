@@ -33,6 +33,9 @@ class WarmStartConfig(Config):
       act on what a skill says?").
     - ``delivery_twins``: after a pickup the tiny model walks on at random instead of to the receptacle the
       task names: the same rare far-away word to copy as a skill's place, learned the same way.
+    - ``lamp_skills``: a look-at task searches twice, for the object and then for a lamp; a skill that names
+      the object's places alone left that second search, where those episodes were lost, as blind as before
+      (benchmarks/RESULTS.md, "Delivery puts, measured").
     - ``presence_twins``: with a skill in most prompts, the tiny model tied behaviour no skill decides (walking
       to the task's receptacle after the pickup) to the block's presence: without a skill it succeeded less.
     - ``prompt_lm_weight``: the auxiliary next-token loss on the prompt gives the tiny model ~50x more signal
@@ -79,6 +82,10 @@ class WarmStartConfig(Config):
                                "the object in view, or the skill's places searched) also appears the other way, "
                                "without the prompt's skill block or with a placement skill where it had none, "
                                "same label")
+    lamp_skills: bool = opt(False, "with follow_skills: look-at episodes may also show a placement skill for the "
+                            "task's lamp ('WHEN you need a desklamp THEN look in the desk and the sidetable first', "
+                            "drawn as the object's), which the demonstrator follows once the object is in hand; the "
+                            "step after the pickup gets skill twins under other lamp skills")
     focus_steps: int = opt(0, "optimizer steps of a first phase on the examples a word far from the answer "
                            "decides alone (skill episodes' first steps and their skill twins, delivery steps and "
                            "their twins; no prompt loss), before the train_steps on every example", min=0)

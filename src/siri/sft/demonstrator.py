@@ -15,6 +15,9 @@ the task's object with nothing in hand, the demonstrator then goes to the places
 skill's order (every instance of the first kind, opening closed ones, then the next kind), before searching
 as above. The skills name typical, atypical (decoy) or random compatible places, so a model that imitates it
 learns to act on what a skill says, not on its mere presence; without a skill it knows no placements.
+A look-at task has a second search, for the lamp, once the object is in hand; with ``lamp_skills`` the episode
+may also be shown a placement skill for the lamp ("WHEN you need a desklamp THEN look in the desk and the
+sidetable first"), followed the same way, over the places not searched since the pickup (``SearchMemory``).
 ``skill_twin`` labels the same search state under another skill (the warm start's contrastive twins);
 ``delivery_twin`` the step after a pickup under a task that names another receptacle.
 """
@@ -47,6 +50,37 @@ class Episode:
     expert_actions: list[str] = dataclasses.field(default_factory=list)
     goal_object: str | None = None  # the word of the object the task asks for, where the env says it
     skill: str | None = None  # the placement skill the episode was shown and followed (follow_skills)
+    goal_lamp: str | None = None  # the word of the lamp a look-at task names ("desklamp"), where the env says it
+    lamp_skill: str | None = None  # the lamp's placement skill the episode was shown and followed (lamp_skills)
+
+    @property
+    def skills(self) -> list[str]:
+        """The placement skills the episode's prompts show: the object's, then the lamp's."""
+        return [s for s in (self.skill, self.lamp_skill) if s is not None]
+
+
+@dataclass
+class SearchMemory:
+    """What the agent has done that decides a guided search: the places gone to (the object search skips
+    them), where it stands, and whether it holds something. Once it takes an object, the places gone to from
+    then on (``since_pickup``, with the one it stands at) are the ones a second search, for the lamp, skips:
+    a place searched for the object may well hold the lamp."""
+
+    visited: set[str] = dataclasses.field(default_factory=set)
+    since_pickup: set[str] = dataclasses.field(default_factory=set)
+    here: str | None = None
+    holding: bool = False
+
+    def update(self, action: str, valid: bool) -> None:
+        """Record a step's action (``valid``: the environment carried it out)."""
+        if action.startswith("go to "):
+            self.visited.add(action[6:])  # as the prompt's history shows it, valid or not
+            if valid:
+                self.here = action[6:]
+                self.since_pickup.add(action[6:])
+        if valid and action.startswith(("take ", "move ")):
+            self.holding = action.startswith("take ")
+            self.since_pickup = {self.here} if self.holding and self.here else set()
 
 
 # Draws the skill an episode is shown (or None) from its first observation and goal object word.
@@ -55,21 +89,25 @@ SkillDraw = Callable[[Observation, str | None], str | None]
 
 def noisy_episode(
     env: Env, seed: int, rng: random.Random, random_share: float, search_share: float = 0.0,
-    invalid_share: float = 0.0, skill: SkillDraw | None = None,
+    invalid_share: float = 0.0, skill: SkillDraw | None = None, lamp_skill: bool = False,
 ) -> Episode:
     """Play one episode with the searching, noisy demonstrator of the module docstring.
 
     ``Episode.expert_actions`` holds the label of every step: the action taken, except the expert's
     action where the step was invalid (and, for the caller to choose, where it was random). ``skill``
-    draws the placement skill the episode is shown (None: none); the searches follow its places.
+    draws the placement skill the episode is shown (None: none); the searches follow its places. With
+    ``lamp_skill`` it also draws one for a look-at task's lamp, followed once the object is in hand.
     """
     obs = env.reset(seed)
-    goal_object = getattr(env, "goal_object", None)
-    episode = Episode(seed, [], [], [], False, goal_object=goal_object() if goal_object is not None else None)
+    goal_object, goal_lamp = getattr(env, "goal_object", None), getattr(env, "goal_lamp", None)
+    episode = Episode(seed, [], [], [], False, goal_object=goal_object() if goal_object is not None else None,
+                      goal_lamp=goal_lamp() if goal_lamp is not None else None)
     episode.skill = skill(obs, episode.goal_object) if skill is not None else None
+    if lamp_skill and skill is not None and episode.goal_lamp is not None:
+        episode.lamp_skill = skill(obs, episode.goal_lamp)
     places = places_named(episode.skill) if episode.skill else []
-    holding = False  # the agent knows what it holds: a valid take picks up, a valid move puts down
-    visited: set[str] = set()
+    lamp_places = places_named(episode.lamp_skill) if episode.lamp_skill else []
+    memory = SearchMemory()  # the agent knows what it holds: a valid take picks up, a valid move puts down
     searching = getattr(env, "expert_searching", None)  # envs whose expert can say when it uses hidden state
     while True:
         expert = env.expert_action()
@@ -83,13 +121,13 @@ def noisy_episode(
         else:
             action = expert
             if searching is not None and searching() and rng.random() < search_share:
-                guided = _guided_step(admissible, places, visited) if places and not holding else None
-                action = label = guided or _search_step(admissible, visited, rng) or expert
-        if action.startswith("go to "):
-            visited.add(action[6:])
+                if not memory.holding:
+                    guided = _guided_step(admissible, places, memory.visited) if places else None
+                else:  # holding the object of a look-at task: heading for the lamp
+                    guided = _guided_step(admissible, lamp_places, memory.since_pickup) if lamp_places else None
+                action = label = guided or _search_step(admissible, memory.visited, rng) or expert
         step = env.step(action)
-        if step.valid and action.startswith(("take ", "move ")):
-            holding = action.startswith("take ")
+        memory.update(action, step.valid)
         episode.expert_actions.append(label)
         episode.observations.append(obs)
         episode.actions.append(action)
@@ -177,7 +215,8 @@ def placement_skill_text(object_word: str, places: Sequence[str]) -> str:
 
 def draw_placement_skill(object_word: str, room: Sequence[str], rng: random.Random,
                          mix: Sequence[float] = (0.5, 0.25, 0.25), k: int = 3) -> tuple[str, str] | None:
-    """(source, skill) of a placement skill for ``object_word`` in a room with these receptacle words.
+    """(source, skill) of a placement skill for ``object_word`` (an object, or a lamp: the kinds it stands on)
+    in a room with these receptacle words.
 
     The source is drawn by ``mix`` over ``PLACE_SOURCES``: the object's typical kinds
     (``placements.typical_receptacles``), atypical ones (decoys) or ``k`` random compatible kinds, all
@@ -185,7 +224,7 @@ def draw_placement_skill(object_word: str, room: Sequence[str], rng: random.Rand
     no kind in the room falls back to random compatible kinds. None: no object kind or no compatible place.
     """
     kind = _OBJECT_KINDS.get(object_word)
-    if kind is None or kind not in placements.PLACEMENTS:
+    if kind is None or (kind not in placements.PLACEMENTS and kind not in placements.LAMP_PLACEMENTS):
         return None
     present = {r for r in world.RECEPTACLE_TYPES if placements.receptacle_word(r) in set(room)}
     source = rng.choices(PLACE_SOURCES, weights=list(mix))[0]
@@ -197,7 +236,7 @@ def draw_placement_skill(object_word: str, room: Sequence[str], rng: random.Rand
         kinds = []
     if not kinds:
         source = "random"
-        compatible = sorted(r for r in placements.PLACEMENTS[kind] if r in present)
+        compatible = sorted(r for r in placements.placement_table(kind) if r in present)
         kinds = rng.sample(compatible, min(k, len(compatible)))
     if not kinds:
         return None
@@ -210,29 +249,62 @@ def _searching_for(obs: Observation, goal: str) -> bool:
     return not any(a.startswith("move ") or a.startswith(f"take {goal} ") for a in obs.admissible_actions)
 
 
-def skill_twin(obs: Observation, goal: str, room: Sequence[str], visited: set[str], rng: random.Random,
-               mix: Sequence[float]) -> tuple[str, str] | None:
-    """(skill, label) of a counterfactual twin of a search step: another placement skill for ``goal`` and the
-    step the demonstrator would take under it (``_guided_step``), or None where that is no search step.
+def _holds(obs: Observation, goal: str) -> bool:
+    """Whether the agent holds the task's object: ALFWorld offers ``examine <goal> N`` for what is held."""
+    return any(a.startswith(f"examine {goal} ") and _kind_word(a[8:]) == goal for a in obs.admissible_actions)
 
-    Only states where the search is on qualify: nothing held (no ``move`` action) and the goal object not
-    in view (no ``take <goal>`` action). The caller keeps to steps whose ``visited`` places are all in the
-    prompt's history, so the label is a function of what the prompt shows.
+
+def search_target(obs: Observation, goal: str, lamp: str | None = None) -> str | None:
+    """What the agent searches for at ``obs``: the task's object (``goal``) while nothing is held and it is not
+    in view; a look-at task's lamp (``lamp``) while the object is held and no lamp is here to use; else None."""
+    if _searching_for(obs, goal):
+        return goal
+    if lamp and _holds(obs, goal) and not any(a.startswith(f"use {lamp} ") for a in obs.admissible_actions):
+        return lamp
+    return None
+
+
+def skill_for(skills: Sequence[str], word: str) -> str | None:
+    """The placement skill among ``skills`` for the object or lamp ``word`` ("WHEN you need a desklamp ...")."""
+    head = f"WHEN you need {article(word)} {word} THEN"
+    return next((s for s in skills if s.startswith(head)), None)
+
+
+def _search_visited(memory: SearchMemory, target: str, goal: str) -> set[str]:
+    """The places a guided search for ``target`` skips: all gone to for the object, those since the pickup for
+    the lamp."""
+    return memory.visited if target == goal else memory.since_pickup
+
+
+def skill_twin(obs: Observation, goal: str, lamp: str | None, room: Sequence[str], memory: SearchMemory,
+               rng: random.Random, mix: Sequence[float]) -> tuple[str, str] | None:
+    """(skill, label) of a counterfactual twin of a search step: another placement skill for what is searched
+    (``search_target``: the object, or a look-at task's lamp) and the step the demonstrator would take under
+    it (``_guided_step``), or None where that is no search step.
+
+    The caller keeps to steps whose skipped places (``memory``) are all in view of the prompt (the first step;
+    the step after the pickup), so the label is a function of what the prompt shows.
     """
-    if not _searching_for(obs, goal):
+    target = search_target(obs, goal, lamp)
+    if target is None:
         return None
-    drawn = draw_placement_skill(goal, room, rng, mix)
+    drawn = draw_placement_skill(target, room, rng, mix)
     if drawn is None:
         return None
-    label = _guided_step(obs.admissible_actions, places_named(drawn[1]), visited)
+    label = _guided_step(obs.admissible_actions, places_named(drawn[1]), _search_visited(memory, target, goal))
     return (drawn[1], label) if label is not None else None
 
 
-def skill_decides(obs: Observation, goal: str, skill: str, visited: set[str]) -> bool:
-    """Whether the demonstrator's move at ``obs`` would follow ``skill``'s places: nothing held, the task's
-    object not in view and a named place left to search. Everywhere else its move is the same with or
-    without the skill (the warm start's presence twins)."""
-    return _searching_for(obs, goal) and _guided_step(obs.admissible_actions, places_named(skill), visited) is not None
+def skill_decides(obs: Observation, goal: str, lamp: str | None, skills: Sequence[str],
+                  memory: SearchMemory) -> bool:
+    """Whether the demonstrator's move at ``obs`` would follow one of ``skills``' places: it searches for
+    something (``search_target``), a skill names that thing and one of its places is left to search.
+    Everywhere else its move is the same with or without the skills (the warm start's presence twins)."""
+    target = search_target(obs, goal, lamp)
+    skill = skill_for(skills, target) if target is not None else None
+    if skill is None:
+        return False
+    return _guided_step(obs.admissible_actions, places_named(skill), _search_visited(memory, target, goal)) is not None
 
 
 def delivery_twin(obs: Observation, label: str, goal: str, rng: random.Random) -> tuple[str, str] | None:
@@ -247,8 +319,7 @@ def delivery_twin(obs: Observation, label: str, goal: str, rng: random.Random) -
     "go elsewhere" twins to one "put it here" taught a model to walk away from the right place (0 of 70
     pick-and-place episodes won; benchmarks/RESULTS.md).
     """
-    holding = any(a.startswith(f"examine {goal} ") and _kind_word(a[8:]) == goal for a in obs.admissible_actions)
-    if not holding or not label.startswith("go to "):
+    if not _holds(obs, goal) or not label.startswith("go to "):
         return None
     target = _kind_word(label.removeprefix("go to "))
     task = obs.task.rstrip(". ")

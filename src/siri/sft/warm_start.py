@@ -39,6 +39,7 @@ from siri.rollout.prompts import build_prompt, chat_ids
 from siri.sft.config import WarmStartConfig
 from siri.sft.demonstrator import (
     Episode,
+    SearchMemory,
     delivery_twin,
     draw_placement_skill,
     is_delivery_put,
@@ -92,6 +93,9 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                          "placement skill)")
     if config.presence_twins and not follow:
         raise ValueError("presence_twins needs follow_skills=true (the twins with a skill show a placement skill)")
+    if config.lamp_skills and not follow:
+        raise ValueError("lamp_skills needs follow_skills=true (the lamp's skill is a placement skill, followed the "
+                         "same way)")
     if config.focus_steps and not (config.skill_twins or config.delivery_twins):
         raise ValueError("focus_steps needs skill_twins > 0 or delivery_twins > 0: the examples it trains on are "
                          "the steps that got twins")
@@ -116,7 +120,7 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     # Seeds far from 0 so the warm start does not see the first train seeds that quick evals use.
     episodes = [
         noisy_episode(env, 1_000_000 + s, rng, config.random_action_share, config.search_share,
-                      config.invalid_action_share, skill=draw_skill if follow else None)
+                      config.invalid_action_share, skill=draw_skill if follow else None, lamp_skill=config.lamp_skills)
         for s in range(config.sft_episodes)
     ]
     won = [e for e in episodes if e.won]
@@ -156,58 +160,66 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     twins = n_skill_twins = n_delivery_twins = n_presence_twins = 0
     for episode in episodes:
         history: list[tuple[str, str]] = []
-        visited: set[str] = set()
+        memory = SearchMemory()
+        picked_up = False  # the previous step took something: the lamp search of a look-at task starts here
+        goal, lamp = episode.goal_object, episode.goal_lamp
         for obs, action, expert_label in zip(episode.observations, episode.actions, episode.expert_actions, strict=True):
             label = expert_label
             if config.imitate == "behaviour" and action in obs.admissible_actions:
                 label = action  # imitate random actions too (invalid ones never)
             skills = skill_pool.get(obs.task_type, [])
-            if episode.skill is not None:
-                show = [episode.skill]  # the placement skill the demonstrator follows in this episode
+            if episode.skills:
+                show = episode.skills  # the placement skills the demonstrator follows in this episode
             elif skills and rng.random() < config.skill_prompt_share:
                 show = skills[: rng.randint(1, len(skills))]
             else:
                 show = []
             original = len(examples)
             examples.append(action_example(obs, obs.task, label, history, show))
-            if config.matching_twins > 0 and episode.goal_object and twin_rng.random() < config.matching_twins:
-                twin = matching_twin(obs, expert_label, episode.goal_object, kinds, visited, twin_rng)
+            if config.matching_twins > 0 and goal and twin_rng.random() < config.matching_twins:
+                twin = matching_twin(obs, expert_label, goal, kinds, memory.visited, twin_rng)
                 if twin is not None:
                     examples.append(action_example(obs, twin[0], twin[1], history, []))
                     twins += 1
             # Presence twins: a step whose move no skill decides, shown the other way (a prompt with a skill
             # block without it; one without, with a placement skill), same label: the block's presence alone
             # must not switch behaviour on or off (benchmarks/RESULTS.md: it did, after the pickup).
-            if config.presence_twins and episode.goal_object:
+            if config.presence_twins and goal:
                 if show:
-                    decided = episode.skill is not None and skill_decides(obs, episode.goal_object, episode.skill,
-                                                                          visited)
+                    decided = bool(episode.skills) and skill_decides(obs, goal, lamp, episode.skills, memory)
                     other = [] if not decided else None
                 else:
-                    drawn_skill = draw_placement_skill(episode.goal_object, room_places(obs), presence_rng,
-                                                       config.skill_places_mix)
-                    other = ([drawn_skill[1]] if drawn_skill is not None
-                             and not skill_decides(obs, episode.goal_object, drawn_skill[1], visited) else None)
+                    wanted = [goal, lamp] if config.lamp_skills and lamp else [goal]
+                    drawn_skills = [draw_placement_skill(word, room_places(obs), presence_rng, config.skill_places_mix)
+                                    for word in wanted]
+                    texts = [d[1] for d in drawn_skills if d is not None]
+                    other = texts if texts and not skill_decides(obs, goal, lamp, texts, memory) else None
                 if other is not None:
                     examples.append(action_example(obs, obs.task, label, history, other))
                     n_presence_twins += 1
             # Skill twins: the first step (nothing visited, no history: the skill and the room decide the move)
-            # under other skills. The original counts as skill-decided where it got a twin (a search state); its
-            # label is the demonstrator's move, a random one in random_action_share of the steps, as everywhere.
-            if episode.skill is not None and episode.goal_object and obs.step == 0:
-                drawn = [skill_twin(obs, episode.goal_object, room_places(obs), visited, skill_rng,
-                                    config.skill_places_mix) for _ in range(config.skill_twins)]
+            # under other skills; with lamp_skills also the step after a look-at task's pickup (nothing searched
+            # for the lamp yet; the observation names where the agent stands) under other lamp skills. The
+            # original counts as skill-decided where it got a twin (a search state); its label is the
+            # demonstrator's move, a random one in random_action_share of the steps, as everywhere.
+            searched = (episode.skill if obs.step == 0 else
+                        episode.lamp_skill if picked_up and memory.holding else None)
+            if searched is not None and goal:
+                kept = [s for s in show if s != searched]  # the other placement skill stays as it was shown
+                drawn = [skill_twin(obs, goal, lamp, room_places(obs), memory, skill_rng, config.skill_places_mix)
+                         for _ in range(config.skill_twins)]
                 twins_here = [t for t in drawn if t is not None]
                 if twins_here:
                     skill_decided.append(original)
                 for skill, twin_label in twins_here:
                     skill_decided.append(len(examples))
-                    examples.append(action_example(obs, obs.task, twin_label, history, [skill]))
+                    shown_twin = [skill, *kept] if searched == episode.skill else [*kept, skill]
+                    examples.append(action_example(obs, obs.task, twin_label, history, shown_twin))
                 n_skill_twins += len(twins_here)
             # Delivery twins: the step after the pickup (and the walk on to the task's receptacle) under tasks
             # that name other receptacles. Only the expert's delivery steps: a random action is no delivery.
-            if config.delivery_twins and episode.goal_object and label == expert_label:
-                made = [delivery_twin(obs, label, episode.goal_object, twin_rng) for _ in range(config.delivery_twins)]
+            if config.delivery_twins and goal and label == expert_label:
+                made = [delivery_twin(obs, label, goal, twin_rng) for _ in range(config.delivery_twins)]
                 made_here = [t for t in made if t is not None]
                 if made_here:
                     delivery_decided.append(original)
@@ -215,11 +227,12 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                     delivery_decided.append(len(examples))
                     examples.append(action_example(obs, task, twin_label, history, show))
                 n_delivery_twins += len(made_here)
-                if config.delivery_puts and not made_here and is_delivery_put(obs, label, episode.goal_object):
+                if config.delivery_puts and not made_here and is_delivery_put(obs, label, goal):
                     puts.append(original)
             history.append((obs.text, action))
-            if action.startswith("go to "):
-                visited.add(action[6:])
+            valid = action.strip() in obs.admissible_actions  # the household's own validity rule
+            memory.update(action, valid)
+            picked_up = valid and action.startswith("take ")
     n_actions = len(examples)
     if config.matching_twins > 0:
         log(f"warm start: {twins} of the action examples are matching twins")

@@ -98,6 +98,17 @@ def _rank_key(skill: Skill, gate: Gate) -> tuple[float, float, int]:
 _NUMBERS = re.compile(r"\d+")
 
 
+_NEEDS_ONE_THING = re.compile(r"^WHEN you need an? (?P<thing>[a-z]+) THEN ")
+
+
+def skill_applies(text: str, task: str) -> bool:
+    """Whether a skill can help with ``task`` (its text). A skill about one thing ("WHEN you need a mug THEN
+    look in ...", a placement skill) helps only a task that names that thing; shown in a task about another
+    object it would send the agent after the wrong one. Every other skill applies to its whole task type."""
+    need = _NEEDS_ONE_THING.match(text)
+    return need is None or re.search(rf"\b{need['thing']}\b", task.lower()) is not None
+
+
 def normalize_text(text: str) -> str:
     """Lower case, punctuation as spaces, single spaces: what dedupe compares."""
     return " ".join(utils.default_process(text).split())
@@ -225,11 +236,13 @@ class SkillBank:
         """The current utility estimate U (mean paired difference; 0 before any evaluation)."""
         return self.get(skill_id).utility.mean
 
-    def select(self, task_type: str, top_k: int | None = None) -> list[Skill]:
-        """Active skills for ``task_type`` (its own and "general"), best first, at most ``top_k``."""
+    def select(self, task_type: str, top_k: int | None = None, task: str | None = None) -> list[Skill]:
+        """Active skills for ``task_type`` (its own and "general"), best first, at most ``top_k``; with ``task``
+        (the episode's task text) only those that apply to it (``skill_applies``)."""
         if top_k is not None and top_k < 0:
             raise SkillBankError(f"top_k must be >= 0 or None, got {top_k}")
-        ranked = sorted(self.skills(ACTIVE, task_type), key=lambda s: _rank_key(s, self.gate))
+        fitting = [s for s in self.skills(ACTIVE, task_type) if task is None or skill_applies(s.text, task)]
+        ranked = sorted(fitting, key=lambda s: _rank_key(s, self.gate))
         return ranked if top_k is None else ranked[:top_k]
 
     # --- lifecycle ---------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 The trainer asks this object three things each iteration:
 
 - ``plan``: which rollouts of each group show a skill. During warm-up none do. Afterwards, in each
-  group, ``validation_share`` of the rollouts show one skill of the group's task type and the rest are
-  plain. A group serves either candidates (least evaluated first) or active skills: where its task type
+  group, ``validation_share`` of the rollouts show one skill of the group's task type that applies to its
+  task (a placement skill, "WHEN you need a mug THEN ...", only where the task names a mug) and the rest
+  are plain. A group serves either candidates (least evaluated first) or active skills: where its task type
   has both, ``active_share`` of such groups serve active ones. Every skill rollout is therefore paired
   with plain rollouts of the same initial state: candidates collect evidence for promotion, active
   skills keep being checked (and are retired if they stop helping) while their rollouts supply the
@@ -44,7 +45,7 @@ from siri.envs import make
 from siri.models.policy import Policy
 from siri.rollout.collector import EpisodeSpec
 from siri.rollout.types import StepRecord, Trajectory
-from siri.skills.bank import BANK_FILENAME, GENERAL, START_BANK_FILENAME, SkillBank
+from siri.skills.bank import BANK_FILENAME, GENERAL, START_BANK_FILENAME, SkillBank, skill_applies
 from siri.skills.internalize import lambda_schedule, step_weights
 from siri.skills.miners import Miner, make_miner
 from siri.skills.probe import PROBE_FILENAME, extend_probe, save_probe, tokenizer_digest
@@ -94,7 +95,8 @@ def policy_text_generator(policy: Policy, max_new_tokens: int = 96) -> Callable[
 
 def bank_skills_by_seed(bank: SkillBank, env_name: str, env_options: dict[str, Any],
                         top_k: int = 1) -> Callable[[int], tuple[tuple[str, str], ...]]:
-    """``seed -> ((skill id, text), ...)``: the best ``top_k`` active skills of that seed's task type.
+    """``seed -> ((skill id, text), ...)``: the best ``top_k`` active skills of that seed's task type that apply
+    to its task (``skill_applies``).
 
     The task type comes from resetting a probe environment to the seed, so specs can carry their skills
     before any episode runs (evaluation with skills, ``siri eval --skills-from``).
@@ -102,7 +104,8 @@ def bank_skills_by_seed(bank: SkillBank, env_name: str, env_options: dict[str, A
     probe = make(env_name, **env_options)
 
     def skills_for(seed: int) -> tuple[tuple[str, str], ...]:
-        return tuple((s.id, s.text) for s in bank.select(probe.reset(seed).task_type, top_k=top_k))
+        obs = probe.reset(seed)
+        return tuple((s.id, s.text) for s in bank.select(obs.task_type, top_k=top_k, task=obs.task))
 
     return skills_for
 
@@ -147,7 +150,7 @@ class SiriPipeline:
         self.buffer: dict[str, list[Trajectory]] = defaultdict(list)
         self.successes = 0
         self.mined_total = 0
-        self._task_types: dict[int, str] = {}
+        self._tasks: dict[int, tuple[str, str]] = {}  # seed -> (task type, task text)
         self._probe = make(cfg.env.name, **cfg.env.options_for())
         self._miner: Miner | None = None
         # The internalization probe (siri.skills.probe): the run's first skill steps, scored by the trainer.
@@ -191,33 +194,42 @@ class SiriPipeline:
                                    **self._bank_options())
 
     # ------------------------------------------------------------------ planning
+    def task_of(self, seed: int) -> tuple[str, str]:
+        """(task type, task text) of a seed's episode."""
+        if seed not in self._tasks:
+            obs = self._probe.reset(seed)
+            self._tasks[seed] = (obs.task_type, obs.task)
+        return self._tasks[seed]
+
     def task_type_of(self, seed: int) -> str:
-        if seed not in self._task_types:
-            self._task_types[seed] = self._probe.reset(seed).task_type
-        return self._task_types[seed]
+        return self.task_of(seed)[0]
 
     def plan(self, iteration: int, group_seeds: Sequence[int], group_size: int) -> list[EpisodeSpec]:
         """Episode specs for this iteration: plain during warm-up, paired skill/plain afterwards."""
         if self.phase == "warmup" or not len(self.bank):
             return [EpisodeSpec(group=g, seed=s) for g, s in enumerate(group_seeds) for _ in range(group_size)]
-        types = [self.task_type_of(s) for s in group_seeds]
+        types, tasks = zip(*(self.task_of(s) for s in group_seeds), strict=True)
         kinds = self.bank.task_types()
         candidates = self.bank.validation_queue()
         active = [s.id for s in self.bank.skills(ACTIVE)]
 
-        def has_skill_for(pool: list[str], task_type: str) -> bool:
-            return any(kinds[k] in (task_type, GENERAL) for k in pool)
+        def fits(group: int, skill_id: str) -> bool:  # a placement skill fits tasks that name its object
+            return skill_applies(self.bank.get(skill_id).text, tasks[group])
+
+        def has_skill_for(pool: list[str], group: int) -> bool:
+            return any(kinds[k] in (types[group], GENERAL) and fits(group, k) for k in pool)
 
         # Each group serves either candidates (validation) or active skills (internalization data, and the
         # check that keeps them honest); ``active_share`` of the groups that could do both serve active ones.
         draws = stream_rng(self.cfg.train.seed, iteration, Stream.SKILL_SERVICE).random(len(group_seeds))
-        serves_active = [has_skill_for(active, t) and (not has_skill_for(candidates, t) or d < self.s.active_share)
-                         for t, d in zip(types, draws, strict=True)]
+        serves_active = [has_skill_for(active, g) and (not has_skill_for(candidates, g) or d < self.s.active_share)
+                         for g, d in enumerate(draws)]
         seed = int(stream_rng(self.cfg.train.seed, iteration, Stream.VALIDATION_PLAN).integers(2**31))
         plans = {
             flag: assign_validation(
                 [group_size if sa == flag else 0 for sa in serves_active], queue,
-                share=self.s.validation_share, seed=seed, per_group=1, group_types=types, candidate_types=kinds)
+                share=self.s.validation_share, seed=seed, per_group=1, group_types=list(types),
+                candidate_types=kinds, applies=fits)
             for flag, queue in ((False, candidates), (True, active))
         }
         specs = []

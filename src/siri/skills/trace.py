@@ -281,11 +281,12 @@ def _household_skills(task_type: str, trajectories: list[Trajectory], style: str
         if not key:
             continue
         by_shape.setdefault(tuple(e.kind for e in key), []).append(key)
-        if style == "sentences":  # each episode counts once per place it found an object type at
-            for obj, place in {(e.obj_type, e.place_type) for e in key if e.kind == "take"}:
-                if obj and place:
-                    found_at.setdefault(obj, Counter())[place] += 1
-            needed.update({e.obj_type for e in key if e.kind == "take" and e.obj_type and e.place_type})
+        if style == "sentences":  # each episode counts once per place it found an object type (or lamp) at
+            found = {(e.obj_type, e.place_type) for e in key if e.kind == "take" and e.obj_type and e.place_type}
+            found |= _lamps_found(key, events)
+            for obj, place in found:
+                found_at.setdefault(obj, Counter())[place] += 1
+            needed.update({obj for obj, _ in found})
         for e in key:
             if e.kind == "take" and style != "sentences":
                 found_at.setdefault(e.obj_type, Counter())[e.place_type] += 1
@@ -310,6 +311,19 @@ def _household_skills(task_type: str, trajectories: list[Trajectory], style: str
     return out
 
 
+def _lamps_found(key: Sequence[Event], events: Sequence[Event]) -> set[tuple[str, str]]:
+    """(lamp type, place type) of each lamp the task used, found where the agent last went before using it."""
+    found: set[tuple[str, str]] = set()
+    for e in key:
+        if e.kind != "use":
+            continue
+        used = max(i for i, f in enumerate(events) if f == e)
+        place = next((f.place_type for f in reversed(events[:used]) if f.kind == "go"), "")
+        if e.place_type and place and place != e.place_type:  # not a lamp gone to by its own name
+            found.add((e.place_type, place))
+    return found
+
+
 def _household_sentences(task_type: str, by_shape: dict[tuple[str, ...], list[list[Event]]],
                          found_at: dict[str, Counter[str]], needed: Counter[str],
                          opened: Counter[str]) -> list[tuple[int, str]]:
@@ -317,7 +331,7 @@ def _household_sentences(task_type: str, by_shape: dict[tuple[str, ...], list[li
 
     Placement knowledge takes the shared form "WHEN you need a <object> THEN look in the <place>, the <place>
     and the <place> first": the places where most successful episodes found the object (ties alphabetical),
-    at most ``MAX_ALTERNATIVES``.
+    at most ``MAX_ALTERNATIVES``; a look-at task's lamp gets one too, from where the episodes used it.
     """
     out = [(len(episodes) * 1000, _household_plan_sentence(task_type, shape, episodes))
            for shape, episodes in by_shape.items()]

@@ -276,6 +276,7 @@ def assign_validation(
     per_group: int = 1,
     group_types: Sequence[str] | None = None,
     candidate_types: Mapping[str, str] | None = None,
+    applies: Callable[[int, str], bool] | None = None,
 ) -> list[list[str | None]]:
     """Which rollout of each group shows which candidate skill (``None``: the plain prompt).
 
@@ -286,8 +287,9 @@ def assign_validation(
     evaluated first, e.g. ``SkillBank.validation_queue()``), so with fewer group slots than candidates
     the first ones are tested. With ``group_types`` (the task type of each group) and
     ``candidate_types`` (skill id -> task type), a group only gets candidates of its own task type or
-    "general". Which positions of a group show skills is shuffled with ``random.Random(seed)``: the
-    plan is a pure function of its arguments. Groups of size < 2 stay plain (no pair possible).
+    "general". ``applies(group, candidate)`` narrows that further (a placement skill applies to tasks
+    that name its object). Which positions of a group show skills is shuffled with ``random.Random(seed)``:
+    the plan is a pure function of its arguments. Groups of size < 2 stay plain (no pair possible).
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"share must be in [0, 1], got {share}")
@@ -309,15 +311,18 @@ def assign_validation(
             raise ValueError(f"group sizes must be >= 0, got {size}")
         row: list[str | None] = [None] * size
         key = group_types[g] if group_types is not None else ""
-        eligible = list(candidates)
+        typed = list(candidates)
         if group_types is not None and candidate_types is not None:
-            eligible = [c for c in candidates if candidate_types[c] in (key, "general")]
+            typed = [c for c in candidates if candidate_types[c] in (key, "general")]
+        eligible = [c for c in typed if applies is None or applies(g, c)]
         n_shown = min(max(round(share * size), 1), size - 1) if share > 0 else 0
         if eligible and size >= 2 and n_shown > 0:
             k = min(per_group, n_shown, len(eligible))
+            # The task type's rotation, skipping what does not apply here (with everything applying: plain
+            # round-robin over the type's candidates).
             start = next_index.get(key, 0)
-            chosen = [eligible[(start + j) % len(eligible)] for j in range(k)]
-            next_index[key] = (start + k) % len(eligible)
+            chosen = [c for c in typed[start:] + typed[:start] if c in eligible][:k]
+            next_index[key] = (typed.index(chosen[-1]) + 1) % len(typed)
             positions = rng.sample(range(size), n_shown)
             for j, pos in enumerate(positions):
                 row[pos] = chosen[j % k]

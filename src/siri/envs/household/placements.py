@@ -12,7 +12,8 @@ sofas, towels on their holders...). These are not frequencies measured on ALFWor
 Shape: ``_TYPICAL`` names 1-4 typical kinds per object with explicit weights (about 0.8 in all); every
 other kind in ``world.CAN_CONTAIN`` that holds the object shares the rest evenly, so no compatible place
 is impossible. Kinds are spelled as in ``world.CAN_CONTAIN`` ("CounterTop"); ``receptacle_word`` gives the
-word observations print ("countertop"). Lamps are not in the table: they stand on ``world.LAMP_HOSTS``.
+word observations print ("countertop"). Lamps have their own table (``LAMP_PLACEMENTS``) over the kinds a lamp
+stands on (``world.LAMP_HOSTS``): a look-at task's second search, for the lamp, then has knowledge to use too.
 """
 
 from __future__ import annotations
@@ -88,15 +89,21 @@ _TYPICAL: dict[str, dict[str, float]] = {
     "Towel": {"TowelHolder": 1.0},
 }
 
+# lamp kind -> {typical host kind: weight}; the rest goes evenly to the other ``world.LAMP_HOSTS``. A desk lamp
+# stands on desks and bedside tables; a floor lamp stands by the sofa, which our rooms model as the side and
+# coffee tables next to it.
+_TYPICAL_LAMPS: dict[str, dict[str, float]] = {
+    "DeskLamp": {"Desk": 0.45, "SideTable": 0.35},
+    "FloorLamp": {"SideTable": 0.45, "CoffeeTable": 0.35},
+}
+
 
 def compatible_receptacles(obj_kind: str) -> list[str]:
     """Receptacle kinds that can hold ``obj_kind`` (``world.CAN_CONTAIN``), sorted by name."""
     return sorted(r for r, held in world.CAN_CONTAIN.items() if obj_kind in held)
 
 
-def _weights(obj_kind: str) -> dict[str, float]:
-    typical = _TYPICAL[obj_kind]
-    compatible = compatible_receptacles(obj_kind)
+def _weights(obj_kind: str, typical: dict[str, float], compatible: list[str]) -> dict[str, float]:
     unknown = sorted(set(typical) - set(compatible))
     if unknown:  # a typo or a CAN_CONTAIN change: fail at import, not with skewed scenes
         raise ValueError(f"placements: {obj_kind} cannot go in {unknown}")
@@ -108,16 +115,26 @@ def _weights(obj_kind: str) -> dict[str, float]:
 
 
 # object kind -> receptacle kind -> weight over exactly the compatible kinds, summing to 1, most likely first.
-PLACEMENTS: dict[str, dict[str, float]] = {obj: _weights(obj) for obj in world.PICKUPABLE}
+PLACEMENTS: dict[str, dict[str, float]] = {
+    obj: _weights(obj, _TYPICAL[obj], compatible_receptacles(obj)) for obj in world.PICKUPABLE
+}
+# lamp kind -> host kind -> weight over exactly ``world.LAMP_HOSTS`` (scenes with typical placements).
+LAMP_PLACEMENTS: dict[str, dict[str, float]] = {
+    lamp: _weights(lamp, _TYPICAL_LAMPS[lamp], sorted(world.LAMP_HOSTS)) for lamp in world.LAMPS
+}
 
 
-def _table(obj_kind: str) -> dict[str, float]:
-    try:
-        return PLACEMENTS[obj_kind]
-    except KeyError:
-        raise KeyError(
-            f"no placement table for object kind {obj_kind!r}; known: {', '.join(PLACEMENTS)}"
-        ) from None
+def _typical(kind: str) -> dict[str, float]:
+    return _TYPICAL_LAMPS[kind] if kind in _TYPICAL_LAMPS else _TYPICAL[kind]
+
+
+def placement_table(obj_kind: str) -> dict[str, float]:
+    """The placement table of an object or a lamp kind."""
+    table = PLACEMENTS.get(obj_kind) or LAMP_PLACEMENTS.get(obj_kind)
+    if table is None:
+        raise KeyError(f"no placement table for object kind {obj_kind!r}; known: "
+                       f"{', '.join([*PLACEMENTS, *LAMP_PLACEMENTS])}")
+    return table
 
 
 def typical_receptacles(obj_kind: str, k: int = 3, among: Collection[str] | None = None) -> list[str]:
@@ -126,7 +143,7 @@ def typical_receptacles(obj_kind: str, k: int = 3, among: Collection[str] | None
     Only kinds the table names as typical, never the evenly weighted rest, so typical and atypical places
     never overlap (a pillow has two). ``among`` restricts the answer to these kinds (e.g. the kinds present
     in a scene's room)."""
-    kinds = [r for r in _table(obj_kind) if r in _TYPICAL[obj_kind] and (among is None or r in among)]
+    kinds = [r for r in placement_table(obj_kind) if r in _typical(obj_kind) and (among is None or r in among)]
     return kinds[:k]
 
 
@@ -136,9 +153,9 @@ def atypical_receptacles(obj_kind: str, k: int = 3, among: Collection[str] | Non
     Order is by weight, then name (deterministic). Fewer than ``k`` (possibly none) when the object fits
     few kinds: a towel has no atypical place. ``among`` restricts to these kinds, see ``typical_receptacles``.
     """
-    table = _table(obj_kind)
+    table = placement_table(obj_kind)
     kinds = sorted(
-        (r for r in table if r not in _TYPICAL[obj_kind] and (among is None or r in among)),
+        (r for r in table if r not in _typical(obj_kind) and (among is None or r in among)),
         key=lambda r: (table[r], r),
     )
     return kinds[:k]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from siri.envs.base import EnvError
 from siri.envs.household import world
-from siri.envs.household.placements import DEFAULT_PLACEMENTS, PLACEMENTS, check_placements
+from siri.envs.household.placements import DEFAULT_PLACEMENTS, LAMP_PLACEMENTS, PLACEMENTS, check_placements
 
 SPLITS: tuple[str, ...] = ("train", "eval_id", "eval_ood")
 EVAL_SIZE = 140
@@ -183,14 +183,14 @@ def generate_scene(
 
 
 def _place(rng: random.Random, kind: str, slots: list[int], recep_kinds: list[str]) -> int:
-    """One receptacle slot for an object of ``kind`` among ``slots``, by the typical-placement table.
+    """One receptacle slot for an object (or lamp) of ``kind`` among ``slots``, by the typical-placement table.
 
     A receptacle kind's weight is divided evenly among its instances in ``slots`` (one weighted draw; the
     same law as drawing the kind first, then an instance), so eight cabinets do not draw eight times the
     mugs of one coffee machine. Kinds of ``recep_kinds`` absent from ``slots`` drop out and the rest
     renormalize.
     """
-    table = PLACEMENTS[kind]
+    table = PLACEMENTS[kind] if kind in PLACEMENTS else LAMP_PLACEMENTS[kind]
     count: dict[str, int] = {}
     for i in slots:
         count[recep_kinds[i]] = count.get(recep_kinds[i], 0) + 1
@@ -229,7 +229,11 @@ def _try_scene(
     else:
         placed += [(obj_kind, _place(rng, obj_kind, target_slots, recep_kinds)) for _ in range(n_targets)]
     if lamp:
-        placed.append((lamp, rng.choice([i for i, rk in enumerate(recep_kinds) if rk in hosts])))
+        host_slots = [i for i, rk in enumerate(recep_kinds) if rk in hosts]
+        if placements == "uniform":
+            placed.append((lamp, rng.choice(host_slots)))
+        else:  # lamps too stand where they usually do (placements.LAMP_PLACEMENTS)
+            placed.append((lamp, _place(rng, lamp, host_slots, recep_kinds)))
     per_kind = {obj_kind: n_targets}
     others = [k for k in spec.objects if k != obj_kind and fits[k]]
     for _ in range(round(rng.randint(*spec.clutter) * clutter)):

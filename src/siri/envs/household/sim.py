@@ -171,6 +171,10 @@ class HouseholdEnv:
         """The word of the object the task asks for ("dishsponge"), as the agent reads it in the task."""
         return world.display(self.scene.object_kind)
 
+    def goal_lamp(self) -> str | None:
+        """The word of the lamp a look-at task names ("desklamp"); None for other tasks."""
+        return world.display(self.scene.lamp_kind) if self.scene.lamp_kind else None
+
     # ---- extras -------------------------------------------------------------------------------
     @property
     def scene(self) -> Scene:
