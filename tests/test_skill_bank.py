@@ -260,5 +260,5 @@ def test_a_skill_about_one_thing_applies_to_tasks_that_name_it() -> None:
     lamp = "WHEN you need a desklamp THEN look in the desk and the sidetable first"
     assert skill_applies(lamp, "look at mug under the desklamp.") and not skill_applies(lamp, "look at mug under the floorlamp.")
     assert skill_applies("WHEN you need an apple THEN look in the fridge first", "heat some apple and put it in fridge.")
-    for other in ("WHEN the cabinet is closed THEN open it", "WHEN the task is to put a mug in the shelf THEN ...", ""):
+    for other in ("WHEN you need an object THEN go to the countertop first", "WHEN the cabinet is closed THEN open it", "WHEN the task is to put a mug in the shelf THEN ...", ""):
         assert skill_applies(other, "look at cup under the desklamp.")

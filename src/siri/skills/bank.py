@@ -99,14 +99,18 @@ _NUMBERS = re.compile(r"\d+")
 
 
 _NEEDS_ONE_THING = re.compile(r"^WHEN you need an? (?P<thing>[a-z]+) THEN ")
+_ROLE_WORDS = frozenset({"object", "receptacle", "item", "thing"})  # "WHEN you need an object": any task
 
 
 def skill_applies(text: str, task: str) -> bool:
     """Whether a skill can help with ``task`` (its text). A skill about one thing ("WHEN you need a mug THEN
     look in ...", a placement skill) helps only a task that names that thing; shown in a task about another
-    object it would send the agent after the wrong one. Every other skill applies to its whole task type."""
+    object it would send the agent after the wrong one. Every other skill, one about "an object" included,
+    applies to its whole task type."""
     need = _NEEDS_ONE_THING.match(text)
-    return need is None or re.search(rf"\b{need['thing']}\b", task.lower()) is not None
+    if need is None or need["thing"] in _ROLE_WORDS:
+        return True
+    return re.search(rf"\b{need['thing']}\b", task.lower()) is not None
 
 
 def normalize_text(text: str) -> str:
