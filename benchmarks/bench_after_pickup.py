@@ -2,7 +2,8 @@
 
 Plays household-lite episodes with the plain prompt and counts, per task type, the episodes that take the
 goal object, the wins among them, and the kind of the next action: walking to the receptacle the task names
-(pick-and-place: the right move), walking elsewhere, using a lamp (right in look-at tasks, a confusion in
+(pick-and-place: the right move), walking to a typical place of the lamp (look-at tasks, typical scenes: the
+move a lamp skill should bring), walking elsewhere, using a lamp (right in look-at tasks, a confusion in
 pick-and-place), putting the object down.
 
     python benchmarks/bench_after_pickup.py --model tiny
@@ -18,7 +19,7 @@ from collections import Counter
 
 from bench_skill_following import skill_sets  # benchmarks/ is on sys.path: run as a script
 from siri.envs import make
-from siri.envs.household import world
+from siri.envs.household import placements, world
 from siri.models.loading import load_policy
 from siri.rollout.collector import RolloutConfig, collect
 from siri.rollout.evaluation import evaluate
@@ -26,10 +27,13 @@ from siri.rollout.evaluation import evaluate
 LITE = {"clutter": 0.0, "task_types": ["look_at_obj_in_light", "pick_and_place_simple"]}
 
 
-def next_kind(action: str, receptacle: str | None) -> str:
-    """The kind of the action after the pickup, in the words of the table."""
+def next_kind(action: str, receptacle: str | None, lamp_places: frozenset[str] = frozenset()) -> str:
+    """The kind of the action after the pickup, in the words of the table (``lamp_places``: the typical places
+    of a look-at task's lamp)."""
     if action.startswith("go to "):
         kind = action[6:].rsplit(" ", 1)[0]
+        if kind in lamp_places:
+            return "to a typical lamp place"
         return "to the task's receptacle" if receptacle and kind == receptacle else "elsewhere"
     return {"use": "use a lamp", "move": "put it down"}.get(action.split(" ", 1)[0], "other")
 
@@ -60,7 +64,9 @@ def main() -> None:
         env.reset(seed)
         scene = env.scene
         receptacle = world.display(scene.receptacle_kind) if scene.receptacle_kind else None
-        goals[seed] = (world.display(scene.object_kind), receptacle)
+        lamp_places = frozenset(placements.receptacle_word(r) for r in placements.typical_receptacles(
+            scene.lamp_kind)) if scene.lamp_kind else frozenset()
+        goals[seed] = (world.display(scene.object_kind), receptacle, lamp_places)
     policy = load_policy(args.model, env="household", reference=False)
     config = RolloutConfig(mode="choose", temperature=args.temperature, seed=0)
     shown = (skill_sets(env_options, args.episodes, args.lamp_skills)[0][args.skill].__getitem__
@@ -69,7 +75,7 @@ def main() -> None:
                      args.episodes, shown)
     counts: dict[str, Counter[str]] = {}
     for traj in trajs:
-        goal, receptacle = goals[traj.seed]
+        goal, receptacle, lamp_places = goals[traj.seed]
         c = counts.setdefault(traj.task_type, Counter())
         c["episodes"] += 1
         c["won"] += traj.won
@@ -80,7 +86,7 @@ def main() -> None:
         c["took"] += 1
         c["won after taking"] += traj.won
         if taken + 1 < len(actions):
-            c[f"next: {next_kind(actions[taken + 1], receptacle)}"] += 1
+            c[f"next: {next_kind(actions[taken + 1], receptacle, lamp_places)}"] += 1
     print(f"model {args.model}, {args.episodes} eval_id episodes, {args.max_steps} steps, T={args.temperature}, "
           f"skill {args.skill}, options {options}")
     for task_type, c in sorted(counts.items()):

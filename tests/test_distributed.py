@@ -310,7 +310,9 @@ def test_torchrun_fsdp_checkpoint_resumes_exactly_and_exports(tmp_path: Path) ->
     def launch(*args: str) -> None:
         cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "siri", "train", *args]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[:2000] + "\n...\n" + proc.stderr[-2000:]
+        # Where it stopped: the ranks' last output lines (stdout), then stderr's head and tail.
+        assert proc.returncode == 0, (proc.stdout[-1500:] + "\n--- stderr ---\n" + proc.stderr[:2000] + "\n...\n"
+                                      + proc.stderr[-2000:])
 
     launch("-c", "household-tiny-gigpo", "--run-dir", str(whole), "--no-report", *overrides)
     checkpoints = sorted((whole / "checkpoints").glob("iter-*"))

@@ -32,8 +32,10 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
+    # Without PYTHONPATH: a checkout's src/ on it (its egg-info) would make pip think the wheel is installed.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
-                   check=True, capture_output=True, timeout=600)
+                   check=True, capture_output=True, timeout=600, env=clean)
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
     (Path(site) / "project-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -50,8 +52,9 @@ def _run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_the_wheel_runs_outside_the_checkout(wheel_venv: Path, tmp_path: Path) -> None:
     from micro_policy import micro_policy
 
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run([str(wheel_venv / "bin" / "python"), "-c", "import siri; print(siri.__file__)"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+                           cwd=tmp_path, capture_output=True, text=True, check=True, env=clean).stdout.strip()
     assert where.startswith(str(wheel_venv)), f"siri imported from {where}, not from the wheel"
 
     assert "quickstart" in _run(wheel_venv, "quickstart", "--help", cwd=tmp_path).stdout
