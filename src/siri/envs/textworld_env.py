@@ -267,8 +267,9 @@ def generated_game(challenge: str, settings: Mapping[str, Any], seed: int, root:
             options.path = str(tmp / "game.z8")
             options.file_ext = ".z8"
             options.force_recompile = True
-            made = tw.challenges.CHALLENGES[challenge][1](settings=dict(settings), options=options)
-            tw.generator.compile_game(made, options)
+            with _quiet():  # compiling plays the walkthrough through Jericho, which warns about every game
+                made = tw.challenges.CHALLENGES[challenge][1](settings=dict(settings), options=options)
+                tw.generator.compile_game(made, options)
             spec = {"challenge": challenge, "settings": dict(settings), "seed": seed,
                     "textworld": tw.__version__}
             atomic_write_json(tmp / "spec.json", spec)
