@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import re
@@ -51,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, split_seed
-from siri.utils.io import atomic_dir, atomic_write_json, cache_root
+from siri.utils.io import atomic_dir, atomic_write_json, cache_root, dir_lock
 
 SPLITS = ("train", "eval")
 CHALLENGES = ("tw-simple", "tw-cooking", "tw-coin_collector", "tw-treasure_hunter")
@@ -235,18 +234,6 @@ def challenge_settings(challenge: str, settings: Mapping[str, Any] | None, split
         raise EnvError(f"textworld: bad {challenge} settings {dict(merged)}: {e}") from None
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """One generator per game at a time (other processes wait, then reuse the game)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def generated_game(challenge: str, settings: Mapping[str, Any], seed: int, root: Path | None = None) -> Path:
     """The game ``tw-make <challenge> --seed <seed>`` with ``settings`` makes, generated into the cache
     once."""
@@ -258,7 +245,7 @@ def generated_game(challenge: str, settings: Mapping[str, Any], seed: int, root:
     game = folder / "game.z8"
     if game.exists():
         return game
-    with _lock(folder):
+    with dir_lock(folder):
         if game.exists():
             return game
         with atomic_dir(folder) as tmp:

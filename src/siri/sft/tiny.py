@@ -16,16 +16,14 @@ One model per environment: household and shop have different vocabularies and ta
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import importlib
 import json
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ from siri.rollout.prompts import TEMPLATE_VOCAB_TEXT
 from siri.sft.config import WarmStartConfig
 from siri.sft.demonstrator import make_env, noisy_episode
 from siri.sft.warm_start import train_warm_start, warm_start_examples
-from siri.utils.io import atomic_dir
+from siri.utils.io import atomic_dir, dir_lock
 
 TINY_FORMAT = 2  # bump when the recipe changes: it is part of the cache key
 BUILD_MINUTES = {"household": 10, "shop": 8}  # a build's time on 2 idle cores, for the first-use message
@@ -175,18 +173,6 @@ def is_built(path: Path) -> bool:
     return (path / "config.json").exists() and (path / TINY_REPORT_FILE).exists()
 
 
-@contextlib.contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
-    """One builder at a time per model directory (other processes wait, then reuse the result)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_tiny(
     env: str = "household",
     *,
@@ -207,7 +193,7 @@ def ensure_tiny(
         how = f"--env {env}" + (f" --recipe {recipe}" if recipe != "default" else "")
         raise ModelError(f"the tiny model for {env!r} is not built yet; run: siri model build-tiny {how}")
     log = log or (lambda m: None)
-    with _build_lock(path):
+    with dir_lock(path):
         if is_built(path) and not force:
             return path
         if shipped is not None:

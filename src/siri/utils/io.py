@@ -4,6 +4,7 @@ the cache directory every layer shares (``cache_root``)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -66,3 +67,17 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def dir_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """An exclusive lock on building directory ``path`` (a file ``.<name>.lock`` beside it): one builder at a
+    time across processes, the others wait, then find it built and reuse it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
