@@ -125,7 +125,7 @@ def test_malformed_actions_are_invalid_steps(env, action):
 def test_invalid_reasons_are_specific(env):
     env.reset(1)
     assert "needs at least one word" in env.step("search[]").reason
-    assert "limit is 500" in env.step("search[" + "x" * 600 + "]").reason
+    assert "(limit 500)" in env.step("search[" + "x" * 600 + "]").reason
     assert "placeholder" in env.step(SEARCH_PLACEHOLDER).reason
     assert "malformed" in env.step("click[buy now").reason
     assert "brackets" in env.step("click[[buy now]]").reason

@@ -26,7 +26,7 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
-from siri.envs.base import EnvError, EpisodeTracker, Observation, Step
+from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, malformed_action
 
 SPLIT_DIRS = {"train": "train", "eval_id": "valid_seen", "eval_ood": "valid_unseen"}
 IGNORED_FACTS = frozenset({"checked", "examined", "ison"})
@@ -170,16 +170,13 @@ class AlfworldEnv:
     def step(self, action: str) -> Step:
         self._tracker.before_step(self.name)
         assert self._obs is not None
-        reason = ""
-        if not isinstance(action, str):
-            reason = f"action must be a string, got {type(action).__name__}"
-        elif len(action) > MAX_ACTION_CHARS:
-            reason = f"action is {len(action)} characters long (limit {MAX_ACTION_CHARS})"
-        elif not action.strip():
+        malformed = malformed_action(action, MAX_ACTION_CHARS)
+        reason = malformed
+        if not reason and not action.strip():
             reason = "empty action"
-        elif action.strip() not in self._obs.admissible_actions:
+        elif not reason and action.strip() not in self._obs.admissible_actions:
             reason = f"not an admissible action: {action.strip()[:80]!r}"
-        if not isinstance(action, str) or len(action) > MAX_ACTION_CHARS:
+        if malformed:
             text = "Nothing happens."  # never hand the engine something it was not built for
         else:
             self._state, _, _ = self._env.step(action)

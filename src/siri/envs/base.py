@@ -21,6 +21,17 @@ class EnvError(Exception):
     """A misuse of an environment (unknown name/option, step after done, bad seed): the message says how to fix it."""
 
 
+def malformed_action(action: object, max_chars: int) -> str:
+    """Why ``action`` is no action at all, before an environment looks at it: not a string, or longer than
+    ``max_chars`` (a model that rambles); "" for a string of sane length. A malformed model output is an
+    invalid step with this reason, never a crash."""
+    if not isinstance(action, str):
+        return f"action must be a string, got {type(action).__name__}"
+    if len(action) > max_chars:
+        return f"action is {len(action)} characters long (limit {max_chars})"
+    return ""
+
+
 def split_seed(seed: int, split_size: int | None) -> int:
     """The episode of a split that a drawn task seed names: ``seed mod split_size`` (unlimited splits: itself).
 

@@ -79,7 +79,7 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
-from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, split_seed
+from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, malformed_action, split_seed
 from siri.utils.io import atomic_write_json, cache_root
 
 SPLITS = ("train", "dev", "test")
@@ -631,11 +631,8 @@ class ScienceWorldEnv:
         self._tracker.before_step(self.name)
         assert self._obs is not None and self._engine is not None
         reason, command, text = "", "", "Nothing happens."
-        if not isinstance(action, str):
-            reason = f"action must be a string, got {type(action).__name__}"
-        elif len(action) > MAX_ACTION_CHARS:
-            reason = f"action is {len(action)} characters long (limit {MAX_ACTION_CHARS})"
-        else:
+        reason = malformed_action(action, MAX_ACTION_CHARS)
+        if not reason:
             command = " ".join(action.split())
             if not command:
                 reason = "empty action"

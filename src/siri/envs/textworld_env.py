@@ -49,7 +49,7 @@ from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, split_seed
+from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, malformed_action, split_seed
 from siri.utils.io import atomic_dir, atomic_write_json, cache_root, dir_lock
 
 SPLITS = ("train", "eval")
@@ -390,11 +390,8 @@ class TextWorldEnv:
         self._tracker.before_step(self.name)
         assert self._obs is not None
         reason, command = "", ""
-        if not isinstance(action, str):
-            reason = f"action must be a string, got {type(action).__name__}"
-        elif len(action) > MAX_ACTION_CHARS:
-            reason = f"action is {len(action)} characters long (limit {MAX_ACTION_CHARS})"
-        else:
+        reason = malformed_action(action, MAX_ACTION_CHARS)
+        if not reason:
             command = " ".join(action.split())
             if not command:
                 reason = "empty action"

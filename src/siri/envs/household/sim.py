@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Hashable
 
-from siri.envs.base import EnvError, EpisodeTracker, Observation, Step
+from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, malformed_action
 from siri.envs.household import expert, world
 from siri.envs.household.placements import DEFAULT_PLACEMENTS, check_placements
 from siri.envs.household.scene import SPLIT_SIZES, Scene, check_clutter, check_task_types, generate_scene
@@ -129,12 +129,8 @@ class HouseholdEnv:
 
     def step(self, action: str) -> Step:
         self._tracker.before_step(self.name)
-        reason, op = "", None
-        if not isinstance(action, str):
-            reason = f"action must be a string, got {type(action).__name__}"
-        elif len(action) > MAX_ACTION_CHARS:
-            reason = f"action is {len(action)} characters long (limit {MAX_ACTION_CHARS})"
-        else:
+        reason, op = malformed_action(action, MAX_ACTION_CHARS), None
+        if not reason:
             key = action.strip()  # the engine strips commands too
             op = self._actions.get(key)
             if op is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, split_seed
+from siri.envs.base import EnvError, EpisodeTracker, Observation, Step, malformed_action, split_seed
 from siri.envs.shop.catalog import Catalog, Goal
 from siri.envs.shop.expert import ShopExpert
 from siri.envs.shop.loading import load_catalog
@@ -160,10 +160,9 @@ class ShopEnv:
 
     def _parse(self, action: Any) -> tuple[str, Page | None]:
         """("", next page) for a valid action, else (why it is invalid, None)."""
-        if not isinstance(action, str):
-            return f"action must be a string, got {type(action).__name__}", None
-        if len(action) > MAX_ACTION_CHARS:
-            return f"action is {len(action)} characters long; the limit is {MAX_ACTION_CHARS}", None
+        reason = malformed_action(action, MAX_ACTION_CHARS)
+        if reason:
+            return reason, None
         m = _ACTION.match(action)
         if m is None:
             shown = action.strip()[:80] or "(empty)"
