@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from micro_policy import expert_trajectories
 from siri.cli import app
 from siri.rollout.types import StepRecord, Trajectory
 from siri.skills.bank import SkillBank
@@ -68,24 +69,7 @@ def _expert_episodes(n: int) -> list[Trajectory]:
     """The household expert's episodes of seeds 0..n-1 (every task type): real successes, real words."""
     from siri import envs
 
-    env = envs.make("household")
-    out = []
-    for seed in range(n):
-        obs = first = env.reset(seed)
-        steps = []
-        while True:
-            action = env.expert_action()
-            result = env.step(action)
-            steps.append(StepRecord(group=0, traj=seed, t=len(steps), seed=seed, task_type=first.task_type,
-                                    prompt_ids=[], response_ids=[], old_logprobs=[], action_mask=[], action=action,
-                                    valid=result.valid, reward=result.reward, done=result.done, won=result.won,
-                                    anchor=obs.anchor, observation_text=obs.text))  # fmt: skip
-            obs = result.observation
-            if result.done:
-                break
-        out.append(Trajectory(group=0, traj=seed, seed=seed, task=first.task, task_type=first.task_type,
-                              steps=steps, won=result.won, score=result.score))  # fmt: skip
-    return out
+    return expert_trajectories(envs.make("household"), range(n))
 
 
 _DET = r"(?:an?|the|two)"
