@@ -35,6 +35,7 @@ from siri.envs import Env, Observation, make
 from siri.envs.household import placements, world
 from siri.rollout.types import StepRecord, Trajectory
 from siri.sft.config import WarmStartConfig
+from siri.skills.bank import needed_thing
 from siri.skills.trace import article, word_list
 
 
@@ -48,6 +49,7 @@ class Episode:
     next_texts: list[str]
     won: bool
     expert_actions: list[str] = dataclasses.field(default_factory=list)
+    valid: list[bool] = dataclasses.field(default_factory=list)  # whether the environment carried out each action
     goal_object: str | None = None  # the word of the object the task asks for, where the env says it
     skill: str | None = None  # the placement skill the episode was shown and followed (follow_skills)
     goal_lamp: str | None = None  # the word of the lamp a look-at task names ("desklamp"), where the env says it
@@ -129,6 +131,7 @@ def noisy_episode(
         step = env.step(action)
         memory.update(action, step.valid)
         episode.expert_actions.append(label)
+        episode.valid.append(step.valid)
         episode.observations.append(obs)
         episode.actions.append(action)
         episode.next_texts.append(step.observation.text)
@@ -266,8 +269,7 @@ def search_target(obs: Observation, goal: str, lamp: str | None = None) -> str |
 
 def skill_for(skills: Sequence[str], word: str) -> str | None:
     """The placement skill among ``skills`` for the object or lamp ``word`` ("WHEN you need a desklamp ...")."""
-    head = f"WHEN you need {article(word)} {word} THEN"
-    return next((s for s in skills if s.startswith(head)), None)
+    return next((s for s in skills if needed_thing(s) == word), None)
 
 
 def _search_visited(memory: SearchMemory, target: str, goal: str) -> set[str]:

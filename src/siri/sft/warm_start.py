@@ -163,7 +163,8 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
         memory = SearchMemory()
         picked_up = False  # the previous step took something: the lamp search of a look-at task starts here
         goal, lamp = episode.goal_object, episode.goal_lamp
-        for obs, action, expert_label in zip(episode.observations, episode.actions, episode.expert_actions, strict=True):
+        for obs, action, expert_label, valid in zip(episode.observations, episode.actions, episode.expert_actions,
+                                                    episode.valid, strict=True):
             label = expert_label
             if config.imitate == "behaviour" and action in obs.admissible_actions:
                 label = action  # imitate random actions too (invalid ones never)
@@ -230,7 +231,6 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                 if config.delivery_puts and not made_here and is_delivery_put(obs, label, goal):
                     puts.append(original)
             history.append((obs.text, action))
-            valid = action.strip() in obs.admissible_actions  # the household's own validity rule
             memory.update(action, valid)
             picked_up = valid and action.startswith("take ")
     n_actions = len(examples)

@@ -102,15 +102,21 @@ _NEEDS_ONE_THING = re.compile(r"^WHEN you need an? (?P<thing>[a-z]+) THEN ")
 _ROLE_WORDS = frozenset({"object", "receptacle", "item", "thing"})  # "WHEN you need an object": any task
 
 
+def needed_thing(text: str) -> str | None:
+    """The one thing a skill is about ("WHEN you need a mug THEN ..." -> "mug"), or None for other skills."""
+    need = _NEEDS_ONE_THING.match(text)
+    return need["thing"] if need is not None else None
+
+
 def skill_applies(text: str, task: str) -> bool:
     """Whether a skill can help with ``task`` (its text). A skill about one thing ("WHEN you need a mug THEN
     look in ...", a placement skill) helps only a task that names that thing; shown in a task about another
     object it would send the agent after the wrong one. Every other skill, one about "an object" included,
     applies to its whole task type."""
-    need = _NEEDS_ONE_THING.match(text)
-    if need is None or need["thing"] in _ROLE_WORDS:
+    thing = needed_thing(text)
+    if thing is None or thing in _ROLE_WORDS:
         return True
-    return re.search(rf"\b{need['thing']}\b", task.lower()) is not None
+    return re.search(rf"\b{thing}\b", task.lower()) is not None
 
 
 def normalize_text(text: str) -> str:
