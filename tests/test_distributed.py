@@ -400,7 +400,8 @@ def test_torchrun_siri_train_two_processes(tmp_path: Path) -> None:
                  "rollout.num_groups=3", "rollout.group_size=2", "train.iterations=2", "train.eval_episodes=3",
                  "train.device=cpu", "optim.micro_batch_size=8", "algo.entropy_coef=0.01",  # a real update
                  "siri.enabled=true", "siri.warmup=false", "siri.miner=trace", "siri.mine_min_score=0",
-                 "siri.mine_every=1", "siri.min_evals=2"]
+                 "siri.mine_every=1", "siri.min_evals=2",
+                 "siri.validation_gate=false"]  # active from iteration 1: its steps fill the probe
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SIRI_CACHE": str(tmp_path / "cache")}
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "siri", "train",
            "-c", "household-tiny-gigpo", "--run-dir", str(run_dir), "--no-report", "--workers", "ray",

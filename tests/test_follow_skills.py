@@ -237,6 +237,26 @@ def test_lamp_skill_twins_vary_the_lamp_skill_at_the_step_after_the_pickup() -> 
                             lambda m: None)
 
 
+def test_lamp_stage_moves_the_lamp_steps_into_a_focus_stage_of_their_own() -> None:
+    config = dataclasses.replace(FOLLOW, sft_episodes=30, skill_twins=4, lamp_skills=True, focus_steps=10,
+                                 env_options={**LITE, "placements": "typical", "task_types": ["look_at_obj_in_light"]})
+    shared = warm_start_examples(config, ByteTokenizer(), lambda m: None)
+    staged = warm_start_examples(dataclasses.replace(config, lamp_stage=True), ByteTokenizer(), lambda m: None)
+    assert staged.examples == shared.examples  # the same examples, only the stages differ
+    (together,) = shared.focus
+    objects, with_lamps = staged.focus
+    assert with_lamps[: len(objects)] == objects and sorted(with_lamps) == sorted(together)
+    lamp_only = set(with_lamps) - set(objects)
+    assert len(lamp_only) >= 40
+    for i in objects:  # the first stage: first steps alone, nothing held
+        assert "Before this step" not in decode(staged.examples[i][0])
+    for i in lamp_only:  # the second adds the steps after the pickup
+        assert "You pick up the " in decode(staged.examples[i][0])
+    with pytest.raises(ValueError, match="lamp_stage needs lamp_skills"):
+        warm_start_examples(dataclasses.replace(config, lamp_stage=True, lamp_skills=False), ByteTokenizer(),
+                            lambda m: None)
+
+
 def test_the_skills_shown_vary_typical_atypical_and_random() -> None:
     env = make("household", split="train", clutter=0.0, placements="typical")
     rng = random.Random(0)

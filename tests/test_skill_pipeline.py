@@ -140,6 +140,28 @@ def _bank_with(pipe, task_type: str, statuses_and_utilities: list[tuple[str, flo
     return ids
 
 
+def test_discounted_utility_credits_a_skill_that_wins_sooner(tmp_path: Path) -> None:
+    """Both arms win, the skill arm in 3 steps, the plain one in 5: the plain return pairs them as exactly 0,
+    ``siri.utility=discounted`` as gamma**2 - gamma**4 (hand-computed for gamma = 0.95)."""
+
+    def won_in(steps: int, traj: int, skills: tuple[str, ...]) -> Trajectory:
+        records = [StepRecord(group=0, traj=traj, t=t, seed=7, task_type="pick_and_place_simple", prompt_ids=[],
+                              response_ids=[], old_logprobs=[], action_mask=[], action="look", valid=True,
+                              reward=float(t == steps - 1), done=t == steps - 1, won=t == steps - 1, anchor=t,
+                              skill_ids=skills) for t in range(steps)]
+        return Trajectory(group=0, traj=traj, seed=7, task="put a mug in cabinet.", task_type="pick_and_place_simple",
+                          steps=records, won=True, score=1.0, skill_ids=skills)
+
+    for utility, expected in (("return", 0.0), ("discounted", 0.9025 - 0.81450625)):
+        pipe = _pipeline(tmp_path / utility, "siri.miner=trace", "siri.mine_every=100", "algo.gamma=0.95",
+                         f"siri.utility={utility}")
+        (skill,) = _bank_with(pipe, "pick_and_place_simple", [("candidate", 0.0)])
+        pipe.bank.get(skill).utility = type(pipe.bank.get(skill).utility)()
+        pipe.observe(0, [won_in(3, 0, (skill,)), won_in(5, 1, ())], policy=None)
+        assert [d for _, d in pipe.bank.get(skill).evals] == [pytest.approx(expected, abs=1e-12)]
+        assert pipe.metrics()["skills/paired_zero_share"] == float(utility == "return")
+
+
 def test_plan_pairs_every_skill_rollout_and_splits_groups_between_candidates_and_active_skills(tmp_path: Path) -> None:
     from siri.skills.validation import ACTIVE, CANDIDATE
 
@@ -236,14 +258,16 @@ def test_internalization_with_the_gate_on_weights_only_valid_steps_of_helpful_ac
 
 def test_observe_counts_paired_zeros_and_collects_a_probe_that_checkpoints_carry(tmp_path: Path) -> None:
     """Paired metrics come from the differences ``observe`` records (this iteration's and the run's), and the
-    probe keeps the run's first valid skill steps with their token ids, in RUN_DIR/probe.pt and in ``state``."""
+    probe keeps the run's first valid steps of active skills with their token ids, in RUN_DIR/probe.pt and in
+    ``state``; a candidate's steps (never distilled) stay out of it."""
     import dataclasses
 
     from siri.skills.probe import load_probe
+    from siri.skills.validation import ACTIVE
 
     pipe = _pipeline(tmp_path / "run", "siri.miner=trace", "siri.probe_steps=5", "siri.mine_every=100")
     env = envs.make("household", max_steps=4, task_types=["pick_and_place_simple"])
-    (skill,) = _bank_with(pipe, "pick_and_place_simple", [("candidate", 0.0)])
+    (skill,) = _bank_with(pipe, "pick_and_place_simple", [(ACTIVE, 0.0)])
     pipe.bank.get(skill).utility = type(pipe.bank.get(skill).utility)()  # no evaluations yet
 
     def tokens(t: Trajectory) -> Trajectory:  # skill steps carry both prompts, as the collector records them
@@ -288,6 +312,11 @@ def test_observe_counts_paired_zeros_and_collects_a_probe_that_checkpoints_carry
     assert resumed.probe_set == pipe.probe_set and load_probe(tmp_path / "run")[0] == pipe.probe_set
     assert {k: v for k, v in resumed.metrics().items() if "cumulative" in k} == \
         {k: v for k, v in m.items() if "cumulative" in k}
+
+    candidate = _pipeline(tmp_path / "candidate", "siri.miner=trace", "siri.probe_steps=5", "siri.mine_every=100")
+    assert _bank_with(candidate, "pick_and_place_simple", [("candidate", 0.0)]) == [skill]
+    candidate.observe(0, first, policy=None)
+    assert candidate.probe_set == [] and not (tmp_path / "candidate" / "probe.pt").exists()
 
     off = _pipeline(tmp_path / "off", "siri.miner=trace", "siri.probe_every=0")
     off.bank.add_candidates(["WHEN you need a mug THEN look in the cabinets first"], "pick_and_place_simple", 0, "t")

@@ -234,7 +234,7 @@ def test_every_siri_preset_is_simulated() -> None:
 
 
 @pytest.mark.parametrize("setting", list(SETTINGS.values()), ids=list(SETTINGS))
-@pytest.mark.parametrize("model", ["bernoulli", "zeros", "penalties", "shop"])
+@pytest.mark.parametrize("model", ["bernoulli", "zeros", "penalties", "shop", "discounted"])
 def test_zero_effect_skills_are_promoted_at_most_alpha_of_the_time(setting: GateSetting, model: str) -> None:
     """2,000 skills with no effect, a look after every evaluation (the most looks ``update_status`` can
     take), through the project's own ``decide``: promoted at most 5% of the time (the former gate: 8-39%)."""
@@ -242,6 +242,9 @@ def test_zero_effect_skills_are_promoted_at_most_alpha_of_the_time(setting: Gate
     diffs = simulate_differences(model, setting.arms, 2000, setting.max_evals, 0.0, np.random.default_rng(18))
     if model == "zeros":
         assert (diffs == 0).mean() > 0.5  # like real runs: most paired evaluations are exactly 0
+    if model == "discounted":
+        assert (diffs == 0).mean() < (simulate_differences("bernoulli", setting.arms, 2000, setting.max_evals, 0.0,
+                                                            np.random.default_rng(18)) == 0).mean()
     outcome = run_gate(diffs, gate_decision(setting))
     assert outcome.promoted <= 0.05
     assert outcome.promoted + outcome.retired + outcome.undecided == pytest.approx(1.0)

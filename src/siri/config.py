@@ -203,6 +203,10 @@ class SiriSection(Config):
     active_share: float = opt(0.5, "after the warm-up, the share of groups that show an active skill (whose "
                               "rollouts feed internalization) rather than a candidate under validation, among "
                               "groups whose task type has both; the rest validate candidates", min=0.0, max=1.0)
+    utility: Literal["return", "discounted"] = opt(
+        "return", "a rollout's outcome in paired validation: its return (a win counts alike however long it "
+        "took), or its return discounted by algo.gamma per step (a skill that saves steps is worth more; "
+        "pairs whose arms both win are then rarely exactly 0)")
     validation_gate: bool = opt(True, "ablation switch: False activates every mined skill without validation")
     promote_lcb: float = opt(0.0, "activate a skill when the lower confidence bound of its utility exceeds this")
     retire_ucb: float = opt(0.0, "retire a skill when the upper confidence bound of its utility falls to "
@@ -237,7 +241,7 @@ class SiriSection(Config):
         "probe set, mean log-prob of the skill-guided action under the plain prompt minus under the skill "
         "prompt (metrics siri/int_gap, siri/int_logp_plain, siri/int_logp_skill; `siri probe` scores other "
         "runs' checkpoints on the same set)", min=0)
-    probe_steps: int = opt(64, "size of the probe set: the first this many valid skill-rollout steps of the run, "
+    probe_steps: int = opt(64, "size of the probe set: the first this many valid steps of active skills' rollouts, "
                            "kept in checkpoints and in RUN_DIR/probe.pt", min=1)
 
     removed_keys: typing.ClassVar[Mapping[str, str]] = {

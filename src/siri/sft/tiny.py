@@ -49,7 +49,8 @@ _KEY_OPTIONAL: dict[str, Any] = {"prompt_lm_positions": 0, "matching_twins": 0.0
                                  "follow_skills": False, "skill_places_mix": (0.5, 0.25, 0.25),
                                  "trace_style": "legacy", "skill_twins": 0, "focus_steps": 0,
                                  "delivery_twins": 0, "focus_loss_target": 0.0, "presence_twins": False,
-                                 "delivery_puts": False, "lamp_skills": False}
+                                 "delivery_puts": False, "lamp_skills": False,
+                                 "lamp_stage": False}
 
 
 @dataclass(frozen=True)

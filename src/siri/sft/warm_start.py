@@ -67,8 +67,9 @@ class WarmStartData:
     """The supervised examples, and the indices of those a word far from the answer decides.
 
     ``focus`` holds the stages ``train_warm_start`` trains on alone first (``focus_steps``), in order: the
-    examples a skill decides (skill episodes' first steps and their skill twins: the skill's places), then
-    those plus the ones the task's receptacle decides (delivery steps and their twins). Mixed in with the
+    examples a skill decides (skill episodes' first steps and their skill twins: the skill's places; with
+    ``lamp_stage`` then those plus the lamp skill's), then those plus the ones the task's receptacle decides
+    (delivery steps and their twins). Mixed in with the
     rest their signal is too rare for the tiny model to pick up; mixed with each other, the skill's was
     still on its plateau after 3,800 steps (benchmarks/RESULTS.md), so each is learned in its own stage.
     """
@@ -96,6 +97,9 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
     if config.lamp_skills and not follow:
         raise ValueError("lamp_skills needs follow_skills=true (the lamp's skill is a placement skill, followed the "
                          "same way)")
+    if config.lamp_stage and not (config.lamp_skills and config.focus_steps and config.skill_twins):
+        raise ValueError("lamp_stage needs lamp_skills=true, skill_twins > 0 and focus_steps > 0 (it is a focus "
+                         "stage of the lamp skill's twinned steps)")
     if config.focus_steps and not (config.skill_twins or config.delivery_twins):
         raise ValueError("focus_steps needs skill_twins > 0 or delivery_twins > 0: the examples it trains on are "
                          "the steps that got twins")
@@ -153,6 +157,7 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                     if a.startswith("take ") and len(a.split()) > 1}) if config.matching_twins > 0 else []
     examples: list[Example] = []
     skill_decided: list[int] = []
+    lamp_decided: list[int] = []  # lamp_stage: the lamp skill's decided steps, in a stage of their own
     delivery_decided: list[int] = []
     puts: list[int] = []  # delivery_puts: the steps that put the object where the task says
     twin_rng = random.Random(f"tiny-twins/{config.seed}")  # its own stream: twins leave the other examples as they were
@@ -210,10 +215,11 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
                 drawn = [skill_twin(obs, goal, lamp, room_places(obs), memory, skill_rng, config.skill_places_mix)
                          for _ in range(config.skill_twins)]
                 twins_here = [t for t in drawn if t is not None]
+                decided = lamp_decided if config.lamp_stage and searched != episode.skill else skill_decided
                 if twins_here:
-                    skill_decided.append(original)
+                    decided.append(original)
                 for skill, twin_label in twins_here:
-                    skill_decided.append(len(examples))
+                    decided.append(len(examples))
                     shown_twin = [skill, *kept] if searched == episode.skill else [*kept, skill]
                     examples.append(action_example(obs, obs.task, twin_label, history, shown_twin))
                 n_skill_twins += len(twins_here)
@@ -257,10 +263,12 @@ def warm_start_examples(config: WarmStartConfig, tokenizer: Any, log: Callable[[
         examples.append((chat_ids(tokenizer, messages), target))
     log(f"warm start: {n_actions} action examples, {len(examples) - n_actions} mining examples")
     stages = [skill_decided] if skill_decided else []
+    if lamp_decided:
+        stages.append(skill_decided + lamp_decided)
     if delivery_decided:
         # With delivery_puts each put appears delivery_twins + 1 times, as many as each walk step: a stage of
         # walks alone taught walking on past the destination (benchmarks/RESULTS.md).
-        stages.append(skill_decided + delivery_decided + puts * (config.delivery_twins + 1))
+        stages.append(skill_decided + lamp_decided + delivery_decided + puts * (config.delivery_twins + 1))
     if puts:
         log(f"warm start: {len(puts)} put steps join the delivery focus stage")
     return WarmStartData(examples, stages)

@@ -19,11 +19,14 @@ Models of a rollout's return (``effect`` is the expected paired difference ``E[d
 - ``penalties``: ``bernoulli`` minus 0.1 per invalid action (Poisson count, task rate ``Gamma(0.5, 1)``).
 - ``shop``: partial scores in [0, 1]: no purchase with task probability ``1 - b``, ``b ~ Beta(2, 1)``,
   else a score ``~ Beta(8m, 8(1 - m))`` with task mean ``m ~ U(0.3, 0.9)``.
+- ``discounted``: ``siri.utility=discounted``: a win is worth ``gamma**t`` (``gamma = 0.95``) at its step ``t``;
+  ``bernoulli`` wins, at ``t = m + Poisson(1)`` with task length ``m`` uniform in 3..14 (the tiny household's
+  expert lengths): continuous-valued, so pairs of wins are rarely exactly 0.
 - ``ties``: adversarial, zero effect only: ``d = +h`` or ``-h`` with equal probability (``h`` = one
   rollout of the skill arm), the case where all-equal differences (``s = 0``) are most likely.
 
 An effect lifts a task's success probability by ``effect * (1 - p) / E[1 - p]`` (the skill helps
-where the policy fails; ``E[d] = effect`` exactly), on the shop it turns a rollout into a perfect
+where the policy fails; ``E[d] = effect`` exactly; ``discounted``: divided by the mean value of a win), on the shop it turns a rollout into a perfect
 purchase with probability ``effect / E[1 - score]``.
 """
 
@@ -37,8 +40,10 @@ import numpy as np
 
 from siri.skills.validation import CANDIDATE, Gate, UtilityStats, assign_validation, decide
 
-MODELS = ("bernoulli", "zeros", "penalties", "shop", "ties")
-_BETA = {"bernoulli": (1.0, 1.0), "penalties": (1.0, 1.0), "zeros": (0.15, 0.15)}
+MODELS = ("bernoulli", "zeros", "penalties", "shop", "discounted", "ties")
+_BETA = {"bernoulli": (1.0, 1.0), "penalties": (1.0, 1.0), "zeros": (0.15, 0.15), "discounted": (1.0, 1.0)}
+_GAMMA, _LENGTHS, _EXTRA = 0.95, np.arange(3, 15), 1.0  # the discounted model's wins: gamma**(m + Poisson(1))
+_MEAN_WIN = float(np.mean(_GAMMA**_LENGTHS) * np.exp(_EXTRA * (_GAMMA - 1.0)))  # E[gamma**t] of a win
 _SHOP_MEAN_SCORE = (2.0 / 3.0) * 0.6  # E[b] * E[m]: buying and score quality are drawn independently
 
 
@@ -103,9 +108,18 @@ def simulate_differences(
     if model in _BETA:
         a, b = _BETA[model]
         p = rng.beta(a, b, size)
-        lifted = p + effect * (1.0 - p) / (b / (a + b))
+        win_value = _MEAN_WIN if model == "discounted" else 1.0
+        lifted = p + effect * (1.0 - p) / (b / (a + b)) / win_value
         if lifted.max(initial=0.0) > 1.0:
             raise ValueError(f"effect {effect} is too large for the {model} model")
+        if model == "discounted":
+            length = rng.choice(_LENGTHS, size)[..., None]
+
+            def arm(k: int, prob: np.ndarray) -> np.ndarray:
+                wins = rng.random((*size, k)) < prob[..., None]
+                return (wins * _GAMMA ** (length + rng.poisson(_EXTRA, (*size, k)))).mean(-1)
+
+            return arm(shown, lifted) - arm(plain, p)
         with_arm = rng.binomial(shown, lifted) / shown
         plain_arm = rng.binomial(plain, p) / plain
         if model == "penalties":

@@ -50,7 +50,15 @@ from siri.skills.internalize import lambda_schedule, step_weights
 from siri.skills.miners import Miner, make_miner
 from siri.skills.probe import PROBE_FILENAME, extend_probe, save_probe, tokenizer_digest
 from siri.skills.prompts import is_success
-from siri.skills.validation import ACTIVE, CANDIDATE, RETIRED, Gate, assign_validation
+from siri.skills.validation import (
+    ACTIVE,
+    CANDIDATE,
+    RETIRED,
+    Gate,
+    assign_validation,
+    discounted_return,
+    trajectory_return,
+)
 from siri.utils.config import ConfigError
 from siri.utils.seeds import Stream, stream_rng
 
@@ -153,7 +161,7 @@ class SiriPipeline:
         self._tasks: dict[int, tuple[str, str]] = {}  # seed -> (task type, task text)
         self._probe = make(cfg.env.name, **cfg.env.options_for())
         self._miner: Miner | None = None
-        # The internalization probe (siri.skills.probe): the run's first skill steps, scored by the trainer.
+        # The internalization probe (siri.skills.probe): the run's first active-skill steps, scored by the trainer.
         self.probe_set: list[dict[str, Any]] = []  # not self._probe: that is the environment for task types
         self._probe_meta: dict[str, Any] | None = None
         # Paired validations: this iteration's differences, and running (count, exact zeros, sum) of the run.
@@ -192,6 +200,12 @@ class SiriPipeline:
             return bank
         return SkillBank.from_json(raw, None, source="the skill bank broadcast by rank 0",
                                    **self._bank_options())
+
+    def outcome(self, traj: Trajectory) -> float:
+        """A rollout's outcome for paired validation (``siri.utility``)."""
+        if self.s.utility == "discounted":
+            return discounted_return(traj, self.cfg.algo.gamma)
+        return trajectory_return(traj)
 
     # ------------------------------------------------------------------ planning
     def task_of(self, seed: int) -> tuple[str, str]:
@@ -248,7 +262,7 @@ class SiriPipeline:
                 bucket.append(_lightweight(t))
                 del bucket[:-BUFFER_PER_TYPE]
                 self.successes += 1
-        recorded = self.bank.record_rollouts(trajectories, iteration)
+        recorded = self.bank.record_rollouts(trajectories, iteration, value=self.outcome)
         self._count_paired([d for diffs in recorded.values() for d in diffs])
         self._collect_probe(iteration, trajectories, policy)
         changes = self.update_status(iteration)
@@ -278,10 +292,12 @@ class SiriPipeline:
         self.paired["sum"] += float(sum(diffs))
 
     def _collect_probe(self, iteration: int, trajectories: Sequence[Trajectory], policy: Policy | None) -> None:
-        """Fill the probe set with the run's first valid skill steps; rank 0 writes RUN_DIR/probe.pt as it grows."""
+        """Fill the probe set with the run's first valid steps of active skills (those served this iteration,
+        before its statuses change); rank 0 writes RUN_DIR/probe.pt as it grows."""
         if self.s.probe_every <= 0 or len(self.probe_set) >= self.s.probe_steps:
             return
-        if not extend_probe(self.probe_set, trajectories, iteration, self.s.probe_steps):
+        active = {s.id for s in self.bank.skills(ACTIVE)}
+        if not extend_probe(self.probe_set, trajectories, iteration, self.s.probe_steps, active):
             return
         if self._probe_meta is None:
             tokenizer = getattr(policy, "tokenizer", None)

@@ -1,8 +1,9 @@
 """The internalization probe: a fixed set of skill-guided steps, for scoring under both prompts later.
 
 SIRI claims that the plain policy absorbs what the skills say. The probe measures that directly: the
-first ``siri.probe_steps`` valid skill-rollout steps a run collects (skill rollouts only exist once a
-skill does) are kept with their token ids, and every ``siri.probe_every`` iterations the trainer scores
+first ``siri.probe_steps`` valid steps of *active* skills' rollouts a run collects (the steps
+internalization distils: a candidate's steps are never distilled, so a probe of them could not close)
+are kept with their token ids, and every ``siri.probe_every`` iterations the trainer scores
 each step's action under the plain prompt and under the skill prompt (``siri.rl.probe``). The gap
 ``mean log p(action | plain) - mean log p(action | skill)`` rising toward 0 is internalization; the same
 probe scored on another run's checkpoints (``siri probe --probe-from``) is the comparison.
@@ -59,8 +60,10 @@ def probe_step(record: StepRecord, iteration: int) -> dict[str, Any] | None:
     }
 
 
-def extend_probe(probe: list[dict[str, Any]], trajectories: Sequence[Trajectory], iteration: int, limit: int) -> int:
-    """Append qualifying skill steps of ``trajectories`` (in order) until ``probe`` holds ``limit``; returns how many.
+def extend_probe(probe: list[dict[str, Any]], trajectories: Sequence[Trajectory], iteration: int, limit: int,
+                 skills: set[str]) -> int:
+    """Append qualifying steps of ``trajectories`` (in order) that show only ``skills`` until ``probe`` holds
+    ``limit``; returns how many.
 
     Trajectories come in the same order on every rank (gathered, sorted by id), so every rank builds the
     same probe.
@@ -69,7 +72,7 @@ def extend_probe(probe: list[dict[str, Any]], trajectories: Sequence[Trajectory]
     for traj in trajectories:
         if len(probe) >= limit:
             break
-        if not traj.uses_skills or traj.failed:
+        if not traj.uses_skills or traj.failed or not set(traj.skill_ids) <= skills:
             continue
         for record in traj.steps:
             if len(probe) >= limit:

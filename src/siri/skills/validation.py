@@ -335,6 +335,13 @@ def trajectory_return(traj: Trajectory) -> float:
     return traj.ret
 
 
+def discounted_return(traj: Trajectory, gamma: float) -> float:
+    """``sum_t gamma**t r_t``: the outcome ``siri.utility=discounted`` pairs. A win in 6 steps is worth more
+    than one in 16, so a skill that saves steps (a placement skill: the object found sooner) has a utility
+    even where both arms win; with the plain return such pairs come out exactly 0."""
+    return float(sum(gamma**t * step.reward for t, step in enumerate(traj.steps)))
+
+
 def collect_paired(
     trajectories: Sequence[Trajectory],
     value: Callable[[Trajectory], float] = trajectory_return,
