@@ -9,7 +9,9 @@ to another kind of place when the order changes. It also counts the episodes tha
 within 6 steps, and at all: what a skill naming the right places should change first. A look-at task
 searches twice, for its object and then for a lamp: its episodes are also shown a skill for the lamp's places
 (typical, atypical or reversed as the object's; ``--no-lamp-skills``: the object's skill alone, as measured
-before session 13).
+before session 13). A last play orders the typical places by how likely one visit is to find the thing (a
+kind's weight divided by its count in the room: one coffee machine before eight cabinets), the order a
+searcher who knows the room would use (``typical_per_visit``).
 
     python benchmarks/bench_skill_following.py --model tiny-household-skills --episodes 140
     python benchmarks/bench_skill_following.py --model tiny --episodes 140 -o placements=typical
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,12 +48,14 @@ def skill_sets(env_options: dict, episodes: int, lamps: bool = True
     goal object and (``lamps``, look-at tasks) for the lamp, the object's first; and each seed's goal object
     word."""
     env = make("household", **env_options)
-    out: dict[str, dict[int, tuple[tuple[str, str], ...]]] = {"typical": {}, "decoy": {}, "typical_reversed": {}}
+    out: dict[str, dict[int, tuple[tuple[str, str], ...]]] = {"typical": {}, "decoy": {}, "typical_reversed": {},
+                                                              "typical_per_visit": {}}
     goals: list[str] = []
     for seed in range(episodes):
         env.reset(seed)
         scene = env.scene
         present = {r.kind for r in scene.receptacles}
+        count = Counter(r.kind for r in scene.receptacles)
         goals.append(world.display(scene.object_kind))
         needed = [scene.object_kind, *([scene.lamp_kind] if lamps and scene.lamp_kind else [])]
         for name in out:
@@ -60,6 +65,10 @@ def skill_sets(env_options: dict, episodes: int, lamps: bool = True
                 places = [placements.receptacle_word(r) for r in pick(kind, 3, among=present)]
                 if name == "typical_reversed":
                     places = places[::-1]
+                if name == "typical_per_visit":  # likeliest per receptacle visited: a kind's weight / its count
+                    table = placements.placement_table(kind)
+                    kinds = sorted(pick(kind, 3, among=present), key=lambda r: -table[r] / count[r])
+                    places = [placements.receptacle_word(r) for r in kinds]
                 if places:
                     skills.append((f"{name}{seed}-{k}", placement_skill_text(world.display(kind), places)))
             out[name][seed] = tuple(skills)
