@@ -251,6 +251,26 @@ def test_record_rollouts_and_validation_queue() -> None:
         bank.record_rollouts([traj(0, True, ("s9",)), traj(0, False)], iteration=1)
 
 
+def test_a_placement_family_is_one_skill_whose_lines_apply_one_by_one() -> None:
+    from siri.skills.bank import lines_for, placement_family, shown_skill, skill_applies
+
+    mug = "WHEN you need a mug THEN look in the coffeemachine and the cabinet first"
+    lamp = "WHEN you need a desklamp THEN look in the desk first"
+    plan = "WHEN the task is to put a mug in the shelf THEN first find and take the mug"
+    family = placement_family([plan, lamp, mug, "WHEN you need an object THEN go to the countertop first", mug])
+    assert family == f"{lamp}\n{mug}"  # placement lines only, each once, sorted; role words and plans stay out
+    assert placement_family([plan]) is None
+    assert lines_for(family, "look at mug under the desklamp.") == [lamp, mug]  # a look-at task: both things
+    assert lines_for(family, "put some mug on shelf.") == [mug]
+    assert not skill_applies(family, "put some book on shelf.") and skill_applies(family, "put some mug on shelf.")
+    assert shown_skill("s4", family, "look at mug under the desklamp.") == (("s4", lamp), ("s4", mug))
+    assert lines_for(plan, "put some book on shelf.") == [plan]
+    bank = SkillBank()
+    (added,) = bank.add_candidates([f"  {lamp} \n\n{mug}  "], "look_at_obj_in_light", 0, "trace")
+    assert added.text == family  # whitespace normalized per line, the lines kept
+    assert bank.add_candidates([family], "look_at_obj_in_light", 1, "trace") == []  # a duplicate
+
+
 def test_a_skill_about_one_thing_applies_to_tasks_that_name_it() -> None:
     from siri.skills.bank import skill_applies
 

@@ -229,6 +229,45 @@ def test_a_placement_skill_is_validated_and_shown_only_in_tasks_that_name_its_ob
         assert ids == (set() if tt != task_type else {general, placement} if seed in naming else {general}), seed
 
 
+def test_a_placement_family_is_mined_as_one_candidate_and_shows_each_task_its_own_lines(tmp_path: Path) -> None:
+    """siri.placement_family: a mining round's placement skills become one candidate (its other skills stay
+    separate, K in all); a group is shown the family's line for its task's object, the rollout counts as one
+    skill, and groups about objects the family does not know get other skills."""
+    from siri.rollout.collector import RolloutConfig, collect
+    from siri.skills.bank import lines_for
+    from siri.skills.validation import collect_paired
+
+    pipe = _pipeline(tmp_path, "siri.miner=trace", "siri.placement_family=true", "siri.max_skills_per_mine=3",
+                     "siri.validation_share=0.5", "siri.active_share=0.0", "env.max_steps=30")
+    env = envs.make("household", max_steps=30, task_types=["pick_and_place_simple"])
+    pipe.buffer["pick_and_place_simple"] = [play(env, seed, 0, 0, 1.0, ()) for seed in range(40)]
+    pipe.s.mine_trajectories = 40
+    assert pipe.mine(1, policy=None) == 3  # type: ignore[arg-type]
+    skills = pipe.bank.skills()
+    families = [s for s in skills if "\n" in s.text]
+    assert len(families) == 1 and len(skills) == 3
+    lines = families[0].text.split("\n")
+    assert len(lines) >= 3 and all(line.startswith("WHEN you need ") for line in lines)
+    assert not any(s.text.startswith("WHEN you need ") for s in skills if s is not families[0])
+    family = families[0].id
+    seeds = [s for s in range(300, 420) if pipe.task_type_of(s) == "pick_and_place_simple"]
+    specs = [spec for spec in pipe.plan(3, seeds, 4) if spec.skills and spec.skills[0][0] == family]
+    assert specs, "no group was shown the family"
+    for spec in specs:
+        task = pipe.task_of(spec.seed)[1]
+        assert [text for _, text in spec.skills] == lines_for(families[0].text, task)
+        assert len(spec.skills) == 1 and spec.skills[0][1] in lines  # a pick-and-place task needs one thing
+    fitting = {seed for seed in seeds if lines_for(families[0].text, pipe.task_of(seed)[1])}
+    assert {spec.seed for spec in specs} <= fitting and len(fitting) < len(seeds)  # never where no line fits
+    from micro_policy import micro_policy
+
+    group = [spec for spec in pipe.plan(3, seeds, 4) if spec.group == specs[0].group]
+    trajs = collect(micro_policy(seed=0, reference=False), "household", group, RolloutConfig(mode="choose", seed=0),
+                    env_options={"max_steps": 3, "task_types": ["pick_and_place_simple"]})
+    assert {t.skill_ids for t in trajs} == {(), (family,)}
+    assert list(collect_paired(trajs)) == [family]
+
+
 def test_internalization_with_the_gate_on_weights_only_valid_steps_of_helpful_active_skills(tmp_path: Path) -> None:
     """Hand-computed: w = 1[active] 1[valid] 1[U > 0] clip(A, 0, c), c = 0.5; lambda = 0.8 * (k - k0 + 1) / 4."""
     import numpy as np

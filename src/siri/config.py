@@ -203,6 +203,11 @@ class SiriSection(Config):
     active_share: float = opt(0.5, "after the warm-up, the share of groups that show an active skill (whose "
                               "rollouts feed internalization) rather than a candidate under validation, among "
                               "groups whose task type has both; the rest validate candidates", min=0.0, max=1.0)
+    placement_family: bool = opt(
+        False, "validate, internalize and show the placement skills of each mining round ('WHEN you need a mug "
+        "THEN look in ... first') as one candidate, shown in each task as its lines for the task's object (and "
+        "lamp): alone, each fits too few tasks to be validated in a run. The miner is asked for K + 12 skills; "
+        "the family takes one of the K places")
     utility: Literal["return", "discounted"] = opt(
         "return", "a rollout's outcome in paired validation: its return (a win counts alike however long it "
         "took), or its return discounted by algo.gamma per step (a skill that saves steps is worth more; "

@@ -146,7 +146,7 @@ def collect(
     histories: list[list[tuple[str, str]]] = [[] for _ in specs]
     trajectories = [
         Trajectory(group=s.group, traj=indices[i], seed=s.seed, task=o.task, task_type=o.task_type,
-                   skill_ids=tuple(sid for sid, _ in s.skills))
+                   skill_ids=tuple(dict.fromkeys(sid for sid, _ in s.skills)))  # a family's lines: one skill
         for i, (s, o) in enumerate(zip(specs, observations, strict=True))
     ]
     active = list(range(len(specs)))

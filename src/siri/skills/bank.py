@@ -112,11 +112,41 @@ def skill_applies(text: str, task: str) -> bool:
     """Whether a skill can help with ``task`` (its text). A skill about one thing ("WHEN you need a mug THEN
     look in ...", a placement skill) helps only a task that names that thing; shown in a task about another
     object it would send the agent after the wrong one. Every other skill, one about "an object" included,
-    applies to its whole task type."""
-    thing = needed_thing(text)
+    applies to its whole task type. A placement family (``placement_family``) applies where one of its lines
+    does."""
+    return bool(lines_for(text, task))
+
+
+def _line_applies(line: str, task: str) -> bool:
+    thing = needed_thing(line)
     if thing is None or thing in _ROLE_WORDS:
         return True
     return re.search(rf"\b{thing}\b", task.lower()) is not None
+
+
+def lines_for(text: str, task: str) -> list[str]:
+    """The lines of a skill that a prompt for ``task`` shows: the skill itself, or the lines of a placement
+    family that apply to the task (the object's, and a look-at task's lamp's); none where nothing applies."""
+    lines = [line for line in text.split("\n") if line.strip()] if "\n" in text else [text]
+    return [line for line in lines if _line_applies(line, task)]
+
+
+def shown_skill(skill_id: str, text: str, task: str) -> tuple[tuple[str, str], ...]:
+    """``((skill id, line), ...)``: what an episode spec carries to show a skill in ``task``'s prompt, one entry
+    per line (a family's lines are separate items of the skills block, as the model saw them in training)."""
+    return tuple((skill_id, line) for line in lines_for(text, task))
+
+
+def placement_family(texts: Sequence[str]) -> str | None:
+    """One skill of the placement skills among ``texts`` (one per line), or None if there are none.
+
+    Why: a placement skill fits only the tasks that name its object, about one task in twenty on the
+    household, so alone it gets 1-3 paired evaluations in a run where the gate's first look needs 7-9
+    (benchmarks/RESULTS.md, "SIRI on the delivery-puts model"). As one family, shown in each task as its
+    member for the task's object, it is evaluated in every task one of its objects appears in: what is
+    validated is the miner's knowledge of where things are, as a whole."""
+    lines = [t for t in texts if "\n" not in t and needed_thing(t) not in (None, *_ROLE_WORDS)]
+    return "\n".join(sorted(dict.fromkeys(lines))) if lines else None
 
 
 def normalize_text(text: str) -> str:
@@ -283,7 +313,7 @@ class SkillBank:
             raise SkillBankError("task_type must be a task family name or 'general'")
         added = []
         for text in texts:
-            text = " ".join(str(text).split())
+            text = "\n".join(" ".join(line.split()) for line in str(text).splitlines() if line.strip())  # a family keeps its lines
             if not text or self.is_duplicate(text, task_type) is not None:
                 continue
             skill = Skill(

@@ -45,7 +45,15 @@ from siri.envs import make
 from siri.models.policy import Policy
 from siri.rollout.collector import EpisodeSpec
 from siri.rollout.types import StepRecord, Trajectory
-from siri.skills.bank import BANK_FILENAME, GENERAL, START_BANK_FILENAME, SkillBank, skill_applies
+from siri.skills.bank import (
+    BANK_FILENAME,
+    GENERAL,
+    START_BANK_FILENAME,
+    SkillBank,
+    placement_family,
+    shown_skill,
+    skill_applies,
+)
 from siri.skills.internalize import lambda_schedule, step_weights
 from siri.skills.miners import Miner, make_miner
 from siri.skills.probe import PROBE_FILENAME, extend_probe, save_probe, tokenizer_digest
@@ -62,6 +70,7 @@ from siri.skills.validation import (
 from siri.utils.config import ConfigError
 from siri.utils.seeds import Stream, stream_rng
 
+FAMILY_LINES = 12  # siri.placement_family: placement skills asked of the miner beyond K, at most
 BUFFER_PER_TYPE = 64  # successful plain trajectories kept per task type (newest first out)
 ZERO_DIFF = 1e-9  # a paired difference this small is 0: equal returns up to float rounding of the two means
 
@@ -113,7 +122,8 @@ def bank_skills_by_seed(bank: SkillBank, env_name: str, env_options: dict[str, A
 
     def skills_for(seed: int) -> tuple[tuple[str, str], ...]:
         obs = probe.reset(seed)
-        return tuple((s.id, s.text) for s in bank.select(obs.task_type, top_k=top_k, task=obs.task))
+        return tuple(item for s in bank.select(obs.task_type, top_k=top_k, task=obs.task)
+                     for item in shown_skill(s.id, s.text, obs.task))
 
     return skills_for
 
@@ -249,7 +259,7 @@ class SiriPipeline:
         specs = []
         for g, seed in enumerate(group_seeds):
             for skill_id in plans[serves_active[g]][g]:
-                skills = () if skill_id is None else ((skill_id, self.bank.get(skill_id).text),)
+                skills = () if skill_id is None else shown_skill(skill_id, self.bank.get(skill_id).text, tasks[g])
                 specs.append(EpisodeSpec(group=g, seed=seed, skills=skills))
         return specs
 
@@ -337,7 +347,14 @@ class SiriPipeline:
                 recent = self.buffer[task_type][-self.s.mine_trajectories :]
                 if not recent:
                     continue
-                texts = miner.mine(task_type, recent, self.s.max_skills_per_mine)
+                k = self.s.max_skills_per_mine
+                if self.s.placement_family:  # every placement skill the miner has, as one candidate, and K-1 others
+                    texts = miner.mine(task_type, recent, k + FAMILY_LINES)
+                    family = placement_family(texts)
+                    others = [t for t in texts if placement_family([t]) is None]
+                    texts = [*others[: k - 1], family] if family is not None else others[:k]
+                else:
+                    texts = miner.mine(task_type, recent, k)
                 new = self.bank.add_candidates(texts, task_type, iteration, miner.name,
                                                sources=[t.traj for t in recent])
                 added += len(new)
