@@ -313,7 +313,8 @@ class SkillBank:
             raise SkillBankError("task_type must be a task family name or 'general'")
         added = []
         for text in texts:
-            text = "\n".join(" ".join(line.split()) for line in str(text).splitlines() if line.strip())  # a family keeps its lines
+            lines = (" ".join(line.split()) for line in str(text).split("\n"))
+            text = "\n".join(line for line in lines if line)  # a family (placement_family) keeps its lines
             if not text or self.is_duplicate(text, task_type) is not None:
                 continue
             skill = Skill(
