@@ -62,13 +62,13 @@ def skill_sets(env_options: dict, episodes: int, lamps: bool = True
             skills = []
             for k, kind in enumerate(needed):
                 pick = placements.atypical_receptacles if name == "decoy" else placements.typical_receptacles
-                places = [placements.receptacle_word(r) for r in pick(kind, 3, among=present)]
+                kinds = pick(kind, 3, among=present)
                 if name == "typical_reversed":
-                    places = places[::-1]
-                if name == "typical_per_visit":  # likeliest per receptacle visited: a kind's weight / its count
+                    kinds = kinds[::-1]
+                elif name == "typical_per_visit":  # likeliest per receptacle visited: a kind's weight / its count
                     table = placements.placement_table(kind)
-                    kinds = sorted(pick(kind, 3, among=present), key=lambda r: -table[r] / count[r])
-                    places = [placements.receptacle_word(r) for r in kinds]
+                    kinds = sorted(kinds, key=lambda r: -table[r] / count[r])
+                places = [placements.receptacle_word(r) for r in kinds]
                 if places:
                     skills.append((f"{name}{seed}-{k}", placement_skill_text(world.display(kind), places)))
             out[name][seed] = tuple(skills)

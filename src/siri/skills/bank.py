@@ -117,11 +117,16 @@ def skill_applies(text: str, task: str) -> bool:
     return bool(lines_for(text, task))
 
 
+def is_placement_line(text: str) -> bool:
+    """Whether ``text`` is one placement skill about one named thing ("WHEN you need a mug THEN ..."): not a
+    family of them, not one about "an object" (a role word: any task), not a skill of another form."""
+    return "\n" not in text and needed_thing(text) not in (None, *_ROLE_WORDS)
+
+
 def _line_applies(line: str, task: str) -> bool:
-    thing = needed_thing(line)
-    if thing is None or thing in _ROLE_WORDS:
+    if not is_placement_line(line):
         return True
-    return re.search(rf"\b{thing}\b", task.lower()) is not None
+    return re.search(rf"\b{needed_thing(line)}\b", task.lower()) is not None
 
 
 def lines_for(text: str, task: str) -> list[str]:
@@ -145,8 +150,8 @@ def placement_family(texts: Sequence[str]) -> str | None:
     (benchmarks/RESULTS.md, "SIRI on the delivery-puts model"). As one family, shown in each task as its
     member for the task's object, it is evaluated in every task one of its objects appears in: what is
     validated is the miner's knowledge of where things are, as a whole."""
-    lines = [t for t in texts if "\n" not in t and needed_thing(t) not in (None, *_ROLE_WORDS)]
-    return "\n".join(sorted(dict.fromkeys(lines))) if lines else None
+    lines = sorted({t for t in texts if is_placement_line(t)})
+    return "\n".join(lines) if lines else None
 
 
 def normalize_text(text: str) -> str:

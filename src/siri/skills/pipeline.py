@@ -50,6 +50,7 @@ from siri.skills.bank import (
     GENERAL,
     START_BANK_FILENAME,
     SkillBank,
+    is_placement_line,
     placement_family,
     shown_skill,
     skill_applies,
@@ -351,7 +352,7 @@ class SiriPipeline:
                 if self.s.placement_family:  # every placement skill the miner has, as one candidate, and K-1 others
                     texts = miner.mine(task_type, recent, k + FAMILY_LINES)
                     family = placement_family(texts)
-                    others = [t for t in texts if placement_family([t]) is None]
+                    others = [t for t in texts if not is_placement_line(t)]
                     texts = [*others[: k - 1], family] if family is not None else others[:k]
                 else:
                     texts = miner.mine(task_type, recent, k)
